@@ -1,0 +1,101 @@
+"""Checkpoints: written atomically, read with ``torch.load(weights_only=True)``.
+
+A checkpoint is a dict of plain values and tensors (no pickled classes): the VAE's
+architecture (``VAE.config()``), its ``state_dict``, the optimizer's state dict, the
+run's :class:`~pyrovae.config.TrainConfig` as a dict, the epoch and the history. It is
+written to a temporary file in the same folder, flushed and fsynced, then moved over the
+old one with ``os.replace``, so a crash leaves either the old file or the new one.
+"""
+import json
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
+
+import torch
+
+from .errors import CheckpointError, one_line
+from .likelihoods import CallableLikelihood, Likelihood
+from .vae import VAE
+
+FORMAT = "pyrovae-checkpoint-1"
+
+
+def atomic_write(path: Union[str, Path], write: Callable[[Any], None], mode: str = "wb") -> None:
+    """Write ``path`` through ``write(file)`` so it is replaced whole or not at all."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide results from other users
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def write_json(path: Union[str, Path], obj: Any) -> None:
+    atomic_write(path, lambda f: json.dump(obj, f, indent=2, sort_keys=False), mode="w")
+
+
+def save_checkpoint(path, vae: VAE, optimizer: Optional[torch.optim.Optimizer] = None, **extra) -> None:
+    """Save ``vae`` (and ``optimizer``, and plain-valued ``extra`` entries) to ``path``."""
+    state = {"format": FORMAT, "vae": vae.config(), "state_dict": vae.state_dict()}
+    if optimizer is not None:
+        state["optimizer"] = optimizer.state_dict()
+    state.update(extra)
+    atomic_write(path, lambda f: torch.save(state, f))
+
+
+def read_checkpoint(path, map_location="cpu") -> dict:
+    """The checkpoint dict, loaded without running any pickled code."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"{path} holds objects other than tensors and plain values and was refused "
+            f"(weights_only loading): {one_line(error)}"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or foreign file): "
+                              f"{one_line(error)}") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a pyrovae checkpoint")
+    return state
+
+
+def load(path, map_location="cpu", likelihood=None) -> VAE:
+    """A trained :class:`~pyrovae.vae.VAE` from a checkpoint, in eval mode.
+
+    ``likelihood`` is needed only when the run used a custom callable likelihood (which
+    a checkpoint cannot hold): pass the same callable again."""
+    state = read_checkpoint(path, map_location)
+    arch = dict(state["vae"])
+    lik = arch.pop("likelihood")
+    if likelihood is None and lik.get("custom"):
+        raise CheckpointError(f"{path} was trained with the custom likelihood {lik['name']!r}; "
+                              "pass likelihood=<that callable> to pyrovae.load")
+    if likelihood is not None and not isinstance(likelihood, Likelihood):
+        likelihood = CallableLikelihood(likelihood, lik.get("outputs_per_pixel", 1), lik["name"])
+    vae = VAE(**arch, likelihood=likelihood if likelihood is not None else lik)
+    try:
+        vae.load_state_dict(state["state_dict"])
+    except RuntimeError as error:
+        raise CheckpointError(f"{path} does not match its recorded architecture: {one_line(error)}") from None
+    device = map_location if isinstance(map_location, (str, torch.device)) else "cpu"
+    return vae.to(device).eval()
+

@@ -1,0 +1,92 @@
+"""One training run's settings: a dataclass of plain values.
+
+It travels into ``config.json`` and into every checkpoint, so a run can be rebuilt
+from it (nanoGPT-style). :meth:`TrainConfig.validate` turns bad values into one
+:class:`~pyrovae.errors.ConfigError` that says which setting and what is allowed.
+"""
+from dataclasses import asdict, dataclass, fields
+from typing import Optional, Tuple
+
+from .errors import ConfigError
+
+ELBOS = ("trace", "meanfield")
+BINARIZE = ("auto", "dynamic", "static", "none")
+DEQUANTIZE = ("auto", "uniform", "none")
+
+
+@dataclass
+class TrainConfig:
+    dataset: str = "mnist"
+    data_dir: str = "./data"
+    download: bool = True
+    likelihood: str = "bernoulli"
+    likelihood_scale: Optional[float] = None  # gaussian/laplace: fixed scale; None learns it
+    binarize: str = "auto"  # auto: dynamic for bernoulli on grey data, else none
+    dequantize: str = "auto"  # auto: uniform for other likelihoods on grey 8-bit data
+    elbo: str = "trace"  # trace: Trace_ELBO (Monte-Carlo KL); meanfield: TraceMeanField_ELBO
+    num_particles: int = 1
+    z_dim: int = 50
+    hidden: Tuple[int, ...] = (400,)
+    epochs: int = 100
+    batch_size: int = 128
+    lr: float = 1e-3
+    seed: int = 0
+    cuda: bool = False
+    test_frequency: int = 1
+    train_limit: Optional[int] = None  # use only the first N training images
+    test_limit: Optional[int] = None
+    out: Optional[str] = None  # default: results/<dataset>-<likelihood>-<elbo>
+    progress: bool = True
+
+    def validate(self) -> "TrainConfig":
+        from .data import DATASETS
+        from .likelihoods import BUILT_IN
+
+        self.hidden = tuple(self.hidden)
+        _choice("dataset", self.dataset, DATASETS)
+        _choice("likelihood", self.likelihood, tuple(BUILT_IN))
+        _choice("elbo", self.elbo, ELBOS)
+        _choice("binarize", self.binarize, BINARIZE)
+        _choice("dequantize", self.dequantize, DEQUANTIZE)
+        for name in ("num_particles", "z_dim", "epochs", "batch_size", "test_frequency"):
+            _positive(name, getattr(self, name))
+        for h in self.hidden:
+            _positive("hidden", h)
+        for name in ("train_limit", "test_limit"):
+            if getattr(self, name) is not None:
+                _positive(name, getattr(self, name))
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0 and self.lr == self.lr and self.lr < float("inf")):
+            raise ConfigError(f"lr must be a positive finite number, got {self.lr!r}")
+        if self.likelihood_scale is not None:
+            if self.likelihood not in ("gaussian", "laplace"):
+                raise ConfigError("likelihood_scale applies to the gaussian and laplace likelihoods only")
+            if not self.likelihood_scale > 0:
+                raise ConfigError(f"likelihood_scale must be positive, got {self.likelihood_scale}")
+        if self.binarize in ("dynamic", "static") and self.likelihood != "bernoulli":
+            raise ConfigError(f"binarize={self.binarize} makes binary data, which needs the bernoulli likelihood")
+        if self.dequantize == "uniform" and self.likelihood == "bernoulli":
+            raise ConfigError("dequantize=uniform makes continuous data, which the bernoulli likelihood cannot score")
+        return self
+
+    def out_dir(self) -> str:
+        return self.out or f"results/{self.dataset}-{self.likelihood}-{self.elbo}"
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def _choice(name, value, allowed):
+    if value not in allowed:
+        raise ConfigError(f"unknown {name} {value!r}; choose one of {', '.join(allowed)}")
+
+
+def _positive(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")

