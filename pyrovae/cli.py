@@ -6,7 +6,7 @@ exit status 2; a finished run exits 0.
 import argparse
 import shlex
 import sys
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from .config import BINARIZE, DEQUANTIZE, ELBOS, TrainConfig
 from .data import DATASETS
@@ -19,10 +19,9 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see --help)\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(description: str = "Train a VAE (Pyro model/guide) with SVI.") -> argparse.ArgumentParser:
     d = TrainConfig()
-    p = _Parser(description="Train a VAE (Pyro model/guide) with SVI.",
-                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = _Parser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--cuda", action="store_true", help="train on the GPU (fails with one line if there is none)")
     p.add_argument("--dataset", default=d.dataset, choices=DATASETS)
     p.add_argument("--data-dir", default=d.data_dir, help="where data sets are read from / downloaded to")
@@ -52,18 +51,87 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    config = TrainConfig(**{k: v for k, v in vars(args).items()})
-    try:
-        from .run import train  # torch/pyro import after the flags are known to parse
+def _command(script: str, argv: Optional[List[str]]) -> str:
+    return shlex.join(["python", script, *map(str, sys.argv[1:] if argv is None else argv)])
 
-        argv = sys.argv[1:] if argv is None else argv
-        train(config, command=shlex.join(["python", "scripts/svi_train.py", *map(str, argv)]))
+
+def _guarded(job: Callable[[], None], out: str) -> int:
+    """Run ``job``; bad input becomes one ``error:`` line and exit status 2."""
+    try:
+        job()
     except PyrovaeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"interrupted; the last finished epoch's checkpoint is in {config.out_dir()}", file=sys.stderr)
+        print(f"interrupted; the last finished epoch's checkpoint is in {out}", file=sys.stderr)
         return 130
     return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """``scripts/svi_train.py``."""
+    args = build_parser().parse_args(argv)
+    config = TrainConfig(**vars(args))
+    from .run import train  # torch and pyro load after the flags have parsed
+
+    return _guarded(lambda: train(config, command=_command("scripts/svi_train.py", argv)), config.out_dir())
+
+
+def compare_main(argv: Optional[List[str]] = None) -> int:
+    """``scripts/compare_elbo.py``: the same model trained with each ELBO, several seeds."""
+    p = build_parser("Train the same VAE with Trace_ELBO and TraceMeanField_ELBO, several seeds each, "
+                     "and compare test ELBO, test NLL, time per epoch and gradient variance.")
+    p.set_defaults(dataset="binarized-mnist", out="results/elbo_comparison", epochs=50, progress=False)
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds (0 .. N-1)")
+    p.add_argument("--nll-samples", type=int, default=5000, help="importance samples K for the test NLL")
+    p.add_argument("--nll-test-limit", type=int, default=2000, help="test images scored for the NLL")
+    p.add_argument("--grad-epochs", type=int, nargs="+", default=None,
+                   help="epochs after which to measure gradient variance (0 = at initialization)")
+    p.add_argument("--grad-repeats", type=int, default=100, help="gradient draws per measurement")
+    args = vars(p.parse_args(argv))
+    study = {k: args.pop(k) for k in ("seeds", "nll_samples", "nll_test_limit", "grad_epochs", "grad_repeats")}
+    out = args.pop("out")
+    for name in ("seeds", "nll_samples", "nll_test_limit", "grad_repeats"):
+        if study[name] <= 0:
+            p.error(f"--{name.replace('_', '-')} must be a positive integer, got {study[name]}")
+    if study["seeds"] < 2:
+        p.error("--seeds must be at least 2 for a spread over seeds")
+    from .study import compare_elbos
+
+    config = TrainConfig(**args)
+    return _guarded(lambda: compare_elbos(
+        config, out, seeds=range(study["seeds"]), nll_samples=study["nll_samples"],
+        nll_test_limit=study["nll_test_limit"], grad_epochs=study["grad_epochs"] or (),
+        grad_repeats=study["grad_repeats"], command=_command("scripts/compare_elbo.py", argv)), out)
+
+
+def _run_dir_parser(description: str) -> argparse.ArgumentParser:
+    p = _Parser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("run_dir", help="a folder written by scripts/svi_train.py")
+    p.add_argument("--cuda", action="store_true", help="compute on the GPU")
+    return p
+
+
+def evaluate_main(argv: Optional[List[str]] = None) -> int:
+    """``scripts/evaluate.py RUN_DIR``: importance-sampled test NLL and more into metrics.json."""
+    p = _run_dir_parser("Score a finished run: importance-sampled test NLL, ELBO and its split, "
+                        "active units (and bits/dim for dequantized data), written into RUN_DIR/metrics.json.")
+    p.add_argument("--num-samples", type=int, default=5000, help="importance samples K per test image")
+    p.add_argument("--test-limit", type=int, default=None, help="score only the first N test images")
+    args = p.parse_args(argv)
+    if args.num_samples <= 0 or (args.test_limit is not None and args.test_limit <= 0):
+        p.error("--num-samples and --test-limit must be positive integers")
+    from .analysis import evaluate_run
+
+    return _guarded(lambda: evaluate_run(args.run_dir, args.num_samples, args.cuda, args.test_limit), args.run_dir)
+
+
+def plot_latent_main(argv: Optional[List[str]] = None) -> int:
+    """``scripts/plot_latent.py RUN_DIR``: latent-space figures of a finished run."""
+    p = _run_dir_parser("Latent-space figures of a finished run: posterior means of the test set "
+                        "(2-d latent or PCA), the decoded manifold (2-d latent), interpolations.")
+    p.add_argument("--out", default=None, help="folder for the figures (default: RUN_DIR)")
+    args = p.parse_args(argv)
+    from .analysis import plot_latent_run
+
+    return _guarded(lambda: plot_latent_run(args.run_dir, args.out, args.cuda), args.run_dir)

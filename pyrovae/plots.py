@@ -20,7 +20,7 @@ def image_grid(images: torch.Tensor, image_shape: Sequence[int], ncols: int) -> 
     return padded.view(nrows, ncols, h, w).permute(0, 2, 1, 3).reshape(nrows * h, ncols * w)
 
 
-def _save_grid(grid: torch.Tensor, path: Path, title: str) -> None:
+def save_grid(grid: torch.Tensor, path: Path, title: str) -> None:
     fig, ax = plt.subplots(figsize=(grid.shape[1] / 28 * 0.6 + 0.4, grid.shape[0] / 28 * 0.6 + 0.6))
     ax.imshow(grid.numpy(), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
     ax.set_title(title, fontsize=9)
@@ -50,9 +50,9 @@ def plot_reconstructions(originals: torch.Tensor, reconstructions: torch.Tensor,
     pairs = torch.stack([originals[:n].view(-1, ncols, originals.shape[1]),
                          reconstructions[:n].view(-1, ncols, originals.shape[1])], dim=1)
     # (rows, 2, cols, D) -> (rows*2*cols, D): an original row, then its reconstruction row
-    _save_grid(image_grid(pairs.reshape(-1, originals.shape[1]), image_shape, ncols), path,
+    save_grid(image_grid(pairs.reshape(-1, originals.shape[1]), image_shape, ncols), path,
                "test images (odd rows) and reconstructions (even rows)")
 
 
 def plot_samples(samples: torch.Tensor, image_shape, path: Path, ncols: int = 10) -> None:
-    _save_grid(image_grid(samples, image_shape, ncols), path, "samples: mean of p(x|z), z ~ N(0, I)")
+    save_grid(image_grid(samples, image_shape, ncols), path, "samples: mean of p(x|z), z ~ N(0, I)")

@@ -15,7 +15,7 @@ import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import pyro
@@ -95,11 +95,14 @@ def prepare_data(config: TrainConfig, dataset: Dataset, likelihood) -> PreparedD
 
 
 def train(config: TrainConfig, log: Callable[[str], None] = print, dataset: Optional[Dataset] = None,
-          command: Optional[str] = None) -> dict:
+          command: Optional[str] = None, on_epoch_end: Sequence[Callable] = ()) -> dict:
     """Run the training that ``config`` describes and return its metrics.
 
     ``dataset`` replaces loading ``config.dataset``; ``command`` (the command line that
-    started the run) is recorded in ``config.json`` and ``metrics.json``."""
+    started the run) is recorded in ``config.json`` and ``metrics.json``. Each callable
+    in ``on_epoch_end`` is called as ``f(epoch, vae, data)`` with the device-resident
+    :class:`PreparedData` before the first epoch (``epoch=0``) and after every epoch;
+    it must not change the VAE."""
     config.validate()
     device = select_device(config.cuda)
     out = Path(config.out_dir())
@@ -138,6 +141,9 @@ def train(config: TrainConfig, log: Callable[[str], None] = print, dataset: Opti
     metrics = {"command": command, "dataset": dataset.summary(), "device": run_info["device"], "elbo": config.elbo,
                "likelihood": likelihood.config(), "history": [], "test_elbo": None,
                "test_elbo_estimator": "TraceMeanField_ELBO (analytic KL), 1 particle"}
+    on_device = PreparedData(train_x, test_x, data.transform, data.binarize, data.dequantize)
+    for callback in on_epoch_end:
+        callback(0, vae, on_device)
     for epoch in range(1, config.epochs + 1):
         start = time.perf_counter()
         with tqdm(total=len(train_x), desc=f"epoch {epoch}/{config.epochs}", unit="img",
@@ -163,6 +169,8 @@ def train(config: TrainConfig, log: Callable[[str], None] = print, dataset: Opti
         save_checkpoint(out / "checkpoint.pt", vae, optimizer, config=config.to_dict(),
                         epoch=epoch, history=metrics["history"])
         write_json(out / "metrics.json", metrics)
+        for callback in on_epoch_end:
+            callback(epoch, vae, on_device)
 
     _write_figures(vae, test_x, dataset, metrics["history"], out, f"{dataset.name}, {likelihood.name}, {config.elbo}")
     log(f"final test ELBO {metrics['test_elbo']:.3f} nats per datapoint; wrote {out}/")

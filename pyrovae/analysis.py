@@ -1,0 +1,166 @@
+r"""What happens to a finished run folder: evaluation and latent-space figures.
+
+:func:`load_run` rebuilds a run from its folder: the VAE from ``checkpoint.pt``, the
+settings from ``config.json``, and the test set exactly as the run scored it (same data,
+same one-off binarization or dequantization), refusing to go on if the data that loads
+now is not the data the run was trained on.
+
+:func:`evaluate_run` adds to ``metrics.json``:
+
+* ``test_nll``: :math:`-\frac{1}{N}\sum_n \log \hat p_K(x_n)`, importance-sampled
+  (:func:`pyrovae.log_likelihood`), nats per datapoint, with its standard error over
+  datapoints;
+* ``test_bpd`` for dequantized 8-bit data: the NLL of the discrete pixels in bits per
+  dimension, :math:`(\mathrm{NLL} + D \log 256) / (D \log 2)` (the density lives on
+  [0, 1], the discrete levels on bins of width 1/256);
+* ``evaluation``: the test ELBO and its split into expected log-likelihood and KL, and the
+  number of active latent units.
+"""
+import json
+import math
+from pathlib import Path
+from typing import Callable, Optional
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from .checkpoint import load, write_json  # noqa: E402
+from .config import TrainConfig  # noqa: E402
+from .data import load_dataset  # noqa: E402
+from .errors import ConfigError, DataError  # noqa: E402
+from .evaluation import active_units, elbo, log_likelihood  # noqa: E402
+from .plots import image_grid, save_grid  # noqa: E402
+from .run import prepare_data, select_device  # noqa: E402
+
+
+def load_run(run_dir, cuda: bool = False, log: Callable[[str], None] = print):
+    """(vae, config, dataset, prepared) of the run in ``run_dir``, on the chosen device."""
+    run_dir = Path(run_dir)
+    for name in ("config.json", "metrics.json", "checkpoint.pt"):
+        if not (run_dir / name).is_file():
+            raise ConfigError(f"{run_dir} is not a finished run folder: {name} is missing")
+    device = select_device(cuda)
+    vae = load(run_dir / "checkpoint.pt", map_location=str(device))
+    settings = json.loads((run_dir / "config.json").read_text())["settings"]
+    config = TrainConfig.from_dict(settings)
+    trained_on = json.loads((run_dir / "metrics.json").read_text())["dataset"]
+    dataset = load_dataset(config.dataset, config.data_dir, download=False, log=log)
+    dataset = dataset.limit(config.train_limit, config.test_limit)
+    if dataset.summary() != trained_on:
+        raise DataError(f"the run was trained on {trained_on}, but {dataset.summary()} loads now; "
+                        "run from the folder the run was started in, with the same data")
+    prepared = prepare_data(config, dataset, vae.likelihood)
+    return vae, config, dataset, prepared
+
+
+def evaluate_run(run_dir, num_samples: int = 5000, cuda: bool = False, test_limit: Optional[int] = None,
+                 log: Callable[[str], None] = print) -> dict:
+    """Importance-sampled test NLL, ELBO split and active units, written into metrics.json."""
+    vae, config, dataset, prepared = load_run(run_dir, cuda, log)
+    device = next(vae.parameters()).device
+    test_x = prepared.test_x[:test_limit].to(device)
+    torch.manual_seed(0)
+    log(f"scoring {len(test_x)} test images with K={num_samples} importance samples on {device}")
+    log_p = log_likelihood(vae, test_x, num_samples=num_samples)
+    split = elbo(vae, test_x, num_particles=10, analytic_kl=True).means()
+    n_active, _ = active_units(vae, test_x)
+    nll = -log_p.mean().item()
+    result = {
+        "test_nll": nll,
+        "test_nll_se": log_p.std().item() / math.sqrt(len(log_p)),
+        "num_samples": num_samples,
+        "num_test_images": len(test_x),
+        "test_elbo": split["elbo"],
+        "expected_log_likelihood": split["expected_log_likelihood"],
+        "kl": split["kl"],
+        "elbo_estimator": "analytic KL, 10 particles",
+        "active_units": n_active,
+        "z_dim": vae.z_dim,
+    }
+    if prepared.dequantize == "uniform":
+        d = vae.x_dim
+        result["test_bpd"] = (nll + d * math.log(256)) / (d * math.log(2))
+    metrics_path = Path(run_dir) / "metrics.json"
+    metrics = json.loads(metrics_path.read_text())
+    metrics["test_nll"] = nll
+    if "test_bpd" in result:
+        metrics["test_bpd"] = result["test_bpd"]
+    metrics["evaluation"] = result
+    write_json(metrics_path, metrics)
+    log(f"test NLL {nll:.3f} ± {result['test_nll_se']:.3f} nats, test ELBO {split['elbo']:.3f} "
+        f"(E log p(x|z) {split['expected_log_likelihood']:.3f}, KL {split['kl']:.3f}), "
+        f"{n_active}/{vae.z_dim} active units" + (f", {result['test_bpd']:.3f} bits/dim" if "test_bpd" in result else ""))
+    return result
+
+
+@torch.no_grad()
+def plot_latent_run(run_dir, out_dir=None, cuda: bool = False, log: Callable[[str], None] = print) -> list:
+    """latent.png (posterior means: the 2-d latent itself, or a 2-d PCA), manifold.png
+    (2-d latents only: the decoder over a grid of prior quantiles) and
+    interpolations.png (decoded straight lines between posterior means)."""
+    vae, config, dataset, prepared = load_run(run_dir, cuda, log)
+    out = Path(out_dir or run_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = next(vae.parameters()).device
+    test_x = prepared.test_x.to(device)
+    means = torch.cat([vae.encode(c)[0] for c in test_x.split(1000)]).cpu()  # (N, z_dim)
+    written = [out / "latent.png", out / "interpolations.png"]
+    if vae.z_dim == 2:
+        coords, axis_names = means, ("z1", "z2")
+        _plot_manifold(vae, dataset.image_shape, out / "manifold.png")
+        written.append(out / "manifold.png")
+    else:
+        centered = means - means.mean(0)
+        _, s, v = torch.linalg.svd(centered, full_matrices=False)
+        coords = centered @ v[:2].T  # (N, 2): the two leading principal components
+        share = (s[:2] ** 2 / (s**2).sum()).tolist()
+        axis_names = (f"PC1 ({share[0]:.0%} of variance)", f"PC2 ({share[1]:.0%})")
+    _plot_scatter(coords, dataset.test_y, axis_names, out / "latent.png",
+                  f"posterior means of {len(coords)} test images ({'z' if vae.z_dim == 2 else 'PCA of z'}, z_dim={vae.z_dim})")
+    _plot_interpolations(vae, test_x, dataset.test_y, dataset.image_shape, out / "interpolations.png")
+    log(f"wrote {', '.join(str(p) for p in written)}")
+    return written
+
+
+def _plot_scatter(coords, labels, axis_names, path, title):
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    if labels is not None:
+        points = ax.scatter(coords[:, 0], coords[:, 1], c=labels.numpy(), cmap="tab10", s=4, alpha=0.7, vmin=-0.5, vmax=9.5)
+        fig.colorbar(points, ax=ax, ticks=range(10), label="label")
+    else:
+        ax.scatter(coords[:, 0], coords[:, 1], s=4, alpha=0.5)
+    ax.set_xlabel(axis_names[0])
+    ax.set_ylabel(axis_names[1])
+    ax.set_title(title, fontsize=9)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _plot_manifold(vae, image_shape, path, n: int = 20):
+    quantiles = torch.linspace(0.5 / n, 1 - 0.5 / n, n)
+    values = torch.distributions.Normal(0.0, 1.0).icdf(quantiles)  # (n,)
+    # rows go down z2 (high at the top), columns along z1: (n, n, 2) -> (n*n, 2)
+    grid = torch.stack(torch.meshgrid(values.flip(0), values, indexing="ij")[::-1], dim=-1).reshape(-1, 2)
+    device = next(vae.parameters()).device
+    images = vae.likelihood(vae.decoder(grid.to(device))).mean.cpu()
+    save_grid(image_grid(images, image_shape, n), path, "decoder mean over the prior's quantiles (z1 across, z2 up)")
+
+
+def _plot_interpolations(vae, test_x, labels, image_shape, path, pairs: int = 8, steps: int = 10):
+    # pairs of test images with different labels where labels exist, else spread indices
+    n = len(test_x)
+    idx = torch.linspace(0, n - 1, 2 * pairs).long().view(pairs, 2)
+    if labels is not None:
+        order = torch.argsort(labels, stable=True)
+        idx = torch.stack([order[(torch.arange(pairs) * n) // pairs],
+                           order[((torch.arange(pairs) * n) // pairs + n // 2) % n]], dim=1)
+    loc = vae.encode(test_x[idx.flatten()])[0].view(pairs, 2, -1)  # (pairs, 2, z_dim)
+    t = torch.linspace(0, 1, steps, device=loc.device).view(1, steps, 1)
+    z = (1 - t) * loc[:, :1] + t * loc[:, 1:]  # (pairs, steps, z_dim)
+    images = vae.likelihood(vae.decoder(z)).mean.reshape(pairs * steps, -1).cpu()
+    save_grid(image_grid(images, image_shape, steps), path,
+          "decoded straight lines between the posterior means of two test images")
+

@@ -1,0 +1,10 @@
+#!/usr/bin/env python
+"""Trace_ELBO vs TraceMeanField_ELBO: ``python scripts/compare_elbo.py [--cuda] [--data-dir DIR]``.
+
+Writes results/elbo_comparison/{table.md,metrics.json,curves.png,grad_variance.png}."""
+import sys
+
+from pyrovae.cli import compare_main
+
+if __name__ == "__main__":
+    sys.exit(compare_main())

@@ -1,0 +1,97 @@
+"""evaluate.py, plot_latent.py and compare_elbo.py on small real runs."""
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import pyrovae
+from pyrovae.analysis import evaluate_run, plot_latent_run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_run(path, mnist_sample, **settings):
+    config = pyrovae.TrainConfig(epochs=2, train_limit=600, test_limit=100, hidden=(64,), progress=False,
+                                 data_dir=str(path / "no-mnist-here"), download=False, out=str(path / "run"),
+                                 **settings)
+    pyrovae.train(config, log=lambda s: None, dataset=mnist_sample)
+    return path / "run"
+
+
+@pytest.fixture(scope="module")
+def bernoulli_run(mnist_sample, tmp_path_factory):
+    return tiny_run(tmp_path_factory.mktemp("bern"), mnist_sample, z_dim=2)
+
+
+def test_evaluate_writes_nll_below_minus_elbo(bernoulli_run):
+    result = evaluate_run(bernoulli_run, num_samples=300, log=lambda s: None)
+    metrics = json.loads((bernoulli_run / "metrics.json").read_text())
+    assert metrics["test_nll"] == result["test_nll"] and metrics["evaluation"]["num_test_images"] == 100
+    assert "test_bpd" not in metrics  # binary data: nats only
+    # log p_K >= ELBO in expectation: NLL <= -ELBO (the gap is well above the noise here)
+    assert result["test_nll"] < -result["test_elbo"]
+    assert math.isclose(result["test_elbo"], result["expected_log_likelihood"] - result["kl"], rel_tol=1e-5)
+    assert 0 <= result["active_units"] <= 2 and result["test_nll_se"] > 0
+
+
+def test_evaluate_reports_bits_per_dim_for_dequantized_data(mnist_sample, tmp_path):
+    run = tiny_run(tmp_path, mnist_sample, z_dim=4, likelihood="beta")
+    result = evaluate_run(run, num_samples=50, log=lambda s: None)
+    assert math.isclose(result["test_bpd"], (result["test_nll"] + 784 * math.log(256)) / (784 * math.log(2)))
+    assert 0 < result["test_bpd"] < 8  # below the 8 bits of a uniform model of 8-bit pixels
+
+
+def test_plot_latent_two_dims_and_pca(bernoulli_run, mnist_sample, tmp_path):
+    written = plot_latent_run(bernoulli_run, tmp_path / "fig2", log=lambda s: None)
+    assert sorted(p.name for p in written) == ["interpolations.png", "latent.png", "manifold.png"]
+    run5 = tiny_run(tmp_path, mnist_sample, z_dim=5)
+    written = plot_latent_run(run5, tmp_path / "fig5", log=lambda s: None)
+    assert sorted(p.name for p in written) == ["interpolations.png", "latent.png"]
+    for p in written:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
+
+
+def test_evaluate_refuses_other_data(bernoulli_run, tmp_path):
+    metrics = json.loads((bernoulli_run / "metrics.json").read_text())
+    metrics["dataset"]["num_train"] = 12345
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for name in ("config.json", "checkpoint.pt"):
+        (copy / name).write_bytes((bernoulli_run / name).read_bytes())
+    (copy / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(pyrovae.DataError, match="the run was trained on"):
+        evaluate_run(copy, num_samples=10, log=lambda s: None)
+
+
+def run_script(name, *args, cwd=ROOT):
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / name), *map(str, args)], capture_output=True,
+                          text=True, env=env, cwd=cwd, timeout=300)
+
+
+def test_evaluate_script_on_a_folder_that_is_not_a_run(tmp_path):
+    result = run_script("evaluate.py", tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [f"error: {tmp_path} is not a finished run folder: config.json is missing"]
+
+
+def test_compare_elbo_script_small(tmp_path):
+    out = tmp_path / "study"
+    result = run_script("compare_elbo.py", "--dataset", "mnist", "--no-download", "--data-dir", tmp_path / "none",
+                        "--train-limit", 300, "--test-limit", 100, "--epochs", 2, "--seeds", 2, "--nll-samples", 20,
+                        "--nll-test-limit", 50, "--grad-repeats", 5, "--z-dim", 4, "--hidden", 32, "--out", out)
+    assert result.returncode == 0, result.stderr
+    assert {"table.md", "metrics.json", "curves.png", "grad_variance.png", "runs"} <= {p.name for p in out.iterdir()}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [(r["elbo"], r["seed"]) for r in metrics["runs"]] == [("trace", 0), ("meanfield", 0), ("trace", 1), ("meanfield", 1)]
+    assert metrics["dataset"]["num_train"] == 300 and metrics["nll"] == {"num_samples": 20, "num_test_images": 50}
+    ratios = metrics["summary"]["grad_variance_ratio_trace_over_meanfield"]
+    assert set(ratios) == {f"{g}_epoch{e}" for g in ("encoder", "decoder") for e in (0, 1, 2)}
+    # the decoder's gradient does not involve the KL term: same draws, same gradient
+    assert all(math.isclose(ratios[f"decoder_epoch{e}"]["mean"], 1.0, rel_tol=1e-6) for e in (0, 1, 2))
+    table = (out / "table.md").read_text()
+    assert "Trace_ELBO (Monte-Carlo KL)" in table and "TraceMeanField_ELBO (analytic KL)" in table
