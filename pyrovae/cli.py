@@ -135,3 +135,27 @@ def plot_latent_main(argv: Optional[List[str]] = None) -> int:
     from .analysis import plot_latent_run
 
     return _guarded(lambda: plot_latent_run(args.run_dir, args.out, args.cuda), args.run_dir)
+
+
+def bench_main(argv: Optional[List[str]] = None) -> int:
+    """``scripts/bench.py``: pyrovae's SVI step against a hand-written PyTorch step."""
+    p = _Parser(description="Time pyrovae's SVI step (Trace_ELBO, TraceMeanField_ELBO) against a hand-written "
+                "PyTorch VAE step, interleaved in one process; write results/bench/bench.{md,json}.",
+                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--cuda", action="store_true")
+    p.add_argument("--dataset", default="binarized-mnist", choices=DATASETS)
+    p.add_argument("--data-dir", default="./data")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128, 512, 4096])
+    p.add_argument("--widths", type=int, nargs="+", default=[200, 400, 1000], help="hidden widths swept at batch 128")
+    p.add_argument("--blocks", type=int, default=15, help="timing blocks per configuration")
+    p.add_argument("--steps-per-block", type=int, default=20)
+    p.add_argument("--no-epoch", dest="epoch", action="store_false", help="skip the full-epoch timing")
+    p.add_argument("--out", default="results/bench")
+    args = p.parse_args(argv)
+    if min(args.batch_sizes + args.widths + [args.blocks, args.steps_per_block]) <= 0:
+        p.error("batch sizes, widths, --blocks and --steps-per-block must be positive")
+    if args.blocks < 4:
+        p.error("--blocks must be at least 4 for a median and quartiles")
+    from .benchmark_report import run_benchmark
+
+    return _guarded(lambda: run_benchmark(args, command=_command("scripts/bench.py", argv)), args.out)
