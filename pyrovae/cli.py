@@ -1,17 +1,26 @@
-"""Command line of ``scripts/svi_train.py``: flags -> :class:`TrainConfig` -> :func:`train`.
+"""The command lines behind ``scripts/``: flags -> settings -> one library call.
+
+* ``svi_train.py`` -> :func:`main` -> :func:`pyrovae.run.train`
+* ``compare_elbo.py`` -> :func:`compare_main` -> :func:`pyrovae.study.compare_elbos`
+* ``evaluate.py`` / ``plot_latent.py`` -> :mod:`pyrovae.analysis`
+* ``bench.py`` -> :func:`bench_main` -> :mod:`pyrovae.benchmark_report`
 
 Bad input ends with one line on stderr, ``error: <what was wrong and what to do>``, and
-exit status 2; a finished run exits 0.
+exit status 2; a finished job exits 0.
 """
 import argparse
 import shlex
 import sys
 from typing import Callable, List, Optional
 
+from .analysis import evaluate_run, plot_latent_run
+from .benchmark_report import run_benchmark
 from .config import BINARIZE, DEQUANTIZE, ELBOS, TrainConfig
 from .data import DATASETS
 from .errors import PyrovaeError
 from .likelihoods import BUILT_IN
+from .run import train
+from .study import compare_elbos
 
 
 class _Parser(argparse.ArgumentParser):
@@ -72,8 +81,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     """``scripts/svi_train.py``."""
     args = build_parser().parse_args(argv)
     config = TrainConfig(**vars(args))
-    from .run import train  # torch and pyro load after the flags have parsed
-
     return _guarded(lambda: train(config, command=_command("scripts/svi_train.py", argv)), config.out_dir())
 
 
@@ -96,8 +103,6 @@ def compare_main(argv: Optional[List[str]] = None) -> int:
             p.error(f"--{name.replace('_', '-')} must be a positive integer, got {study[name]}")
     if study["seeds"] < 2:
         p.error("--seeds must be at least 2 for a spread over seeds")
-    from .study import compare_elbos
-
     config = TrainConfig(**args)
     return _guarded(lambda: compare_elbos(
         config, out, seeds=range(study["seeds"]), nll_samples=study["nll_samples"],
@@ -121,8 +126,6 @@ def evaluate_main(argv: Optional[List[str]] = None) -> int:
     args = p.parse_args(argv)
     if args.num_samples <= 0 or (args.test_limit is not None and args.test_limit <= 0):
         p.error("--num-samples and --test-limit must be positive integers")
-    from .analysis import evaluate_run
-
     return _guarded(lambda: evaluate_run(args.run_dir, args.num_samples, args.cuda, args.test_limit), args.run_dir)
 
 
@@ -132,8 +135,6 @@ def plot_latent_main(argv: Optional[List[str]] = None) -> int:
                         "(2-d latent or PCA), the decoded manifold (2-d latent), interpolations.")
     p.add_argument("--out", default=None, help="folder for the figures (default: RUN_DIR)")
     args = p.parse_args(argv)
-    from .analysis import plot_latent_run
-
     return _guarded(lambda: plot_latent_run(args.run_dir, args.out, args.cuda), args.run_dir)
 
 
@@ -156,6 +157,4 @@ def bench_main(argv: Optional[List[str]] = None) -> int:
         p.error("batch sizes, widths, --blocks and --steps-per-block must be positive")
     if args.blocks < 4:
         p.error("--blocks must be at least 4 for a median and quartiles")
-    from .benchmark_report import run_benchmark
-
     return _guarded(lambda: run_benchmark(args, command=_command("scripts/bench.py", argv)), args.out)
