@@ -20,7 +20,7 @@ from .errors import CheckpointError, ConfigError, DataError, PyrovaeError  # noq
 from .evaluation import ELBOSplit, active_units, elbo, evaluate_elbo, log_likelihood  # noqa: E402
 from .likelihoods import Likelihood, get_likelihood  # noqa: E402
 from .run import train  # noqa: E402
-from .training import make_elbo  # noqa: E402
+from .elbos import make_elbo  # noqa: E402
 from .vae import VAE  # noqa: E402
 
 __all__ = [

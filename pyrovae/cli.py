@@ -57,6 +57,9 @@ def build_parser(description: str = "Train a VAE (Pyro model/guide) with SVI.") 
     p.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
     p.add_argument("--test-limit", type=int, default=None, help="use only the first N test images")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no tqdm progress bar")
+    p.add_argument("--fast", action="store_true",
+                   help="capture the SVI step once and replay it compiled (torch.compile); checked against "
+                        "the eager step, falls back to it if the two differ")
     return p
 
 

@@ -37,6 +37,7 @@ class TrainConfig:
     test_limit: Optional[int] = None
     out: Optional[str] = None  # default: results/<dataset>-<likelihood>-<elbo>
     progress: bool = True
+    fast: bool = False  # replay a compiled graph of the SVI step (pyrovae.capture)
 
     def validate(self) -> "TrainConfig":
         from .data import DATASETS

@@ -30,7 +30,9 @@ from .errors import ConfigError, PyrovaeError
 from .evaluation import evaluate_elbo
 from .likelihoods import get_likelihood
 from .plots import plot_elbo_curves, plot_reconstructions, plot_samples
-from .training import make_elbo, train_epoch
+from .capture import CompiledSVIStep
+from .elbos import make_elbo
+from .training import SVIStep, make_optimizer, train_epoch
 from .vae import VAE
 
 #: seed of the one-off draws that fix the test set (binarization or dequantization
@@ -121,14 +123,16 @@ def train(config: TrainConfig, log: Callable[[str], None] = print, dataset: Opti
 
     vae = VAE(dataset.x_dim, config.z_dim, config.hidden, likelihood).to(device)
     elbo = make_elbo(config.elbo, config.num_particles)
-    optimizer = torch.optim.Adam(vae.parameters(), lr=config.lr)
+    optimizer = make_optimizer(vae.parameters(), config.lr)
+    step = CompiledSVIStep(vae, elbo, optimizer, log=log) if config.fast else SVIStep(vae, elbo, optimizer)
     transform = TRANSFORMS[data.transform]
 
     run_info = {
         "command": command,
         "settings": config.to_dict(),
         "resolved": {"binarize": data.binarize, "dequantize": data.dequantize,
-                     "minibatch_transform": data.transform, "elbo_class": type(elbo).__name__,
+                     "minibatch_transform": data.transform, "elbo_class": f"{type(elbo).__module__}.{type(elbo).__name__}",
+                     "optimizer": f"Adam{' (fused)' if optimizer.defaults.get('fused') else ''}",
                      "out": str(out)},
         "device": _device_name(device),
         "versions": _versions(),
@@ -149,7 +153,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print, dataset: Opti
         with tqdm(total=len(train_x), desc=f"epoch {epoch}/{config.epochs}", unit="img",
                   disable=not config.progress, leave=False) as bar:
             vae.train()
-            total = train_epoch(vae, elbo, optimizer, train_x, config.batch_size, transform,
+            total = train_epoch(step, train_x, config.batch_size, transform,
                                 progress=bar, validate_first_step=(epoch == 1))
         train_elbo = -total.item() / len(train_x)  # one host read per epoch
         if not np.isfinite(train_elbo):
@@ -163,6 +167,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print, dataset: Opti
         metrics["history"].append({"epoch": epoch, "train_elbo": train_elbo, "test_elbo": test_elbo,
                                    "seconds": seconds})
         metrics["test_elbo"] = test_elbo if test_elbo is not None else metrics["test_elbo"]
+        metrics["svi_step"] = "compiled" if getattr(step, "compiled", False) else "eager"
         log(f"epoch {epoch:3d}  train ELBO {train_elbo:9.3f}  "
             + (f"test ELBO {test_elbo:9.3f}  " if test_elbo is not None else "")
             + f"({seconds:.1f} s)")

@@ -27,7 +27,7 @@ from .data import load_dataset  # noqa: E402
 from .diagnostics import gradient_variance  # noqa: E402
 from .evaluation import elbo, log_likelihood  # noqa: E402
 from .run import train  # noqa: E402
-from .training import make_elbo  # noqa: E402
+from .elbos import make_elbo  # noqa: E402
 
 LABELS = {"trace": "Trace_ELBO (Monte-Carlo KL)", "meanfield": "TraceMeanField_ELBO (analytic KL)"}
 

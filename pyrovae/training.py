@@ -1,45 +1,60 @@
-r"""The ELBO choice and the SVI loop.
+r"""The SVI loop: one step, one epoch.
 
-One SVI step is Pyro's :class:`~pyro.infer.SVI` step written out: the chosen ELBO's
-``differentiable_loss(model, guide, x)`` (a single-sample estimate of
-:math:`-\mathrm{ELBO}` summed over the minibatch, averaged over particles), backward,
-and an optimizer step on the VAE's parameters. Written out, the loop keeps the
-running loss on the device (``pyro.infer.SVI.step`` returns a Python float, a host
-sync every step) and uses a plain ``torch.optim`` optimizer whose state dict goes
-into checkpoints unchanged. ``pyro.infer.SVI`` works on the same model and guide.
+One SVI step is Pyro's :class:`~pyro.infer.SVI` step written out: the ELBO's
+``differentiable_loss(model, guide, x)`` (an estimate of :math:`-\mathrm{ELBO}` summed
+over the minibatch, averaged over particles; see :mod:`pyrovae.elbos`), backward, and a
+``torch.optim`` step on the VAE's parameters. Written out, the loop keeps the running
+loss on the device (``pyro.infer.SVI.step`` returns a Python float, a host read every
+step), runs model and guide with the VAE's parameters local to its modules rather than
+looked up in Pyro's global param store, and uses a plain optimizer whose state dict goes
+into checkpoints unchanged. ``pyro.infer.SVI`` trains the same model and guide.
 
-:func:`make_elbo`:
-
-* ``"trace"``: :class:`~pyro.infer.Trace_ELBO`,
-  :math:`\mathbb{E}_q[\log p(x \mid z)] - \mathbb{E}_q[\log q(z \mid x) - \log p(z)]`
-  with the KL term estimated from the same samples;
-* ``"meanfield"``: :class:`~pyro.infer.TraceMeanField_ELBO`, the same expectation
-  with :math:`\mathrm{KL}(q(z \mid x) \,\|\, p(z))` in closed form. For this model
-  (Gaussian guide, standard-normal prior) both are unbiased for the same ELBO.
+:class:`SVIStep` runs the step eagerly; :class:`pyrovae.capture.CompiledSVIStep`
+(``--fast``) replays a compiled graph of it.
 """
 from typing import Callable, Optional
 
 import pyro
 import torch
-from pyro.infer import ELBO, Trace_ELBO, TraceMeanField_ELBO
+from pyro.infer import ELBO
 from tqdm.auto import tqdm
 
 from .data import minibatches
 
-ELBO_CLASSES = {"trace": Trace_ELBO, "meanfield": TraceMeanField_ELBO}
+
+def make_optimizer(parameters, lr: float) -> torch.optim.Adam:
+    """Adam, with PyTorch's fused single-kernel implementation where this torch build
+    has one for the parameters' device (the same update as the default, fewer launches)."""
+    parameters = list(parameters)
+    try:
+        return torch.optim.Adam(parameters, lr=lr, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.Adam(parameters, lr=lr)
 
 
-def make_elbo(kind: str = "trace", num_particles: int = 1) -> ELBO:
-    """``Trace_ELBO`` (``kind="trace"``) or ``TraceMeanField_ELBO`` (``"meanfield"``),
-    with ``num_particles`` vectorized particles."""
-    return ELBO_CLASSES[kind](num_particles=num_particles, vectorize_particles=num_particles > 1,
-                              max_plate_nesting=1)
+class SVIStep:
+    """``step(x) -> loss``: one SVI step on the minibatch ``x`` (B, D); returns the
+    :math:`-\\mathrm{ELBO}` estimate as a detached 0-d tensor on ``x``'s device (no host
+    read). With ``validate=True`` Pyro's distribution and trace checks run for this step."""
+
+    def __init__(self, vae, elbo: ELBO, optimizer: torch.optim.Optimizer):
+        self.vae, self.elbo, self.optimizer = vae, elbo, optimizer
+
+    def loss(self, x: torch.Tensor) -> torch.Tensor:
+        with self.vae.local_params():
+            return self.elbo.differentiable_loss(self.vae.model, self.vae.guide, x)
+
+    def __call__(self, x: torch.Tensor, validate: bool = False) -> torch.Tensor:
+        with pyro.validation_enabled(validate):
+            loss = self.loss(x)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
 
 
 def train_epoch(
-    vae,
-    elbo: ELBO,
-    optimizer: torch.optim.Optimizer,
+    step: Callable[..., torch.Tensor],
     x: torch.Tensor,
     batch_size: int,
     transform: Optional[Callable] = None,
@@ -56,19 +71,14 @@ def train_epoch(
     support before training) and are off for the rest."""
     total = torch.zeros((), device=x.device)
     seen = 0
-    for step, idx in enumerate(minibatches(len(x), batch_size, x.device, generator)):
+    for i, idx in enumerate(minibatches(len(x), batch_size, x.device, generator)):
         batch = x[idx]  # (B, D), gathered on the device
         if transform is not None:
             batch = transform(batch, generator)
-        with pyro.validation_enabled(validate_first_step and step == 0):
-            loss = elbo.differentiable_loss(vae.model, vae.guide, batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total += loss.detach()
+        total += step(batch, validate=validate_first_step and i == 0)
         seen += len(idx)
         if progress is not None and not progress.disable:
             progress.update(len(idx))
-            if step % 25 == 0:  # the only host read inside the epoch, for the display
+            if i % 25 == 0:  # the only host read inside the epoch, for the display
                 progress.set_postfix_str(f"-ELBO {total.item() / seen:.2f}", refresh=False)
     return total

@@ -17,9 +17,13 @@ and the observed site ``"x"`` of event dim 1, so any Pyro ELBO trains them:
 
 Parameters are registered in Pyro's global param store under names prefixed by the
 instance's ``name`` (a fresh random one by default), so two VAEs in one process never
-share or overwrite each other's parameters.
+share or overwrite each other's parameters. Inside ``with vae.local_params():`` nothing
+is registered: the parameters stay the modules' own, for a ``torch.optim`` optimizer
+that holds them (pyrovae's training loop) and for capturing a step as a graph.
 """
+import copy
 import uuid
+from contextlib import contextmanager
 from typing import Callable, Optional, Sequence, Tuple, Union
 
 import pyro
@@ -65,12 +69,31 @@ class VAE(nn.Module):
         self.encoder = Encoder(x_dim, z_dim, hidden)
         self.decoder = Decoder(z_dim, self.likelihood.outputs_per_pixel * x_dim, hidden)
         self.name = name or f"vae-{uuid.uuid4().hex[:12]}"
+        self._register_params = True
+
+    def __deepcopy__(self, memo):
+        """A copy with its own parameters and its own name in Pyro's param store."""
+        new = type(self).__new__(type(self))
+        memo[id(self)] = new
+        new.__dict__.update({k: copy.deepcopy(v, memo) for k, v in self.__dict__.items()})
+        new.name = f"vae-{uuid.uuid4().hex[:12]}"
+        return new
+
+    @contextmanager
+    def local_params(self):
+        """Run ``model``/``guide`` without registering the networks in Pyro's param store."""
+        previous, self._register_params = self._register_params, False
+        try:
+            yield self
+        finally:
+            self._register_params = previous
 
     # ----------------------------------------------------------------- Pyro
     def model(self, x: Optional[torch.Tensor] = None, num_samples: Optional[int] = None):
         """p(z) p(x|z). ``x`` (N, x_dim) is observed; with ``x=None`` the model draws
         ``num_samples`` images instead."""
-        pyro.module(f"{self.name}.decoder", self.decoder)
+        if self._register_params:
+            pyro.module(f"{self.name}.decoder", self.decoder)
         n = x.shape[0] if x is not None else num_samples
         device = self._device()
         with pyro.plate("data", n):
@@ -82,7 +105,8 @@ class VAE(nn.Module):
 
     def guide(self, x: torch.Tensor, num_samples: Optional[int] = None):
         """q(z|x) = Normal(loc(x), scale(x)), independent over datapoints."""
-        pyro.module(f"{self.name}.encoder", self.encoder)
+        if self._register_params:
+            pyro.module(f"{self.name}.encoder", self.encoder)
         with pyro.plate("data", x.shape[0]):
             loc, scale = self.encoder(x)  # (N, x_dim) -> 2 x (N, z_dim)
             return pyro.sample("z", dist.Normal(loc, scale).to_event(1))

@@ -67,6 +67,25 @@ def test_two_vaes_keep_separate_parameters(binary_batch):
         assert torch.equal(value, b_before[name]), f"training a changed b's {name}"
 
 
+def test_a_deep_copy_is_a_second_vae_in_the_param_store(small_vae, binary_batch):
+    copied = copy.deepcopy(small_vae)
+    assert copied.name != small_vae.name
+    assert all(p is not q and torch.equal(p, q) for p, q in zip(copied.parameters(), small_vae.parameters()))
+    before = copy.deepcopy(small_vae.state_dict())
+    SVI(copied.model, copied.guide, pyro.optim.Adam({"lr": 1e-2}), Trace_ELBO()).step(binary_batch)
+    assert not torch.equal(copied.encoder.net[0].weight, before["encoder.net.0.weight"])
+    assert all(torch.equal(v, before[k]) for k, v in small_vae.state_dict().items())
+
+
+def test_local_params_registers_nothing(small_vae, binary_batch):
+    with small_vae.local_params():
+        trace = poutine.trace(small_vae.guide).get_trace(binary_batch)
+    assert not [n for n, site in trace.nodes.items() if site["type"] == "param"]
+    assert not [k for k in pyro.get_param_store().keys() if k.startswith(small_vae.name)]
+    trace = poutine.trace(small_vae.guide).get_trace(binary_batch)  # registered again outside
+    assert [n for n, site in trace.nodes.items() if site["type"] == "param"]
+
+
 def test_inference_helpers_shapes(small_vae, binary_batch):
     loc, scale = small_vae.encode(binary_batch)
     assert loc.shape == scale.shape == (64, 8) and bool((scale > 0).all())

@@ -1,0 +1,107 @@
+r"""The SVI step as a compiled graph (``svi_train.py --fast``).
+
+An eager step runs Pyro's Python on every minibatch: effect handlers, trace
+bookkeeping, plates, score parts. For an MNIST-sized VAE that Python, not arithmetic,
+is much of the step. :class:`CompiledSVIStep` pays it once per minibatch shape:
+
+1. **Capture.** ``torch.fx``'s ``make_fx`` runs the eager step's loss (Pyro's model,
+   guide and ELBO, unchanged) and ``torch.autograd.grad`` once, with the parameters as
+   graph inputs, and records every tensor operation, forward and backward, in one
+   graph. Python that does not touch tensors runs at capture only.
+2. **Compile.** ``torch.compile`` (inductor) turns the graph into fused kernels.
+   ``fallback_random=True`` keeps PyTorch's own random-number operations, so the
+   compiled step draws the same :math:`z` as the eager step from the same seed.
+3. **Check.** Before its first use the compiled graph is run beside the eager
+   computation on the same minibatch from the same random state; unless loss and
+   gradients agree (to float32 tolerance) the step falls back to the eager one, with a
+   warning. A capture or compile that fails falls back the same way.
+
+The optimizer step stays ``torch.optim``'s. Minibatches of another shape (the last,
+smaller one of an epoch) and validated steps run eagerly: the same computation.
+
+This is sound for models whose structure does not depend on data *values* (the VAE's
+is fixed): like ``pyro.infer.JitTrace_ELBO``, the capture records one path through the
+program.
+"""
+import warnings
+from typing import Callable, Optional
+
+import pyro
+import torch
+import torch.nn as nn
+from torch.fx.experimental.proxy_tensor import make_fx
+
+from .training import SVIStep
+
+
+class _LossModule(nn.Module):
+    """The step's loss as a module of the VAE's parameters, for ``functional_call``."""
+
+    def __init__(self, step: SVIStep):
+        super().__init__()
+        self.vae = step.vae
+        self._loss = step.loss
+
+    def forward(self, x):
+        return self._loss(x)
+
+
+class CompiledSVIStep(SVIStep):
+    """:class:`~pyrovae.training.SVIStep` with loss and gradients replayed from a graph
+    compiled for the first non-validated minibatch's shape.
+
+    ``log`` receives one line when the step falls back to eager execution."""
+
+    def __init__(self, vae, elbo, optimizer, log: Callable[[str], None] = None):
+        super().__init__(vae, elbo, optimizer)
+        self._module = _LossModule(self)
+        self._names = [name for name, _ in self._module.named_parameters()]
+        self._params = [p for _, p in self._module.named_parameters()]
+        self._shape: Optional[torch.Size] = None
+        self._graph = None
+        self.fallback_reason: Optional[str] = None
+        self._log = log or (lambda line: warnings.warn(line, stacklevel=2))
+
+    @property
+    def compiled(self) -> bool:
+        return self._graph is not None
+
+    def _loss_and_grads(self, x, *params):
+        with torch.enable_grad(), pyro.validation_enabled(False):
+            loss = torch.func.functional_call(self._module, dict(zip(self._names, params)), (x,))
+            grads = torch.autograd.grad(loss, params)
+        return (loss.detach(), *grads)
+
+    def _capture(self, x: torch.Tensor) -> None:
+        self._shape = x.shape
+        try:
+            devices = [x.device] if x.device.type == "cuda" else []
+            with torch.random.fork_rng(devices=devices):  # tracing runs the ops: draws too
+                traced = make_fx(self._loss_and_grads)(x, *self._params)
+            graph = torch.compile(traced, dynamic=False, options={"fallback_random": True})
+            with torch.random.fork_rng(devices=devices):
+                expected = self._loss_and_grads(x, *self._params)
+            with torch.random.fork_rng(devices=devices):
+                got = graph(x, *self._params)
+            for name, e, g in zip(["loss", *self._names], expected, got):
+                if not torch.allclose(g, e, rtol=1e-3, atol=1e-4 * float(e.abs().max()) + 1e-6):
+                    raise RuntimeError(f"the compiled {name} differs from the eager one by "
+                                       f"{float((g - e).abs().max()):.3g}")
+        except Exception as error:  # noqa: BLE001 - any failure means: run eagerly
+            self.fallback_reason = " ".join(str(error).split())[:300] or type(error).__name__
+            self._log(f"--fast: the compiled step is not used, every step runs eagerly ({self.fallback_reason})")
+            return
+        self._graph = graph
+
+    def __call__(self, x: torch.Tensor, validate: bool = False) -> torch.Tensor:
+        if validate:
+            return super().__call__(x, validate=True)
+        if self._shape is None:
+            self._capture(x)
+        if self._graph is None or x.shape != self._shape:
+            return super().__call__(x)
+        loss, *grads = self._graph(x, *self._params)
+        for p, g in zip(self._params, grads):
+            p.grad = g
+        self.optimizer.step()
+        return loss
