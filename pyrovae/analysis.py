@@ -27,28 +27,29 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from .checkpoint import load, write_json  # noqa: E402
+from .checkpoint import load, read_checkpoint, write_json  # noqa: E402
 from .config import TrainConfig  # noqa: E402
 from .data import load_dataset  # noqa: E402
 from .errors import ConfigError, DataError  # noqa: E402
 from .evaluation import active_units, elbo, log_likelihood  # noqa: E402
 from .plots import image_grid, save_grid  # noqa: E402
-from .run import prepare_data, select_device  # noqa: E402
+from .run import prepare_data, select_data, select_device  # noqa: E402
 
 
-def load_run(run_dir, cuda: bool = False, log: Callable[[str], None] = print):
-    """(vae, config, dataset, prepared) of the run in ``run_dir``, on the chosen device."""
+def load_run(run_dir, cuda: bool = False, log: Callable[[str], None] = print, checkpoint: str = "checkpoint.pt"):
+    """(vae, config, dataset, prepared) of the run in ``run_dir``, on the chosen device,
+    with the weights of ``checkpoint`` (``checkpoint.pt``: the last epoch; ``best.pt``:
+    the best by the selection ELBO)."""
     run_dir = Path(run_dir)
-    for name in ("config.json", "metrics.json", "checkpoint.pt"):
+    for name in ("config.json", "metrics.json", checkpoint):
         if not (run_dir / name).is_file():
             raise ConfigError(f"{run_dir} is not a finished run folder: {name} is missing")
     device = select_device(cuda)
-    vae = load(run_dir / "checkpoint.pt", map_location=str(device))
+    vae = load(run_dir / checkpoint, map_location=str(device))
     settings = json.loads((run_dir / "config.json").read_text())["settings"]
     config = TrainConfig.from_dict(settings)
     trained_on = json.loads((run_dir / "metrics.json").read_text())["dataset"]
-    dataset = load_dataset(config.dataset, config.data_dir, download=False, log=log)
-    dataset = dataset.limit(config.train_limit, config.test_limit)
+    dataset = select_data(config, load_dataset(config.dataset, config.data_dir, download=False, log=log))
     if dataset.summary() != trained_on:
         raise DataError(f"the run was trained on {trained_on}, but {dataset.summary()} loads now; "
                         "run from the folder the run was started in, with the same data")
@@ -57,9 +58,13 @@ def load_run(run_dir, cuda: bool = False, log: Callable[[str], None] = print):
 
 
 def evaluate_run(run_dir, num_samples: int = 5000, cuda: bool = False, test_limit: Optional[int] = None,
-                 log: Callable[[str], None] = print) -> dict:
-    """Importance-sampled test NLL, ELBO split and active units, written into metrics.json."""
-    vae, config, dataset, prepared = load_run(run_dir, cuda, log)
+                 log: Callable[[str], None] = print, checkpoint: Optional[str] = None) -> dict:
+    """Importance-sampled test NLL, ELBO split and active units, written into metrics.json.
+
+    ``checkpoint`` defaults to ``best.pt`` where the run kept one, else ``checkpoint.pt``."""
+    if checkpoint is None:
+        checkpoint = "best.pt" if (Path(run_dir) / "best.pt").is_file() else "checkpoint.pt"
+    vae, config, dataset, prepared = load_run(run_dir, cuda, log, checkpoint)
     device = next(vae.parameters()).device
     test_x = prepared.test_x[:test_limit].to(device)
     torch.manual_seed(0)
@@ -79,6 +84,8 @@ def evaluate_run(run_dir, num_samples: int = 5000, cuda: bool = False, test_limi
         "elbo_estimator": "analytic KL, 10 particles",
         "active_units": n_active,
         "z_dim": vae.z_dim,
+        "checkpoint": checkpoint,
+        "checkpoint_epoch": read_checkpoint(Path(run_dir) / checkpoint)["epoch"],
     }
     if prepared.dequantize == "uniform":
         d = vae.x_dim

@@ -130,27 +130,34 @@ def _summary(ms: List[float], batch_size: int) -> dict:
     return {"ms_per_step": median, "iqr_ms": q[2] - q[0], "images_per_s": batch_size / median * 1e3, "blocks": len(ms)}
 
 
-def time_epochs(data: torch.Tensor, batch_size: int, hidden: Sequence[int], z_dim: int = 50, configs=None) -> Dict[str, dict]:
-    """Seconds for one pass over ``data`` in shuffled minibatches, per configuration,
-    after a warm-up (compilation) whose seconds are reported beside it."""
+def time_epochs(data: torch.Tensor, batch_size: int, hidden: Sequence[int], z_dim: int = 50, repeats: int = 3,
+                configs=None) -> Dict[str, dict]:
+    """Seconds for one pass over ``data`` in shuffled minibatches (the last one smaller),
+    per configuration: the median of ``repeats`` epochs, interleaved, after a warm-up on
+    one full and one smaller minibatch (compilation) whose seconds are reported beside it."""
     configs = configs or CONFIGS
     device = data.device
     torch.manual_seed(0)
     base = VAE(data.shape[1], z_dim, hidden).to(device)
-    out = {}
+    steps, warmup = {}, {}
+    last = len(data) % batch_size or batch_size
     for name, factory in configs.items():
-        step = factory(copy.deepcopy(base))
+        steps[name] = factory(copy.deepcopy(base))
         start = time.perf_counter()
-        for _ in range(2):
-            step(data[:batch_size])
+        for n in (batch_size, batch_size, last):
+            steps[name](data[torch.randperm(len(data), device=device)[:n]])
         _sync(device)
-        warmup = time.perf_counter() - start
-        start = time.perf_counter()
-        for idx in torch.randperm(len(data), device=device).split(batch_size):
-            step(data[idx])
-        _sync(device)
-        out[name] = {"seconds": time.perf_counter() - start, "warmup_s": warmup}
-    return out
+        warmup[name] = time.perf_counter() - start
+    seconds: Dict[str, List[float]] = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            for idx in torch.randperm(len(data), device=device).split(batch_size):
+                step(data[idx])
+            _sync(device)
+            seconds[name].append(time.perf_counter() - start)
+    return {name: {"seconds": statistics.median(s), "all_seconds": s, "warmup_s": warmup[name]}
+            for name, s in seconds.items()}
 
 
 def device_description(device: torch.device) -> str:

@@ -71,6 +71,7 @@ def _markdown(r: dict) -> str:
              "## Hidden width (batch 128)", "", *_rows(r["width_sweep"], "hidden"), ""]
     if r["epoch_seconds"]:
         lines += [f"## One epoch of {r['epoch_images']:,} images at batch 128 (hidden 400)", "",
+                  "Median of 3 epochs per configuration, interleaved.", "",
                   "| configuration | seconds | warm-up before it (s) |", "| --- | ---: | ---: |",
                   *[f"| {name} | {e['seconds']:.2f} | {e['warmup_s']:.1f} |" for name, e in r["epoch_seconds"].items()], ""]
     lines += [f"Command: `{r['command']}`", ""]

@@ -16,7 +16,8 @@ is much of the step. :class:`CompiledSVIStep` pays it once per minibatch shape:
    gradients agree (to float32 tolerance) the step falls back to the eager one, with a
    warning. A capture or compile that fails falls back the same way.
 
-The optimizer step stays ``torch.optim``'s. Minibatches of another shape (the last,
+The KL warm-up's :math:`\beta` enters the graph as an input (1 when there is none), so
+one graph serves the whole run. The optimizer step stays ``torch.optim``'s. Minibatches of another shape (the last,
 smaller one of an epoch) and validated steps run eagerly: the same computation.
 
 This is sound for models whose structure does not depend on data *values* (the VAE's
@@ -42,8 +43,8 @@ class _LossModule(nn.Module):
         self.vae = step.vae
         self._loss = step.loss
 
-    def forward(self, x):
-        return self._loss(x)
+    def forward(self, x, kl_scale):
+        return self._loss(x, kl_scale)
 
 
 class CompiledSVIStep(SVIStep):
@@ -59,6 +60,7 @@ class CompiledSVIStep(SVIStep):
         self._params = [p for _, p in self._module.named_parameters()]
         self._shape: Optional[torch.Size] = None
         self._graph = None
+        self._one: Optional[torch.Tensor] = None
         self.fallback_reason: Optional[str] = None
         self._log = log or (lambda line: warnings.warn(line, stacklevel=2))
 
@@ -66,23 +68,23 @@ class CompiledSVIStep(SVIStep):
     def compiled(self) -> bool:
         return self._graph is not None
 
-    def _loss_and_grads(self, x, *params):
+    def _loss_and_grads(self, x, kl_scale, *params):
         with torch.enable_grad(), pyro.validation_enabled(False):
-            loss = torch.func.functional_call(self._module, dict(zip(self._names, params)), (x,))
+            loss = torch.func.functional_call(self._module, dict(zip(self._names, params)), (x, kl_scale))
             grads = torch.autograd.grad(loss, params)
         return (loss.detach(), *grads)
 
-    def _capture(self, x: torch.Tensor) -> None:
+    def _capture(self, x: torch.Tensor, kl_scale: torch.Tensor) -> None:
         self._shape = x.shape
         try:
             devices = [x.device] if x.device.type == "cuda" else []
             with torch.random.fork_rng(devices=devices):  # tracing runs the ops: draws too
-                traced = make_fx(self._loss_and_grads)(x, *self._params)
+                traced = make_fx(self._loss_and_grads)(x, kl_scale, *self._params)
             graph = torch.compile(traced, dynamic=False, options={"fallback_random": True})
             with torch.random.fork_rng(devices=devices):
-                expected = self._loss_and_grads(x, *self._params)
-            with torch.random.fork_rng(devices=devices):
-                got = graph(x, *self._params)
+                expected = self._loss_and_grads(x, kl_scale, *self._params)
+            with torch.random.fork_rng(devices=devices), torch.no_grad():  # the graph holds its backward
+                got = graph(x, kl_scale, *self._params)
             for name, e, g in zip(["loss", *self._names], expected, got):
                 if not torch.allclose(g, e, rtol=1e-3, atol=1e-4 * float(e.abs().max()) + 1e-6):
                     raise RuntimeError(f"the compiled {name} differs from the eager one by "
@@ -93,14 +95,19 @@ class CompiledSVIStep(SVIStep):
             return
         self._graph = graph
 
-    def __call__(self, x: torch.Tensor, validate: bool = False) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, validate: bool = False, kl_scale: Optional[torch.Tensor] = None) -> torch.Tensor:
         if validate:
-            return super().__call__(x, validate=True)
+            return super().__call__(x, validate=True, kl_scale=kl_scale)
+        if kl_scale is None:  # the graph always scales the latent site; by 1 here
+            if self._one is None or self._one.device != x.device:
+                self._one = torch.ones((), device=x.device)
+            kl_scale = self._one
         if self._shape is None:
-            self._capture(x)
+            self._capture(x, kl_scale)
         if self._graph is None or x.shape != self._shape:
-            return super().__call__(x)
-        loss, *grads = self._graph(x, *self._params)
+            return super().__call__(x, kl_scale=kl_scale)
+        with torch.no_grad():
+            loss, *grads = self._graph(x, kl_scale, *self._params)
         for p, g in zip(self._params, grads):
             p.grad = g
         self.optimizer.step()

@@ -9,11 +9,13 @@ old one with ``os.replace``, so a crash leaves either the old file or the new on
 import json
 import os
 import pickle
+import random
 import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
+import numpy as np
 import torch
 
 from .errors import CheckpointError, one_line
@@ -47,6 +49,39 @@ def atomic_write(path: Union[str, Path], write: Callable[[Any], None], mode: str
 
 def write_json(path: Union[str, Path], obj: Any) -> None:
     atomic_write(path, lambda f: json.dump(obj, f, indent=2, sort_keys=False), mode="w")
+
+
+def capture_rng() -> dict:
+    """Every random state a run draws from (torch CPU and CUDA, NumPy, Python), as
+    tensors and plain values that ``weights_only`` loading accepts."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "python": {"version": version, "state": list(internal), "gauss_next": gauss_next},
+    }
+
+
+def restore_rng(state: dict) -> None:
+    """Undo :func:`capture_rng` (CUDA states only where as many GPUs are visible)."""
+    torch.set_rng_state(state["torch"].cpu())
+    if state["cuda"] and torch.cuda.is_available() and torch.cuda.device_count() == len(state["cuda"]):
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss_next"]))
+
+
+def remove_stale_temporaries(folder: Union[str, Path]) -> int:
+    """Delete the temporary files of writes that a crash interrupted; their count."""
+    stale = list(Path(folder).glob(".*.tmp"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
 
 
 def save_checkpoint(path, vae: VAE, optimizer: Optional[torch.optim.Optimizer] = None, **extra) -> None:

@@ -15,11 +15,11 @@ from typing import Callable, List, Optional
 
 from .analysis import evaluate_run, plot_latent_run
 from .benchmark_report import run_benchmark
-from .config import BINARIZE, DEQUANTIZE, ELBOS, TrainConfig
+from .config import ARCHS, BINARIZE, DEQUANTIZE, ELBOS, LR_SCHEDULES, TrainConfig
 from .data import DATASETS
-from .errors import PyrovaeError
+from .errors import Interrupted, PyrovaeError
 from .likelihoods import BUILT_IN
-from .run import train
+from .run import resume, train
 from .study import compare_elbos
 
 
@@ -47,10 +47,25 @@ def build_parser(description: str = "Train a VAE (Pyro model/guide) with SVI.") 
                    help="trace = Trace_ELBO (Monte-Carlo KL), meanfield = TraceMeanField_ELBO (analytic KL)")
     p.add_argument("--num-particles", type=int, default=d.num_particles)
     p.add_argument("--z-dim", type=int, default=d.z_dim)
-    p.add_argument("--hidden", type=int, nargs="+", default=list(d.hidden), help="hidden widths, e.g. --hidden 400 200")
+    p.add_argument("--arch", default=d.arch, choices=ARCHS, help="MLP or convolutional encoder/decoder")
+    p.add_argument("--hidden", type=int, nargs="+", default=list(d.hidden),
+                   help="mlp: hidden widths, e.g. --hidden 400 200; conv: the dense layer's width")
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--lr-schedule", default=d.lr_schedule, choices=LR_SCHEDULES,
+                   help="cosine: anneal to --lr-min over the run; plateau: halve when the selection ELBO "
+                        "has not improved for --lr-patience epochs")
+    p.add_argument("--lr-min", type=float, default=d.lr_min)
+    p.add_argument("--lr-patience", type=int, default=d.lr_patience)
+    p.add_argument("--kl-warmup", type=int, default=d.kl_warmup,
+                   help="epochs over which the latent site's log-density scale rises linearly to 1 (0: none)")
+    p.add_argument("--early-stopping", type=int, default=d.early_stopping,
+                   help="stop after N epochs without a better validation (else test) ELBO (0: never)")
+    p.add_argument("--valid-size", type=int, default=d.valid_size,
+                   help="hold out the last N training images for validation (binarized-mnist has its own)")
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
+                   help="also write checkpoint.pt every N steps inside an epoch (0: at epoch ends)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out", default=None, help="run folder (default: results/<dataset>-<likelihood>-<elbo>)")
     p.add_argument("--test-frequency", type=int, default=d.test_frequency, help="evaluate every N epochs")
@@ -68,23 +83,43 @@ def _command(script: str, argv: Optional[List[str]]) -> str:
 
 
 def _guarded(job: Callable[[], None], out: str) -> int:
-    """Run ``job``; bad input becomes one ``error:`` line and exit status 2."""
+    """Run ``job``; bad input becomes one ``error:`` line and exit status 2, a signal one
+    line saying how to resume and 128 + its number."""
     try:
         job()
+    except Interrupted as stop:
+        print(str(stop), file=sys.stderr)
+        return stop.exit_code
     except PyrovaeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"interrupted; the last finished epoch's checkpoint is in {out}", file=sys.stderr)
+        print(f"interrupted; the last checkpoint written is in {out}", file=sys.stderr)
         return 130
     return 0
 
 
+RESUME_FLAGS = {"epochs", "progress", "cuda"}
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    """``scripts/svi_train.py``."""
-    args = build_parser().parse_args(argv)
-    config = TrainConfig(**vars(args))
-    return _guarded(lambda: train(config, command=_command("scripts/svi_train.py", argv)), config.out_dir())
+    """``scripts/svi_train.py``: a new run, or ``--resume RUN_DIR``."""
+    p = build_parser()
+    p.add_argument("--resume", metavar="RUN_DIR", default=None,
+                   help="continue the run in RUN_DIR from its checkpoint, with its own settings "
+                        "(only --epochs, --cuda and --no-progress may change)")
+    args = vars(p.parse_args(argv))
+    command = _command("scripts/svi_train.py", argv)
+    run_dir = args.pop("resume")
+    if run_dir is None:
+        config = TrainConfig(**args)
+        return _guarded(lambda: train(config, command=command), config.out_dir())
+    changed = sorted(k for k, v in args.items() if v != p.get_default(k) and k not in RESUME_FLAGS)
+    if changed:
+        p.error(f"--resume continues a run with its own settings; drop --{changed[0].replace('_', '-')} "
+                "(only --epochs, --cuda and --no-progress may be given with --resume)")
+    given = {k: args[k] for k in RESUME_FLAGS if args[k] != p.get_default(k)}
+    return _guarded(lambda: resume(run_dir, command=command, **given), run_dir)
 
 
 def compare_main(argv: Optional[List[str]] = None) -> int:
@@ -126,10 +161,15 @@ def evaluate_main(argv: Optional[List[str]] = None) -> int:
                         "active units (and bits/dim for dequantized data), written into RUN_DIR/metrics.json.")
     p.add_argument("--num-samples", type=int, default=5000, help="importance samples K per test image")
     p.add_argument("--test-limit", type=int, default=None, help="score only the first N test images")
+    p.add_argument("--checkpoint", choices=("best", "last"), default=None,
+                   help="best.pt (the best epoch by the selection ELBO) or checkpoint.pt (the last); "
+                        "default: best.pt where the run kept one")
     args = p.parse_args(argv)
     if args.num_samples <= 0 or (args.test_limit is not None and args.test_limit <= 0):
         p.error("--num-samples and --test-limit must be positive integers")
-    return _guarded(lambda: evaluate_run(args.run_dir, args.num_samples, args.cuda, args.test_limit), args.run_dir)
+    checkpoint = {"best": "best.pt", "last": "checkpoint.pt", None: None}[args.checkpoint]
+    return _guarded(lambda: evaluate_run(args.run_dir, args.num_samples, args.cuda, args.test_limit,
+                                         checkpoint=checkpoint), args.run_dir)
 
 
 def plot_latent_main(argv: Optional[List[str]] = None) -> int:

@@ -10,6 +10,8 @@ from typing import Optional, Tuple
 from .errors import ConfigError
 
 ELBOS = ("trace", "meanfield")
+ARCHS = ("mlp", "conv")
+LR_SCHEDULES = ("constant", "cosine", "plateau")
 BINARIZE = ("auto", "dynamic", "static", "none")
 DEQUANTIZE = ("auto", "uniform", "none")
 
@@ -26,10 +28,18 @@ class TrainConfig:
     elbo: str = "trace"  # trace: Trace_ELBO (Monte-Carlo KL); meanfield: TraceMeanField_ELBO
     num_particles: int = 1
     z_dim: int = 50
-    hidden: Tuple[int, ...] = (400,)
+    arch: str = "mlp"  # mlp | conv
+    hidden: Tuple[int, ...] = (400,)  # mlp: encoder widths (decoder mirrored); conv: dense width
     epochs: int = 100
     batch_size: int = 128
     lr: float = 1e-3
+    lr_schedule: str = "constant"  # constant | cosine (to lr_min over the run) | plateau (halve on no gain)
+    lr_min: float = 0.0
+    lr_patience: int = 10  # plateau: epochs without a better selection ELBO before halving
+    kl_warmup: int = 0  # epochs over which the latent site's scale rises from 1/W to 1
+    early_stopping: int = 0  # stop after this many epochs without a better selection ELBO (0: never)
+    valid_size: int = 0  # hold out the last N training images for validation (data sets without one)
+    checkpoint_every: int = 0  # also checkpoint every N steps inside an epoch (0: at epoch ends only)
     seed: int = 0
     cuda: bool = False
     test_frequency: int = 1
@@ -47,6 +57,14 @@ class TrainConfig:
         _choice("dataset", self.dataset, DATASETS)
         _choice("likelihood", self.likelihood, tuple(BUILT_IN))
         _choice("elbo", self.elbo, ELBOS)
+        _choice("arch", self.arch, ARCHS)
+        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        for name in ("lr_patience",):
+            _positive(name, getattr(self, name))
+        for name in ("kl_warmup", "early_stopping", "valid_size", "checkpoint_every"):
+            _non_negative(name, getattr(self, name))
+        if not (isinstance(self.lr_min, (int, float)) and 0 <= self.lr_min < float("inf")):
+            raise ConfigError(f"lr_min must be a non-negative number, got {self.lr_min!r}")
         _choice("binarize", self.binarize, BINARIZE)
         _choice("dequantize", self.dequantize, DEQUANTIZE)
         for name in ("num_particles", "z_dim", "epochs", "batch_size", "test_frequency"):
@@ -86,6 +104,11 @@ class TrainConfig:
 def _choice(name, value, allowed):
     if value not in allowed:
         raise ConfigError(f"unknown {name} {value!r}; choose one of {', '.join(allowed)}")
+
+
+def _non_negative(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")
 
 
 def _positive(name, value):

@@ -64,11 +64,26 @@ class Dataset:
         return out
 
     def limit(self, num_train: Optional[int] = None, num_test: Optional[int] = None) -> "Dataset":
-        """The first ``num_train``/``num_test`` examples (for quick runs and tests)."""
+        """The first ``num_train`` training and ``num_test`` test (and validation)
+        examples (for quick runs and tests)."""
         cut = lambda t, n: t if t is None or n is None else t[:n]  # noqa: E731
         return Dataset(self.name, self.source, cut(self.train_x, num_train), cut(self.test_x, num_test),
-                       cut(self.train_y, num_train), cut(self.test_y, num_test), self.valid_x,
+                       cut(self.train_y, num_train), cut(self.test_y, num_test), cut(self.valid_x, num_test),
                        self.image_shape, list(self.notes))
+
+    def hold_out(self, num_valid: int) -> "Dataset":
+        """The last ``num_valid`` training examples as the validation set (for data sets
+        that come without one); ``num_valid=0`` changes nothing."""
+        if num_valid <= 0:
+            return self
+        if self.valid_x is not None:
+            raise ConfigError(f"{self.name} has its own validation set; drop --valid-size")
+        if num_valid >= len(self.train_x):
+            raise ConfigError(f"--valid-size {num_valid} leaves no training examples (there are {len(self.train_x)})")
+        keep = len(self.train_x) - num_valid
+        train_y = None if self.train_y is None else self.train_y[:keep]
+        return Dataset(self.name, self.source, self.train_x[:keep], self.test_x, train_y, self.test_y,
+                       self.train_x[keep:], self.image_shape, list(self.notes))
 
 
 def load_dataset(name: str, data_dir="./data", download: bool = True, log: Callable[[str], None] = print) -> Dataset:

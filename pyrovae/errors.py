@@ -26,3 +26,16 @@ def one_line(error: BaseException, limit: int = 200) -> str:
     """An exception's message folded onto one line (for messages that quote another error)."""
     text = " ".join(str(error).split()) or type(error).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class TrainingError(PyrovaeError):
+    """Training cannot go on (for example the loss stopped being finite)."""
+
+
+class Interrupted(PyrovaeError):
+    """SIGINT or SIGTERM stopped a run after it saved a checkpoint; the message says how
+    to resume. ``exit_code`` is the conventional 128 + signal number."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -5,11 +5,19 @@ r"""The two networks of an amortized VAE, as plain :class:`torch.nn.Module` s.
 * :class:`Decoder`: :math:`z \mapsto o_\theta(z)`, the raw outputs a likelihood turns
   into :math:`p_\theta(x \mid z)`.
 
-Both are MLPs with softplus hidden units and accept any leading batch dimensions
-(``(..., in) -> (..., out)``), so vectorized ELBO particles pass through unchanged.
-They import nothing from the rest of the package.
+Two architectures (``make_networks(arch, ...)``):
+
+* ``"mlp"``: :class:`Encoder` and :class:`Decoder`, MLPs with softplus hidden units;
+* ``"conv"``: :class:`ConvEncoder` and :class:`ConvDecoder` for one-channel images whose
+  sides divide by 4: two stride-2 convolution stages down to a (C, H/4, W/4) feature
+  map and the mirror image up, ELU units, dense layers between map and latent.
+
+All accept any leading batch dimensions (``(..., in) -> (..., out)``), so vectorized
+ELBO particles pass through unchanged. They import nothing from the rest of the package.
 """
 from typing import Sequence, Tuple
+
+import math
 
 import torch
 import torch.nn as nn
@@ -50,3 +58,87 @@ class Decoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z)
+
+
+def _conv_stage(c_in: int, c_out: int) -> nn.Sequential:
+    """5x5 convolution keeping the size, then a 4x4 stride-2 one halving it."""
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 5, padding=2), nn.ELU(),
+                         nn.Conv2d(c_out, c_out, 4, stride=2, padding=1), nn.ELU())
+
+
+def _deconv_stage(c_in: int, c_out: int) -> nn.Sequential:
+    """4x4 stride-2 transposed convolution doubling the size, then a 5x5 convolution."""
+    return nn.Sequential(nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), nn.ELU(),
+                         nn.Conv2d(c_out, c_out, 5, padding=2), nn.ELU())
+
+
+def _check_image_shape(image_shape: Sequence[int]) -> Tuple[int, int]:
+    h, w = (int(s) for s in image_shape)
+    if h % 4 or w % 4:
+        raise ValueError(f"the conv networks need image sides divisible by 4, got {h}x{w}")
+    return h, w
+
+
+class ConvEncoder(nn.Module):
+    r"""``x (..., H*W) -> (loc, scale)``, each ``(..., z_dim)``: images (1, H, W) through
+    ``channels[0]`` then ``channels[1]`` feature maps at H/2 and H/4, a dense layer of
+    ``hidden`` units, and :math:`\sigma = \mathrm{softplus}(h) + \sigma_{min}`."""
+
+    def __init__(self, image_shape: Sequence[int], z_dim: int, channels: Sequence[int] = (32, 64),
+                 hidden: int = 256, min_scale: float = 1e-4):
+        super().__init__()
+        self.h, self.w = _check_image_shape(image_shape)
+        c1, c2 = channels
+        self.features = nn.Sequential(_conv_stage(1, c1), _conv_stage(c1, c2), nn.Flatten())
+        self.head = nn.Sequential(nn.Linear(c2 * (self.h // 4) * (self.w // 4), hidden), nn.ELU(),
+                                  nn.Linear(hidden, 2 * z_dim))
+        self.min_scale = min_scale
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        lead = x.shape[:-1]
+        images = x.reshape(-1, 1, self.h, self.w)  # (..., H*W) -> (M, 1, H, W)
+        out = self.head(self.features(images)).reshape(*lead, -1)  # (M, 2 z_dim) -> (..., 2 z_dim)
+        loc, raw_scale = out.chunk(2, dim=-1)
+        return loc, F.softplus(raw_scale) + self.min_scale
+
+
+class ConvDecoder(nn.Module):
+    """``z (..., z_dim) -> o (..., k*H*W)``: a dense layer to a (channels[1], H/4, W/4)
+    map, two upsampling stages, and a 1x1 convolution to ``k = outputs_per_pixel``
+    channels, laid out as k blocks of H*W like the MLP decoder's."""
+
+    def __init__(self, z_dim: int, image_shape: Sequence[int], outputs_per_pixel: int = 1,
+                 channels: Sequence[int] = (32, 64), hidden: int = 256):
+        super().__init__()
+        self.h, self.w = _check_image_shape(image_shape)
+        c1, c2 = channels
+        self.map_shape = (c2, self.h // 4, self.w // 4)
+        self.head = nn.Sequential(nn.Linear(z_dim, hidden), nn.ELU(),
+                                  nn.Linear(hidden, math.prod(self.map_shape)), nn.ELU())
+        self.upsample = nn.Sequential(_deconv_stage(c2, c1), _deconv_stage(c1, c1),
+                                      nn.Conv2d(c1, outputs_per_pixel, 1))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        lead = z.shape[:-1]
+        maps = self.head(z.reshape(-1, z.shape[-1])).reshape(-1, *self.map_shape)  # (M, C, H/4, W/4)
+        out = self.upsample(maps)  # (M, k, H, W)
+        return out.reshape(*lead, -1)  # (..., k*H*W): k blocks of H*W
+
+
+ARCHITECTURES = ("mlp", "conv")
+
+
+def make_networks(arch: str, x_dim: int, z_dim: int, outputs_per_pixel: int, hidden: Sequence[int] = (400,),
+                  image_shape: Sequence[int] = (28, 28)) -> Tuple[nn.Module, nn.Module]:
+    """(encoder, decoder) of architecture ``arch``. For ``"mlp"``, ``hidden`` are the
+    encoder's widths (the decoder mirrors them); for ``"conv"``, ``hidden[0]`` is the
+    width of the dense layer beside the latent and ``x_dim`` must equal H*W."""
+    if arch == "mlp":
+        return Encoder(x_dim, z_dim, hidden), Decoder(z_dim, outputs_per_pixel * x_dim, hidden)
+    if arch == "conv":
+        if math.prod(image_shape) != x_dim:
+            raise ValueError(f"image_shape {tuple(image_shape)} does not hold x_dim={x_dim} pixels")
+        width = hidden[0] if hidden else 256
+        return (ConvEncoder(image_shape, z_dim, hidden=width),
+                ConvDecoder(z_dim, image_shape, outputs_per_pixel, hidden=width))
+    raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")

@@ -1,17 +1,29 @@
 """A whole training run: data -> VAE -> SVI epochs -> evaluation -> files in ``out``.
 
-:func:`train` writes into ``config.out_dir()``:
+:func:`train` starts a run, :func:`resume` continues one from its folder. A run writes:
 
 * ``config.json``: every setting, the resolved preprocessing, library versions, device;
 * ``metrics.json``: the data set actually used, device, per-epoch ``history`` of
-  ``{"epoch", "train_elbo", "test_elbo", "seconds"}`` and the final ``test_elbo`` (ELBO
-  per datapoint in nats), rewritten after every epoch;
-* ``checkpoint.pt``: weights, optimizer state, config, epoch and history, atomically
-  replaced after every epoch (see :mod:`pyrovae.checkpoint`);
+  ``{"epoch", "train_elbo", "valid_elbo", "test_elbo", "kl_scale", "lr", "seconds"}``,
+  the final ``test_elbo`` (ELBO per datapoint in nats) and the ``best`` epoch,
+  rewritten after every epoch;
+* ``checkpoint.pt``: weights, optimizer and schedule state, settings, counters, history,
+  the unfinished epoch's order and position, and every random state; atomically
+  replaced after every epoch and every ``checkpoint_every`` steps, so :func:`resume`
+  continues exactly where the run stopped (see :mod:`pyrovae.checkpoint`);
+* ``best.pt``: the weights of the epoch with the best selection ELBO (validation ELBO
+  where there is a validation set, else test ELBO);
 * ``elbo_curves.png``, ``reconstructions.png``, ``samples.png``.
+
+SIGINT and SIGTERM end the current step, save ``checkpoint.pt`` and raise
+:class:`~pyrovae.errors.Interrupted`, whose message says how to resume. A non-finite
+loss raises :class:`~pyrovae.errors.TrainingError` naming the epoch and step, and
+leaves the last good checkpoint in place.
 """
 import os
 import platform
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,25 +35,23 @@ import torch
 from tqdm.auto import tqdm
 
 from . import __version__
-from .checkpoint import save_checkpoint, write_json
+from .capture import CompiledSVIStep
+from .checkpoint import (capture_rng, read_checkpoint, remove_stale_temporaries, restore_rng, save_checkpoint,
+                         write_json)
 from .config import TrainConfig
 from .data import TRANSFORMS, Dataset, binarize, dequantize, load_dataset
-from .errors import ConfigError, PyrovaeError
+from .elbos import make_elbo
+from .errors import CheckpointError, ConfigError, Interrupted, TrainingError
 from .evaluation import evaluate_elbo
 from .likelihoods import get_likelihood
 from .plots import plot_elbo_curves, plot_reconstructions, plot_samples
-from .capture import CompiledSVIStep
-from .elbos import make_elbo
-from .training import SVIStep, make_optimizer, train_epoch
+from .training import EpochState, SVIStep, kl_warmup_scale, make_optimizer, run_epoch
 from .vae import VAE
 
 #: seed of the one-off draws that fix the test set (binarization or dequantization
-#: noise), the same for every run so test ELBOs of different runs are comparable
+#: noise), the same for every run so test ELBOs of different runs are comparable;
+#: the validation set uses the next seed
 TEST_SET_SEED = 2024
-
-
-class TrainingError(PyrovaeError):
-    """Training cannot go on (for example the loss stopped being finite)."""
 
 
 @dataclass
@@ -51,6 +61,12 @@ class PreparedData:
     transform: str  # "none" | "binarize" | "dequantize"
     binarize: str
     dequantize: str
+    valid_x: Optional[torch.Tensor] = None  # (N_valid, D), transformed once like the test set
+
+    def to(self, device) -> "PreparedData":
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return PreparedData(move(self.train_x), move(self.test_x), self.transform, self.binarize,
+                            self.dequantize, move(self.valid_x))
 
 
 def select_device(cuda: bool) -> torch.device:
@@ -60,6 +76,11 @@ def select_device(cuda: bool) -> torch.device:
         raise ConfigError("--cuda was given but no CUDA GPU is available to PyTorch; "
                           "drop --cuda to train on the CPU")
     return torch.device("cuda")
+
+
+def select_data(config: TrainConfig, dataset: Dataset) -> Dataset:
+    """The examples a run uses: ``valid_size`` held out, then the limits."""
+    return dataset.hold_out(config.valid_size).limit(config.train_limit, config.test_limit)
 
 
 def prepare_data(config: TrainConfig, dataset: Dataset, likelihood) -> PreparedData:
@@ -76,24 +97,30 @@ def prepare_data(config: TrainConfig, dataset: Dataset, likelihood) -> PreparedD
     if binary and mode_d == "uniform":
         raise ConfigError(f"{dataset.name} is already binary; dequantize=uniform applies to 8-bit grey data")
 
-    fixed = torch.Generator().manual_seed(TEST_SET_SEED)
-    train_x, test_x, transform = dataset.train_x, dataset.test_x, "none"
+    train_x, transform = dataset.train_x, "none"
     if mode_b == "static":  # one draw for the whole run, from the run's seed
         train_x = binarize(train_x, torch.Generator().manual_seed(config.seed))
     elif mode_b == "dynamic":
         transform = "binarize"
     elif mode_d == "uniform":
         transform = "dequantize"
-    if mode_b in ("static", "dynamic"):
-        test_x = binarize(test_x, fixed)
-    elif mode_d == "uniform":
-        test_x = dequantize(test_x, fixed)
 
+    def held_out(x, seed):  # test and validation images: transformed once, with a fixed seed
+        if x is None:
+            return None
+        g = torch.Generator().manual_seed(seed)
+        if mode_b in ("static", "dynamic"):
+            return binarize(x, g)
+        return dequantize(x, g) if mode_d == "uniform" else x
+
+    test_x, valid_x = held_out(dataset.test_x, TEST_SET_SEED), held_out(dataset.valid_x, TEST_SET_SEED + 1)
     step = TRANSFORMS[transform]
-    seen_train = train_x if step is None else step(train_x, fixed)
+    seen_train = train_x if step is None else step(train_x, torch.Generator().manual_seed(TEST_SET_SEED))
     likelihood.check(seen_train, f"the {dataset.name} training data")
     likelihood.check(test_x, f"the {dataset.name} test data")
-    return PreparedData(train_x, test_x, transform, mode_b, mode_d)
+    if valid_x is not None:
+        likelihood.check(valid_x, f"the {dataset.name} validation data")
+    return PreparedData(train_x, test_x, transform, mode_b, mode_d, valid_x)
 
 
 def train(config: TrainConfig, log: Callable[[str], None] = print, dataset: Optional[Dataset] = None,
@@ -104,92 +131,289 @@ def train(config: TrainConfig, log: Callable[[str], None] = print, dataset: Opti
     started the run) is recorded in ``config.json`` and ``metrics.json``. Each callable
     in ``on_epoch_end`` is called as ``f(epoch, vae, data)`` with the device-resident
     :class:`PreparedData` before the first epoch (``epoch=0``) and after every epoch;
-    it must not change the VAE."""
+    it must not change the VAE or draw from the global random state."""
     config.validate()
-    device = select_device(config.cuda)
-    out = Path(config.out_dir())
-    _ensure_writable(out)
-    pyro.set_rng_seed(config.seed)  # torch (CPU and CUDA), numpy and random
+    return _Run(config, log, dataset, command).loop(on_epoch_end)
 
-    if dataset is None:
-        dataset = load_dataset(config.dataset, config.data_dir, config.download, log)
-    dataset = dataset.limit(config.train_limit, config.test_limit)
-    if len(dataset.train_x) == 0 or len(dataset.test_x) == 0:
-        raise ConfigError(f"{dataset.name} has no training or no test examples after the limits")
-    options = {"scale": config.likelihood_scale} if config.likelihood_scale is not None else {}
-    likelihood = get_likelihood(config.likelihood, **options)
-    data = prepare_data(config, dataset, likelihood)
-    train_x, test_x = data.train_x.to(device), data.test_x.to(device)  # the one host-to-device copy
 
-    vae = VAE(dataset.x_dim, config.z_dim, config.hidden, likelihood).to(device)
-    elbo = make_elbo(config.elbo, config.num_particles)
-    optimizer = make_optimizer(vae.parameters(), config.lr)
-    step = CompiledSVIStep(vae, elbo, optimizer, log=log) if config.fast else SVIStep(vae, elbo, optimizer)
-    transform = TRANSFORMS[data.transform]
+def resume(run_dir, log: Callable[[str], None] = print, dataset: Optional[Dataset] = None,
+           command: Optional[str] = None, epochs: Optional[int] = None, progress: Optional[bool] = None,
+           cuda: Optional[bool] = None, on_epoch_end: Sequence[Callable] = ()) -> dict:
+    """Continue the run in ``run_dir`` from its ``checkpoint.pt`` with its own settings
+    (``epochs`` may raise the number of epochs; ``progress``/``cuda`` change only the
+    display and the device). Network weights, optimizer and schedule state, counters,
+    history, the unfinished epoch and every random state come back, so the resumed run
+    is the run that was interrupted."""
+    run_dir = Path(run_dir)
+    state = read_checkpoint(run_dir / "checkpoint.pt")
+    if "loop" not in state:
+        raise CheckpointError(f"{run_dir / 'checkpoint.pt'} holds weights only (no training state to resume)")
+    config = TrainConfig.from_dict(state["config"])
+    config.out = str(run_dir)
+    if epochs is not None:
+        config.epochs = epochs
+    if progress is not None:
+        config.progress = progress
+    if cuda is not None:
+        config.cuda = cuda
+    config.validate()
+    removed = remove_stale_temporaries(run_dir)
+    if removed:
+        log(f"removed {removed} temporary file(s) of an interrupted write in {run_dir}")
+    return _Run(config, log, dataset, command, resume_from=state).loop(on_epoch_end)
 
-    run_info = {
-        "command": command,
-        "settings": config.to_dict(),
-        "resolved": {"binarize": data.binarize, "dequantize": data.dequantize,
-                     "minibatch_transform": data.transform, "elbo_class": f"{type(elbo).__module__}.{type(elbo).__name__}",
-                     "optimizer": f"Adam{' (fused)' if optimizer.defaults.get('fused') else ''}",
-                     "out": str(out)},
-        "device": _device_name(device),
-        "versions": _versions(),
-    }
-    write_json(out / "config.json", run_info)
-    log(f"{dataset.name} ({dataset.source}): {len(train_x)} train / {len(test_x)} test; "
-        f"{likelihood!r}, {type(elbo).__name__} x{config.num_particles}, "
-        f"minibatch transform: {data.transform}; device {run_info['device']}")
 
-    metrics = {"command": command, "dataset": dataset.summary(), "device": run_info["device"], "elbo": config.elbo,
-               "likelihood": likelihood.config(), "history": [], "test_elbo": None,
-               "test_elbo_estimator": "TraceMeanField_ELBO (analytic KL), 1 particle"}
-    on_device = PreparedData(train_x, test_x, data.transform, data.binarize, data.dequantize)
-    for callback in on_epoch_end:
-        callback(0, vae, on_device)
-    for epoch in range(1, config.epochs + 1):
+class _Run:
+    """The state of one run between epochs; :meth:`loop` trains it to the end."""
+
+    def __init__(self, config: TrainConfig, log, dataset: Optional[Dataset], command: Optional[str],
+                 resume_from: Optional[dict] = None):
+        self.config, self.log, self.command = config, log, command
+        self.device = select_device(config.cuda)
+        self.out = Path(config.out_dir())
+        _ensure_writable(self.out)
+        pyro.set_rng_seed(config.seed)  # torch (CPU and CUDA), numpy and random
+
+        if dataset is None:
+            dataset = load_dataset(config.dataset, config.data_dir, config.download, log)
+        self.dataset = select_data(config, dataset)
+        if len(self.dataset.train_x) == 0 or len(self.dataset.test_x) == 0:
+            raise ConfigError(f"{self.dataset.name} has no training or no test examples after the limits")
+        options = {"scale": config.likelihood_scale} if config.likelihood_scale is not None else {}
+        likelihood = get_likelihood(config.likelihood, **options)
+        self.data = prepare_data(config, self.dataset, likelihood).to(self.device)  # the one host-to-device copy
+        self.selection = "valid_elbo" if self.data.valid_x is not None else "test_elbo"
+
+        self.vae = VAE(self.dataset.x_dim, config.z_dim, config.hidden, likelihood, arch=config.arch,
+                       image_shape=self.dataset.image_shape).to(self.device)
+        self.elbo = make_elbo(config.elbo, config.num_particles)
+        self.optimizer = make_optimizer(self.vae.parameters(), config.lr)
+        self.scheduler = _make_scheduler(config, self.optimizer)
+        self.step = (CompiledSVIStep(self.vae, self.elbo, self.optimizer, log=log) if config.fast
+                     else SVIStep(self.vae, self.elbo, self.optimizer))
+        self.transform = TRANSFORMS[self.data.transform]
+
+        self.metrics = {"command": command, "dataset": self.dataset.summary(), "device": _device_name(self.device),
+                        "elbo": config.elbo, "likelihood": likelihood.config(), "history": [], "test_elbo": None,
+                        "test_elbo_estimator": "TraceMeanField_ELBO (analytic KL), 1 particle",
+                        "selection": self.selection, "best": None, "stopped_early": False, "resumes": []}
+        self.global_step, self.epoch, self.stale_epochs = 0, 0, 0
+        self.epoch_state: Optional[EpochState] = None
+        self.epoch_seconds = 0.0
+        if resume_from is None:
+            self._write_config()
+            self.log(f"{self.dataset.name} ({self.dataset.source}): {len(self.data.train_x)} train / "
+                     + (f"{len(self.data.valid_x)} valid / " if self.data.valid_x is not None else "")
+                     + f"{len(self.data.test_x)} test; {likelihood!r}, {config.arch}, "
+                     f"{type(self.elbo).__name__} x{config.num_particles}, minibatch transform: {self.data.transform}; "
+                     f"device {self.metrics['device']}")
+        else:
+            self._restore(resume_from)
+
+    # ------------------------------------------------------------------ state
+    def _write_config(self) -> None:
+        write_json(self.out / "config.json", {
+            "command": self.command,
+            "settings": self.config.to_dict(),
+            "resolved": {"binarize": self.data.binarize, "dequantize": self.data.dequantize,
+                         "minibatch_transform": self.data.transform,
+                         "elbo_class": f"{type(self.elbo).__module__}.{type(self.elbo).__name__}",
+                         "optimizer": f"Adam{' (fused)' if self.optimizer.defaults.get('fused') else ''}",
+                         "selection": self.selection, "out": str(self.out)},
+            "device": self.metrics["device"],
+            "versions": _versions(),
+        })
+
+    def _state(self) -> dict:
+        return {"loop": {"epoch": self.epoch, "global_step": self.global_step, "stale_epochs": self.stale_epochs,
+                         "epoch_seconds": self.epoch_seconds,
+                         "epoch_state": None if self.epoch_state is None else self.epoch_state.state_dict()},
+                "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+                "metrics": self.metrics, "rng": capture_rng(),
+                "config": self.config.to_dict(), "epoch": self.epoch, "history": self.metrics["history"]}
+
+    def _restore(self, state: dict) -> None:
+        try:
+            self.vae.load_state_dict(state["state_dict"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.scheduler is not None:
+                self.scheduler.load_state_dict(state["scheduler"])
+        except (RuntimeError, KeyError, ValueError) as error:
+            raise CheckpointError(f"the checkpoint in {self.out} does not match its own settings: "
+                                  f"{' '.join(str(error).split())[:200]}") from None
+        if state["metrics"]["dataset"] != self.metrics["dataset"]:
+            raise ConfigError(f"the run was trained on {state['metrics']['dataset']}, but "
+                              f"{self.metrics['dataset']} loads now; resume with the same data")
+        loop = state["loop"]
+        self.epoch, self.global_step, self.stale_epochs = loop["epoch"], loop["global_step"], loop["stale_epochs"]
+        self.epoch_seconds = loop["epoch_seconds"]
+        if loop["epoch_state"] is not None:
+            self.epoch_state = EpochState.from_state_dict(loop["epoch_state"], self.device)
+        self.metrics = state["metrics"]
+        self.metrics["resumes"].append({"epoch": self.epoch, "global_step": self.global_step, "command": self.command})
+        restore_rng(state["rng"])
+        where = (f"epoch {self.epoch + 1}, minibatch {self.epoch_state.position}" if self.epoch_state is not None
+                 else f"the end of epoch {self.epoch}")
+        self.log(f"resuming {self.out} at {where} (step {self.global_step})")
+
+    def _save(self) -> None:
+        save_checkpoint(self.out / "checkpoint.pt", self.vae, self.optimizer, **self._state())
+
+    def _check_finite(self, state: EpochState) -> None:
+        first_bad = int(state.first_bad)  # host read: at checkpoints and epoch ends only
+        if first_bad >= 0:
+            step = self.global_step - state.position + first_bad + 1
+            raise TrainingError(f"the loss is not finite in epoch {self.epoch + 1} at minibatch {first_bad + 1} "
+                                f"(step {step}); lower --lr (now {self.config.lr}) or check the data; "
+                                f"the last good checkpoint is in {self.out}")
+
+    # ------------------------------------------------------------------- loop
+    def loop(self, on_epoch_end: Sequence[Callable]) -> dict:
+        config = self.config
+        if self.epoch == 0 and self.epoch_state is None:
+            for callback in on_epoch_end:
+                callback(0, self.vae, self.data)
+        with _StopSignals() as stop:
+            while self.epoch < config.epochs and not self.metrics["stopped_early"]:
+                self._train_one_epoch(stop)
+                for callback in on_epoch_end:
+                    callback(self.epoch, self.vae, self.data)
+                if stop.signal is not None:
+                    self._interrupted(stop.signal)
+        self._write_figures()
+        self.log(f"final test ELBO {self.metrics['test_elbo']:.3f} nats per datapoint; wrote {self.out}/")
+        return self.metrics
+
+    def _train_one_epoch(self, stop: "_StopSignals") -> None:
+        config = self.config
+        epoch = self.epoch + 1
+        beta = kl_warmup_scale(epoch, config.kl_warmup)
+        kl_scale = None if beta == 1.0 else torch.tensor(beta, device=self.device)
+        if self.epoch_state is None:
+            self.epoch_state, self.epoch_seconds = EpochState.start(len(self.data.train_x), self.device), 0.0
+        state = self.epoch_state
         start = time.perf_counter()
-        with tqdm(total=len(train_x), desc=f"epoch {epoch}/{config.epochs}", unit="img",
-                  disable=not config.progress, leave=False) as bar:
-            vae.train()
-            total = train_epoch(step, train_x, config.batch_size, transform,
-                                progress=bar, validate_first_step=(epoch == 1))
-        train_elbo = -total.item() / len(train_x)  # one host read per epoch
-        if not np.isfinite(train_elbo):
-            raise TrainingError(f"the loss is not finite in epoch {epoch}; lower --lr (now {config.lr}) "
-                                f"or check the data; the last good checkpoint is in {out}")
-        seconds = time.perf_counter() - start
-        test_elbo = None
+
+        def after_step(state):
+            self.global_step += 1
+            if config.checkpoint_every and self.global_step % config.checkpoint_every == 0:
+                self._check_finite(state)
+                self.epoch_seconds += time.perf_counter() - start_of_span[0]
+                start_of_span[0] = time.perf_counter()
+                self._save()
+            return stop.signal is not None
+
+        start_of_span = [start]
+        batch = config.batch_size
+        with tqdm(total=len(self.data.train_x), initial=min(len(self.data.train_x), state.position * batch),
+                  desc=f"epoch {epoch}/{config.epochs}", unit="img", disable=not config.progress, leave=False) as bar:
+            self.vae.train()
+            finished = run_epoch(self.step, self.data.train_x, state, batch, self.transform, kl_scale,
+                                 validate_first_step=self.global_step == 0, progress=bar, after_step=after_step)
+        self._check_finite(state)
+        self.epoch_seconds += time.perf_counter() - start_of_span[0]
+        if not finished:  # a signal: save the unfinished epoch and stop
+            self._save()
+            self._interrupted(stop.signal)
+
+        train_elbo = -float(state.total) / len(self.data.train_x)  # one host read per epoch
+        self.vae.eval()
+        record = {"epoch": epoch, "train_elbo": train_elbo, "test_elbo": None}
+        if self.data.valid_x is not None:
+            record["valid_elbo"] = evaluate_elbo(self.vae, self.data.valid_x)
         if epoch % config.test_frequency == 0 or epoch == config.epochs:
-            vae.eval()
-            test_elbo = evaluate_elbo(vae, test_x)
-        metrics["history"].append({"epoch": epoch, "train_elbo": train_elbo, "test_elbo": test_elbo,
-                                   "seconds": seconds})
-        metrics["test_elbo"] = test_elbo if test_elbo is not None else metrics["test_elbo"]
-        metrics["svi_step"] = "compiled" if getattr(step, "compiled", False) else "eager"
-        log(f"epoch {epoch:3d}  train ELBO {train_elbo:9.3f}  "
-            + (f"test ELBO {test_elbo:9.3f}  " if test_elbo is not None else "")
-            + f"({seconds:.1f} s)")
-        save_checkpoint(out / "checkpoint.pt", vae, optimizer, config=config.to_dict(),
-                        epoch=epoch, history=metrics["history"])
-        write_json(out / "metrics.json", metrics)
-        for callback in on_epoch_end:
-            callback(epoch, vae, on_device)
+            record["test_elbo"] = evaluate_elbo(self.vae, self.data.test_x)
+        record.update({"kl_scale": beta, "lr": self.optimizer.param_groups[0]["lr"], "seconds": self.epoch_seconds})
+        self.epoch, self.epoch_state = epoch, None
+        self.metrics["history"].append(record)
+        if record["test_elbo"] is not None:
+            self.metrics["test_elbo"] = record["test_elbo"]
+        self.metrics["svi_step"] = "compiled" if getattr(self.step, "compiled", False) else "eager"
+        self._select(record)
+        self.log(f"epoch {epoch:3d}  train {'objective' if beta < 1 else 'ELBO'} {train_elbo:9.3f}  "
+                 + (f"valid ELBO {record['valid_elbo']:9.3f}  " if "valid_elbo" in record else "")
+                 + (f"test ELBO {record['test_elbo']:9.3f}  " if record["test_elbo"] is not None else "")
+                 + (f"(beta {beta:.3f}) " if beta < 1 else "") + f"({self.epoch_seconds:.1f} s)")
+        self._save()
+        write_json(self.out / "metrics.json", self.metrics)
 
-    _write_figures(vae, test_x, dataset, metrics["history"], out, f"{dataset.name}, {likelihood.name}, {config.elbo}")
-    log(f"final test ELBO {metrics['test_elbo']:.3f} nats per datapoint; wrote {out}/")
-    return metrics
+    def _select(self, record: dict) -> None:
+        """Best checkpoint, learning-rate schedule and early stopping, all on the selection
+        ELBO (validation where there is a validation set, else test)."""
+        value = record.get(self.selection)
+        if value is None:
+            return
+        best = self.metrics["best"]
+        warming_up = record["kl_scale"] < 1.0  # the objective still changes: no patience counted
+        if best is None or value > best[self.selection]:
+            self.metrics["best"] = {"epoch": record["epoch"], "test_elbo": record["test_elbo"],
+                                    "valid_elbo": record.get("valid_elbo")}
+            save_checkpoint(self.out / "best.pt", self.vae, config=self.config.to_dict(), epoch=record["epoch"],
+                            selection={self.selection: value})
+            self.stale_epochs = 0
+        elif not warming_up:
+            self.stale_epochs += 1
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            if not warming_up:
+                self.scheduler.step(value)
+        elif self.scheduler is not None:
+            self.scheduler.step()
+        if self.config.early_stopping and self.stale_epochs >= self.config.early_stopping:
+            self.metrics["stopped_early"] = True
+            self.log(f"early stop: no better {self.selection.replace('_', ' ')} for {self.stale_epochs} epochs; "
+                     f"best epoch {self.metrics['best']['epoch']} (best.pt)")
+
+    def _interrupted(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        raise Interrupted(f"{name}: stopped after step {self.global_step} and saved {self.out / 'checkpoint.pt'}; "
+                          f"resume with: python scripts/svi_train.py --resume {self.out}", 128 + signum)
+
+    def _write_figures(self) -> None:
+        vae, test_x, shape = self.vae.eval(), self.data.test_x, self.dataset.image_shape
+        plot_elbo_curves(self.metrics["history"], self.out / "elbo_curves.png",
+                         f"{self.dataset.name}, {vae.likelihood.name}, {self.config.elbo}")
+        # 50 test images spread over the whole (possibly class-sorted) test set
+        originals = test_x[torch.linspace(0, len(test_x) - 1, min(50, len(test_x)), device=test_x.device).long()]
+        plot_reconstructions(originals, vae.reconstruct(originals), shape, self.out / "reconstructions.png")
+        generator = torch.Generator(device=test_x.device).manual_seed(0)
+        plot_samples(vae.sample(100, generator=generator), shape, self.out / "samples.png")
 
 
-def _write_figures(vae: VAE, test_x: torch.Tensor, dataset: Dataset, history: list, out: Path, title: str) -> None:
-    vae.eval()
-    plot_elbo_curves(history, out / "elbo_curves.png", title)
-    # 50 test images spread over the whole (possibly class-sorted) test set
-    originals = test_x[torch.linspace(0, len(test_x) - 1, min(50, len(test_x)), device=test_x.device).long()]
-    plot_reconstructions(originals, vae.reconstruct(originals), dataset.image_shape, out / "reconstructions.png")
-    generator = torch.Generator(device=test_x.device).manual_seed(0)
-    plot_samples(vae.sample(100, generator=generator), dataset.image_shape, out / "samples.png")
+def _make_scheduler(config: TrainConfig, optimizer):
+    if config.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs, eta_min=config.lr_min)
+    if config.lr_schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5,
+                                                          patience=config.lr_patience, min_lr=config.lr_min)
+    return None
+
+
+class _StopSignals:
+    """Within the context, SIGINT and SIGTERM set ``signal`` instead of killing the
+    process (the loop saves and stops at the next step); a second one acts as usual.
+    Outside the main thread, signals are left alone."""
+
+    def __init__(self):
+        self.signal: Optional[int] = None
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        if self.signal is not None:  # the second time: the old behaviour
+            signal.signal(signum, self._previous.get(signum, signal.SIG_DFL))
+            os.kill(os.getpid(), signum)
+            return
+        self.signal = signum
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        return False
 
 
 def _ensure_writable(out: Path) -> None:

@@ -26,7 +26,7 @@ from .config import ELBOS, TrainConfig  # noqa: E402
 from .data import load_dataset  # noqa: E402
 from .diagnostics import gradient_variance  # noqa: E402
 from .evaluation import elbo, log_likelihood  # noqa: E402
-from .run import train  # noqa: E402
+from .run import prepare_data, select_data, train  # noqa: E402
 from .elbos import make_elbo  # noqa: E402
 
 LABELS = {"trace": "Trace_ELBO (Monte-Carlo KL)", "meanfield": "TraceMeanField_ELBO (analytic KL)"}
@@ -41,7 +41,7 @@ def compare_elbos(base: TrainConfig, out_dir, seeds: Sequence[int] = (0, 1, 2), 
     base.validate()
     grad_epochs = sorted(set(grad_epochs or (0, max(1, base.epochs // 2), base.epochs)))
     dataset = load_dataset(base.dataset, base.data_dir, base.download, log)
-    used = dataset.limit(base.train_limit, base.test_limit)
+    used = select_data(base, dataset)
     runs: List[dict] = []
     for seed in seeds:
         for kind in ELBOS:  # interleaved: trace, meanfield, trace, ...
@@ -86,9 +86,7 @@ def _nll_subset(test_x, n):
 
 
 def _prepared_test_set(config, dataset, vae):
-    from .run import prepare_data
-
-    data = prepare_data(config, dataset.limit(config.train_limit, config.test_limit), vae.likelihood)
+    data = prepare_data(config, select_data(config, dataset), vae.likelihood)
     return data.test_x.to(next(vae.parameters()).device)
 
 

@@ -11,15 +11,27 @@ into checkpoints unchanged. ``pyro.infer.SVI`` trains the same model and guide.
 
 :class:`SVIStep` runs the step eagerly; :class:`pyrovae.capture.CompiledSVIStep`
 (``--fast``) replays a compiled graph of it.
+
+KL warm-up (Bowman et al. 2016; Sønderby et al. 2016) trains on
+
+.. math::
+    \mathcal{L}_\beta = \mathbb{E}_q[\log p(x \mid z)] - \beta\, \mathrm{KL}(q(z \mid x) \,\|\, p(z)),
+    \qquad \beta_e = \min(1, e / W) \text{ in epoch } e = 1, 2, \dots
+
+by scaling the log-densities of the latent site ``"z"`` in model and guide by
+:math:`\beta` (:class:`ScaleLatent`), so both ELBO estimators see it (the Monte-Carlo
+KL through the scaled log-densities, the closed form through the guide site's scale).
+The model itself is never changed: evaluation always scores the true ELBO.
 """
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import pyro
 import torch
 from pyro.infer import ELBO
+from pyro.poutine.messenger import Messenger
 from tqdm.auto import tqdm
 
-from .data import minibatches
 
 
 def make_optimizer(parameters, lr: float) -> torch.optim.Adam:
@@ -32,53 +44,109 @@ def make_optimizer(parameters, lr: float) -> torch.optim.Adam:
         return torch.optim.Adam(parameters, lr=lr)
 
 
+def kl_warmup_scale(epoch: int, warmup_epochs: int) -> float:
+    r""":math:`\beta_e = \min(1, e / W)` for epoch ``e`` (1-based); 1 without warm-up."""
+    return 1.0 if warmup_epochs <= 0 else min(1.0, epoch / warmup_epochs)
+
+
+class ScaleLatent(Messenger):
+    """Multiplies the log-density scale of the sample sites named ``names`` by ``scale``
+    (a number or a 0-d tensor), leaving every other site alone."""
+
+    def __init__(self, scale, names=("z",)):
+        super().__init__()
+        self.scale, self.names = scale, frozenset(names)
+
+    def _process_message(self, msg):
+        if msg["type"] == "sample" and msg["name"] in self.names:
+            msg["scale"] = self.scale * msg["scale"]
+
+
 class SVIStep:
     """``step(x) -> loss``: one SVI step on the minibatch ``x`` (B, D); returns the
     :math:`-\\mathrm{ELBO}` estimate as a detached 0-d tensor on ``x``'s device (no host
-    read). With ``validate=True`` Pyro's distribution and trace checks run for this step."""
+    read). With ``validate=True`` Pyro's distribution and trace checks run for this step;
+    ``kl_scale`` (a 0-d tensor) is the warm-up's :math:`\beta`, ``None`` for 1."""
 
     def __init__(self, vae, elbo: ELBO, optimizer: torch.optim.Optimizer):
         self.vae, self.elbo, self.optimizer = vae, elbo, optimizer
 
-    def loss(self, x: torch.Tensor) -> torch.Tensor:
+    def loss(self, x: torch.Tensor, kl_scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+        model, guide = self.vae.model, self.vae.guide
+        if kl_scale is not None:
+            model, guide = ScaleLatent(kl_scale)(model), ScaleLatent(kl_scale)(guide)
         with self.vae.local_params():
-            return self.elbo.differentiable_loss(self.vae.model, self.vae.guide, x)
+            return self.elbo.differentiable_loss(model, guide, x)
 
-    def __call__(self, x: torch.Tensor, validate: bool = False) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, validate: bool = False, kl_scale: Optional[torch.Tensor] = None) -> torch.Tensor:
         with pyro.validation_enabled(validate):
-            loss = self.loss(x)
+            loss = self.loss(x, kl_scale)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         return loss.detach()
 
 
-def train_epoch(
+@dataclass
+class EpochState:
+    """Where an epoch stands: its minibatch order, how far it got, its running sums.
+    Everything stays on the training device; checkpoints carry it for an exact resume."""
+
+    order: torch.Tensor  # (N,) this epoch's permutation of the training set
+    position: int = 0  # minibatches done
+    total: Optional[torch.Tensor] = None  # 0-d: summed loss (-ELBO, or the warm-up objective) so far
+    first_bad: Optional[torch.Tensor] = None  # 0-d long: first minibatch with a non-finite loss, -1 if none
+
+    @classmethod
+    def start(cls, num: int, device, generator: Optional[torch.Generator] = None) -> "EpochState":
+        return cls(torch.randperm(num, device=device, generator=generator), 0,
+                   torch.zeros((), device=device), torch.full((), -1, dtype=torch.long, device=device))
+
+    def num_batches(self, batch_size: int) -> int:
+        return -(-len(self.order) // batch_size)
+
+    def state_dict(self) -> dict:
+        return {"order": self.order, "position": self.position, "total": self.total, "first_bad": self.first_bad}
+
+    @classmethod
+    def from_state_dict(cls, d: dict, device) -> "EpochState":
+        return cls(d["order"].to(device), int(d["position"]), d["total"].to(device), d["first_bad"].to(device))
+
+
+def run_epoch(
     step: Callable[..., torch.Tensor],
     x: torch.Tensor,
+    state: EpochState,
     batch_size: int,
     transform: Optional[Callable] = None,
-    generator: Optional[torch.Generator] = None,
-    progress: Optional[tqdm] = None,
+    kl_scale: Optional[torch.Tensor] = None,
     validate_first_step: bool = False,
-) -> torch.Tensor:
-    """One pass over ``x`` (N, D), already on the training device, in random minibatches.
+    progress: Optional[tqdm] = None,
+    after_step: Optional[Callable[[EpochState], bool]] = None,
+) -> bool:
+    """Go on with the epoch ``state`` over ``x`` (N, D), already on the training device,
+    minibatch by minibatch; return True when it is done, False when ``after_step``
+    (called after every step) asked to stop early.
 
-    Returns the summed loss (:math:`-\\mathrm{ELBO}` over all N datapoints) as a 0-d tensor
-    on the device; nothing here reads it back to the host, except the progress bar's
-    occasional refresh. Pyro's distribution checks run on the first step when
-    ``validate_first_step`` (the data themselves were checked against the likelihood's
-    support before training) and are off for the rest."""
-    total = torch.zeros((), device=x.device)
-    seen = 0
-    for i, idx in enumerate(minibatches(len(x), batch_size, x.device, generator)):
-        batch = x[idx]  # (B, D), gathered on the device
+    Nothing here reads the device back to the host, except the progress bar's refresh
+    every 25 steps: the loss, and the index of the first non-finite one, accumulate on
+    the device. Pyro's checks run on the first step when ``validate_first_step`` (the data
+    themselves were checked against the likelihood's support before training)."""
+    batches = state.order.split(batch_size)
+    for i in range(state.position, len(batches)):
+        batch = x[batches[i]]  # (B, D), gathered on the device
         if transform is not None:
-            batch = transform(batch, generator)
-        total += step(batch, validate=validate_first_step and i == 0)
-        seen += len(idx)
+            batch = transform(batch)
+        loss = step(batch, validate=validate_first_step and i == 0, kl_scale=kl_scale)
+        state.total += loss
+        bad = (~torch.isfinite(loss)) & (state.first_bad < 0)
+        state.first_bad = torch.where(bad, torch.full_like(state.first_bad, i), state.first_bad)
+        state.position = i + 1
         if progress is not None and not progress.disable:
-            progress.update(len(idx))
+            progress.update(len(batches[i]))
             if i % 25 == 0:  # the only host read inside the epoch, for the display
-                progress.set_postfix_str(f"-ELBO {total.item() / seen:.2f}", refresh=False)
-    return total
+                seen = min(len(state.order), (i + 1) * batch_size)  # all but the last batch are full
+                progress.set_postfix_str(f"-ELBO {state.total.item() / seen:.2f}", refresh=False)
+        if after_step is not None and after_step(state) and state.position < len(batches):
+            return False
+    return True

@@ -33,21 +33,24 @@ import torch.nn as nn
 
 from .errors import ConfigError, DataError
 from .likelihoods import Likelihood, get_likelihood
-from .networks import Decoder, Encoder
+from .networks import make_networks
 
 
 class VAE(nn.Module):
-    """A VAE with an MLP encoder/decoder and a pluggable likelihood.
+    """A VAE with an MLP or convolutional encoder/decoder and a pluggable likelihood.
 
     :param int x_dim: pixels per datapoint (D).
     :param int z_dim: latent dimensions (K).
-    :param hidden: hidden layer widths of the encoder (the decoder mirrors them).
+    :param hidden: hidden layer widths of the MLP encoder (the decoder mirrors them); for
+        ``arch="conv"``, the width of the dense layer beside the latent.
     :param likelihood: a built-in name (``"bernoulli"``, ``"continuous-bernoulli"``,
         ``"gaussian"``, ``"laplace"``, ``"beta"``), a :class:`~pyrovae.likelihoods.Likelihood`,
         or a callable ``decoder_output -> Distribution``.
     :param dict likelihood_options: keyword options of a built-in likelihood
         (e.g. ``{"scale": 0.1}``) or ``outputs_per_pixel`` of a callable.
     :param str name: prefix of this VAE's entries in Pyro's param store.
+    :param str arch: ``"mlp"`` or ``"conv"`` (see :mod:`pyrovae.networks`).
+    :param image_shape: (H, W) of one image, for ``arch="conv"`` (H * W = D).
     """
 
     def __init__(
@@ -58,6 +61,8 @@ class VAE(nn.Module):
         likelihood: Union[str, Likelihood, Callable] = "bernoulli",
         likelihood_options: Optional[dict] = None,
         name: Optional[str] = None,
+        arch: str = "mlp",
+        image_shape: Sequence[int] = (28, 28),
     ):
         super().__init__()
         hidden = tuple(int(h) for h in hidden)
@@ -65,9 +70,13 @@ class VAE(nn.Module):
             if not (isinstance(value, int) and value > 0):
                 raise ConfigError(f"{label} must be a positive integer, got {value!r}")
         self.x_dim, self.z_dim, self.hidden = int(x_dim), int(z_dim), hidden
+        self.arch, self.image_shape = arch, tuple(int(s) for s in image_shape)
         self.likelihood = get_likelihood(likelihood, **(likelihood_options or {}))
-        self.encoder = Encoder(x_dim, z_dim, hidden)
-        self.decoder = Decoder(z_dim, self.likelihood.outputs_per_pixel * x_dim, hidden)
+        try:
+            self.encoder, self.decoder = make_networks(arch, self.x_dim, self.z_dim, self.likelihood.outputs_per_pixel,
+                                                       hidden, self.image_shape)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
         self.name = name or f"vae-{uuid.uuid4().hex[:12]}"
         self._register_params = True
 
@@ -144,6 +153,8 @@ class VAE(nn.Module):
             "z_dim": self.z_dim,
             "hidden": list(self.hidden),
             "likelihood": self.likelihood.config(),
+            "arch": self.arch,
+            "image_shape": list(self.image_shape),
         }
 
     def _device(self) -> torch.device:

@@ -24,7 +24,8 @@ def trained_run(mnist_sample, tmp_path_factory):
 def test_checkpoint_is_plain_weights_only(trained_run):
     state = torch.load(trained_run / "checkpoint.pt", weights_only=True)
     assert state["epoch"] == 1
-    assert state["vae"] == {"x_dim": 784, "z_dim": 6, "hidden": [32], "likelihood": {"name": "bernoulli"}}
+    assert state["vae"] == {"x_dim": 784, "z_dim": 6, "hidden": [32], "likelihood": {"name": "bernoulli"},
+                            "arch": "mlp", "image_shape": [28, 28]}
     assert set(state) >= {"state_dict", "optimizer", "config", "history"}
     assert state["optimizer"]["state"], "Adam moments are saved"
     assert not [p for p in os.listdir(trained_run) if p.endswith(".tmp")], "no temporary files left"

