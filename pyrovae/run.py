@@ -20,6 +20,7 @@ SIGINT and SIGTERM end the current step, save ``checkpoint.pt`` and raise
 loss raises :class:`~pyrovae.errors.TrainingError` naming the epoch and step, and
 leaves the last good checkpoint in place.
 """
+import math
 import os
 import platform
 import signal
@@ -41,7 +42,7 @@ from .checkpoint import (capture_rng, read_checkpoint, remove_stale_temporaries,
 from .config import TrainConfig
 from .data import TRANSFORMS, Dataset, binarize, dequantize, load_dataset
 from .elbos import make_elbo
-from .errors import CheckpointError, ConfigError, Interrupted, TrainingError
+from .errors import CheckpointError, ConfigError, DataError, Interrupted, TrainingError
 from .evaluation import evaluate_elbo
 from .likelihoods import get_likelihood
 from .plots import plot_elbo_curves, plot_reconstructions, plot_samples
@@ -64,7 +65,8 @@ class PreparedData:
     valid_x: Optional[torch.Tensor] = None  # (N_valid, D), transformed once like the test set
 
     def to(self, device) -> "PreparedData":
-        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        """On ``device``, as float32 (the networks' dtype)."""
+        move = lambda t: None if t is None else t.to(device, torch.float32)  # noqa: E731
         return PreparedData(move(self.train_x), move(self.test_x), self.transform, self.binarize,
                             self.dequantize, move(self.valid_x))
 
@@ -179,13 +181,14 @@ class _Run:
         self.dataset = select_data(config, dataset)
         if len(self.dataset.train_x) == 0 or len(self.dataset.test_x) == 0:
             raise ConfigError(f"{self.dataset.name} has no training or no test examples after the limits")
+        _check_shapes(self.dataset)
         options = {"scale": config.likelihood_scale} if config.likelihood_scale is not None else {}
         likelihood = get_likelihood(config.likelihood, **options)
         self.data = prepare_data(config, self.dataset, likelihood).to(self.device)  # the one host-to-device copy
         self.selection = "valid_elbo" if self.data.valid_x is not None else "test_elbo"
 
         self.vae = VAE(self.dataset.x_dim, config.z_dim, config.hidden, likelihood, arch=config.arch,
-                       image_shape=self.dataset.image_shape).to(self.device)
+                       image_shape=self.dataset.image_shape, channels=config.channels).to(self.device)
         self.elbo = make_elbo(config.elbo, config.num_particles)
         self.optimizer = make_optimizer(self.vae.parameters(), config.lr)
         self.scheduler = _make_scheduler(config, self.optimizer)
@@ -377,6 +380,21 @@ class _Run:
         plot_reconstructions(originals, vae.reconstruct(originals), shape, self.out / "reconstructions.png")
         generator = torch.Generator(device=test_x.device).manual_seed(0)
         plot_samples(vae.sample(100, generator=generator), shape, self.out / "samples.png")
+
+
+def _check_shapes(dataset: Dataset) -> None:
+    """Rows of one length, matching the images' shape (the figures and conv nets need it)."""
+    parts = [("training", dataset.train_x), ("test", dataset.test_x), ("validation", dataset.valid_x)]
+    for what, x in parts:
+        if x is not None and (not isinstance(x, torch.Tensor) or x.dim() != 2):
+            raise DataError(f"the {what} data must be a 2-d tensor (N, pixels), got "
+                            f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
+    widths = {x.shape[1] for _, x in parts if x is not None}
+    if len(widths) != 1:
+        raise DataError(f"training, test and validation rows differ in length ({sorted(widths)})")
+    if math.prod(dataset.image_shape) != dataset.x_dim:
+        raise DataError(f"image_shape {tuple(dataset.image_shape)} does not hold the {dataset.x_dim} pixels of a row; "
+                        "give the Dataset its image_shape=(H, W)")
 
 
 def _make_scheduler(config: TrainConfig, optimizer):

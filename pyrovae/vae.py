@@ -51,6 +51,7 @@ class VAE(nn.Module):
     :param str name: prefix of this VAE's entries in Pyro's param store.
     :param str arch: ``"mlp"`` or ``"conv"`` (see :mod:`pyrovae.networks`).
     :param image_shape: (H, W) of one image, for ``arch="conv"`` (H * W = D).
+    :param channels: feature maps of the two conv stages, for ``arch="conv"``.
     """
 
     def __init__(
@@ -63,6 +64,7 @@ class VAE(nn.Module):
         name: Optional[str] = None,
         arch: str = "mlp",
         image_shape: Sequence[int] = (28, 28),
+        channels: Sequence[int] = (32, 64),
     ):
         super().__init__()
         hidden = tuple(int(h) for h in hidden)
@@ -71,10 +73,11 @@ class VAE(nn.Module):
                 raise ConfigError(f"{label} must be a positive integer, got {value!r}")
         self.x_dim, self.z_dim, self.hidden = int(x_dim), int(z_dim), hidden
         self.arch, self.image_shape = arch, tuple(int(s) for s in image_shape)
+        self.channels = tuple(int(c) for c in channels)
         self.likelihood = get_likelihood(likelihood, **(likelihood_options or {}))
         try:
             self.encoder, self.decoder = make_networks(arch, self.x_dim, self.z_dim, self.likelihood.outputs_per_pixel,
-                                                       hidden, self.image_shape)
+                                                       hidden, self.image_shape, self.channels)
         except ValueError as error:
             raise ConfigError(str(error)) from None
         self.name = name or f"vae-{uuid.uuid4().hex[:12]}"
@@ -155,6 +158,7 @@ class VAE(nn.Module):
             "likelihood": self.likelihood.config(),
             "arch": self.arch,
             "image_shape": list(self.image_shape),
+            **({"channels": list(self.channels)} if self.arch == "conv" else {}),
         }
 
     def _device(self) -> torch.device:
@@ -167,4 +171,7 @@ class VAE(nn.Module):
             raise DataError(f"x must have shape (N, {self.x_dim}), got {tuple(x.shape)}")
         if not torch.is_floating_point(x):
             raise DataError(f"x must be a floating-point tensor, got dtype {x.dtype}; use x.float()")
-        return x.to(self._device())
+        if not bool(torch.isfinite(x).all()):
+            raise DataError("x contains NaN or infinite values; clean or drop those rows")
+        weight = next(self.decoder.parameters())
+        return x.to(weight.device, weight.dtype)

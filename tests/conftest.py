@@ -23,3 +23,25 @@ def binary_batch(mnist_sample):
 def small_vae():
     torch.manual_seed(0)
     return pyrovae.VAE(x_dim=784, z_dim=8, hidden=(64,), likelihood="bernoulli")
+
+
+class _RunsCode:
+    """Pickles as a call of ``open(target, "w")``: loading it with plain pickle creates the file."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+@pytest.fixture
+def code_running_checkpoint(tmp_path):
+    """(path, target): a torch.save file shaped like a pyrovae checkpoint whose pickle
+    would create ``target`` if loading ran its code."""
+    folder, target = tmp_path / "crafted", tmp_path / "pwned"
+    folder.mkdir()
+    path = folder / "checkpoint.pt"
+    torch.save({"format": "pyrovae-checkpoint-1", "loop": {}, "payload": _RunsCode(str(target))}, path)
+    assert not target.exists()
+    return path, target

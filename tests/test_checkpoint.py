@@ -60,21 +60,10 @@ def test_roundtrip_with_custom_likelihood(tmp_path):
     assert torch.equal(vae.encode(x)[0], again.encode(x)[0])
 
 
-class _Evil:
-    def __init__(self, target):
-        self.target = target
-
-    def __reduce__(self):
-        return (open, (self.target, "w"))
-
-
-def test_pickle_that_runs_code_is_refused(tmp_path):
-    target = tmp_path / "pwned"
-    with open(tmp_path / "evil.pt", "wb") as f:
-        torch.save({"format": "pyrovae-checkpoint-1", "payload": _Evil(str(target))}, f)
-    assert not target.exists()
+def test_pickle_that_runs_code_is_refused(code_running_checkpoint):
+    path, target = code_running_checkpoint
     with pytest.raises(pyrovae.CheckpointError, match="refused"):
-        pyrovae.load(tmp_path / "evil.pt")
+        pyrovae.load(path)
     assert not target.exists(), "loading ran the pickled code"
 
 

@@ -1,0 +1,179 @@
+"""Every bad input answered (property-based, hypothesis): any mix of command-line values
+ends with exit 0 and a finished run, or with exactly one ``error:`` line and exit 2, never
+a traceback; an invalid value is never accepted. Data handed to the library (NaN or
+infinite pixels, wrong shapes or dtypes, values outside the likelihood's support, empty
+sets, a batch larger than the data) gets a PyrovaeError or a correct result."""
+import contextlib
+import io
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, event, example, given, settings
+from hypothesis import strategies as st
+
+import pyrovae
+import pyrovae.run
+from pyrovae.cli import main
+from pyrovae.data import Dataset, load_mnist_sample
+
+SAMPLE = load_mnist_sample().limit(120, 40)
+
+POSITIVE = ["z_dim", "hidden", "batch_size", "num_particles", "epochs", "test_frequency", "train_limit",
+            "test_limit", "lr_patience"]
+NON_NEGATIVE = ["valid_size", "checkpoint_every", "kl_warmup", "early_stopping"]
+# valid values drawn about half the time, so that both outcomes are exercised
+SMALL_INTS = st.one_of(st.sampled_from(["1", "2", "3"]), st.sampled_from(["-5", "-1", "0", "x", "1.5", "", "nan"]))
+CHOICES = {
+    "likelihood": ["bernoulli", "continuous-bernoulli", "gaussian", "laplace", "beta", "poisson"],
+    "elbo": ["trace", "meanfield", "iwae"],
+    "binarize": ["auto", "dynamic", "static", "none", "sometimes"],
+    "dequantize": ["auto", "uniform", "none", "gaussian"],
+    "arch": ["mlp", "conv", "resnet"],
+    "lr_schedule": ["constant", "cosine", "plateau", "step"],
+}
+
+
+def _is_int(text, low):
+    try:
+        return int(text) >= low
+    except ValueError:
+        return False
+
+
+@st.composite
+def command_lines(draw):
+    """(argv, expected_valid): a random mix of flags with valid and invalid values."""
+    argv, valid = [], True
+    values = {}
+    for name in draw(st.lists(st.sampled_from(POSITIVE + NON_NEGATIVE + list(CHOICES) + ["lr", "likelihood_scale"]),
+                              unique=True, max_size=5)):
+        flag = "--" + name.replace("_", "-")
+        if name in CHOICES:
+            value = draw(st.one_of(st.sampled_from(CHOICES[name][:-1]), st.just(CHOICES[name][-1])))
+            valid &= value in CHOICES[name][:-1]  # the last of each list is not a choice
+        elif name in ("lr", "likelihood_scale"):
+            value = draw(st.one_of(st.sampled_from(["1e-3", "0.5"]), st.sampled_from(["nan", "inf", "-1", "0", "abc"])))
+            valid &= value in ("1e-3", "0.5")
+        else:
+            value = draw(SMALL_INTS)
+            valid &= _is_int(value, 1 if name in POSITIVE else 0)
+        values[name] = value
+        argv += [flag, value]
+    return argv, valid, values
+
+
+def run_main(argv):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            code = main(argv)
+        except SystemExit as stop:  # argparse's own refusals
+            code = stop.code
+    return code, err.getvalue()
+
+
+@pytest.fixture
+def offline_sample(monkeypatch):
+    real = pyrovae.run.load_dataset
+    monkeypatch.setattr(pyrovae.run, "load_dataset",
+                        lambda name, *a, **k: SAMPLE if name == "mnist" else real(name, *a, **k))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=command_lines())
+def test_any_command_line_ends_cleanly(case, offline_sample, tmp_path_factory):
+    argv, valid, values = case
+    out = tmp_path_factory.mktemp("cli")
+    base = ["--epochs", "1", "--hidden", "8", "--z-dim", "2", "--no-progress", "--out", str(out / "run")]
+    code, err = run_main(base + argv)  # the drawn flags come last and win
+    lines = [line for line in err.splitlines() if line.strip()]
+    event(f"{'valid' if valid else 'invalid'} values, exit {code}")
+    if code == 0:
+        assert valid, f"accepted invalid input {argv}"
+        metrics = json.loads((out / "run" / "metrics.json").read_text())
+        assert math.isfinite(metrics["test_elbo"])
+    else:
+        assert code == 2, (code, err)
+        assert len(lines) == 1 and lines[0].startswith("error: "), err
+        assert "Traceback" not in err
+    if valid and code != 0:  # valid values may still clash (e.g. bernoulli without binarizing, huge lr)
+        assert any(k in lines[0] for k in ("needs", "binary", "only", "applies", "not finite", "cannot", "validation",
+                                           "valid-size", "leaves no", "channels", "image")), lines[0]
+
+
+@st.composite
+def bad_arrays(draw):
+    n = draw(st.one_of(st.sampled_from([1, 3]), st.just(0)))
+    d = draw(st.one_of(st.just(784), st.just(10)))
+    dtype = draw(st.one_of(st.sampled_from([np.float32, np.float64]), st.sampled_from([np.int64, np.uint8, np.bool_])))
+    pixel = st.one_of(st.sampled_from([0.0, 1.0]), st.sampled_from([0.5, -1.0, 2.0, float("nan"), float("inf")]))
+    fill = draw(st.lists(pixel, min_size=1, max_size=3))
+    x = np.resize(np.array(fill, dtype=np.float64), (n, d))
+    with np.errstate(invalid="ignore"):
+        return torch.from_numpy(x.astype(dtype)), x
+
+
+BINARY = np.resize(np.array([0.0, 1.0, 1.0]), (3, 784))
+VALID_ARRAY = (torch.from_numpy(BINARY.astype(np.float32)), BINARY)
+
+
+def _encodable(x: torch.Tensor, x64: np.ndarray) -> bool:
+    """What encode() accepts: (N, 784) floating point, finite (N = 0 included)."""
+    return (x.dim() == 2 and x.shape[1] == 784 and x.dtype in (torch.float32, torch.float64)
+            and bool(np.isfinite(x64).all()))
+
+
+def _scorable(x: torch.Tensor, x64: np.ndarray) -> bool:
+    """What the Bernoulli VAE can score: encodable, at least one row, pixels in {0, 1}."""
+    return _encodable(x, x64) and x.shape[0] > 0 and bool(np.isin(x64, [0.0, 1.0]).all())
+
+
+@settings(max_examples=60, deadline=None)
+@given(case=bad_arrays(), shape=st.one_of(st.just("2d"), st.sampled_from(["1d", "3d"])))
+@example(case=VALID_ARRAY, shape="2d")
+def test_library_data_is_checked(case, shape):
+    x, x64 = case
+    x = {"2d": x, "1d": x.reshape(-1), "3d": x.reshape(1, *x.shape)}[shape]
+    torch.manual_seed(0)
+    vae = pyrovae.VAE(x_dim=784, z_dim=2, hidden=(8,))
+    uses = {"encode": (lambda: vae.encode(x), _encodable),
+            "log_likelihood": (lambda: (pyrovae.log_likelihood(vae, x, num_samples=3),), _scorable),
+            "elbo": (lambda: (pyrovae.elbo(vae, x).elbo,), _scorable)}
+    for name, (use, accepts) in uses.items():
+        expected = accepts(x, x64)
+        event(f"{name}: {'accept' if expected else 'refuse'}")
+        try:
+            result = use()
+        except pyrovae.PyrovaeError:
+            assert not expected, f"{name} refused valid data"
+            continue
+        assert expected, f"{name} accepted bad data: {x.dtype} {tuple(x.shape)} {np.unique(x64)}"
+        assert all(t.shape[0] == x.shape[0] and bool(torch.isfinite(t).all()) for t in result), name
+
+
+@settings(max_examples=25, deadline=None)
+@given(case=bad_arrays())
+@example(case=VALID_ARRAY)
+def test_training_data_is_checked(case, tmp_path_factory):
+    x, x64 = case
+    out = tmp_path_factory.mktemp("data")
+    dataset = Dataset("custom", "test", x, x[: max(1, len(x))])
+    config = pyrovae.TrainConfig(epochs=1, z_dim=2, hidden=(8,), progress=False, out=str(out), binarize="none")
+    ok = _scorable(x, x64)
+    event("accept" if ok else "refuse")
+    try:
+        metrics = pyrovae.train(config, log=lambda s: None, dataset=dataset)
+    except pyrovae.PyrovaeError as error:
+        assert not ok, f"valid data refused: {error}"
+        return
+    assert ok, f"bad data accepted: {x.dtype} {tuple(x.shape)}"
+    assert math.isfinite(metrics["test_elbo"])
+
+
+def test_batch_larger_than_the_data_trains(tmp_path):
+    config = pyrovae.TrainConfig(epochs=2, z_dim=2, hidden=(8,), batch_size=10_000, progress=False, out=str(tmp_path))
+    metrics = pyrovae.train(config, log=lambda s: None, dataset=SAMPLE)
+    assert len(metrics["history"]) == 2 and math.isfinite(metrics["test_elbo"])
