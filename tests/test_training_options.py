@@ -1,0 +1,116 @@
+"""The options of a long training: KL warm-up scales exactly the KL term, the conv
+networks keep the MLP's contract, validation hold-out, best.pt, learning-rate schedules
+and early stopping do what they say."""
+import json
+import math
+
+import pyro
+import pytest
+import torch
+
+import pyrovae
+from pyrovae.networks import ConvDecoder, ConvEncoder
+from pyrovae.training import ScaleLatent, kl_warmup_scale
+
+
+def test_kl_warmup_schedule():
+    assert [kl_warmup_scale(e, 4) for e in range(1, 7)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert kl_warmup_scale(1, 0) == 1.0
+
+
+@pytest.mark.parametrize("beta", [0.1, 0.5, 1.0])
+def test_scaled_latent_site_scales_exactly_the_analytic_kl(beta, small_vae, binary_batch):
+    """TraceMeanField with the latent scaled by beta = -(E log p(x|z) - beta KL) with the
+    same draw of z; the split comes from pyrovae.elbo, an independent reading of traces."""
+    elbo = pyrovae.make_elbo("meanfield")
+    with pyro.validation_enabled(False):
+        pyro.set_rng_seed(7)
+        loss = elbo.differentiable_loss(ScaleLatent(torch.tensor(beta))(small_vae.model),
+                                        ScaleLatent(torch.tensor(beta))(small_vae.guide), binary_batch)
+        pyro.set_rng_seed(7)
+        split = pyrovae.elbo(small_vae, binary_batch, num_particles=1, analytic_kl=True)
+    expected = -(split.expected_log_likelihood - beta * split.kl).sum()
+    assert torch.allclose(loss, expected, rtol=1e-5), (loss, expected)
+
+
+def test_scaled_latent_site_scales_the_monte_carlo_kl(small_vae, binary_batch):
+    elbo = pyrovae.make_elbo("trace")
+    with pyro.validation_enabled(False):
+        values = {}
+        for beta in (0.25, 1.0):
+            pyro.set_rng_seed(3)
+            values[beta] = elbo.differentiable_loss(ScaleLatent(beta)(small_vae.model),
+                                                    ScaleLatent(beta)(small_vae.guide), binary_batch)
+        pyro.set_rng_seed(3)
+        split = pyrovae.elbo(small_vae, binary_batch, num_particles=1, analytic_kl=False)
+    mc_kl = split.kl.sum()
+    assert torch.allclose(values[1.0], -(split.expected_log_likelihood.sum() - mc_kl), rtol=1e-5)
+    assert torch.allclose(values[1.0] - values[0.25], 0.75 * mc_kl, rtol=1e-4)
+
+
+def test_conv_networks_accept_leading_dims_and_mirror_the_layout():
+    torch.manual_seed(0)
+    enc, dec = ConvEncoder((28, 28), 6, (4, 8), hidden=16), ConvDecoder(6, (28, 28), 2, (4, 8), hidden=16)
+    loc, scale = enc(torch.rand(3, 5, 784))  # (particles, batch, D)
+    assert loc.shape == scale.shape == (3, 5, 6) and bool((scale > 0).all())
+    out = dec(torch.randn(3, 5, 6))
+    assert out.shape == (3, 5, 2 * 784)
+    one = dec(torch.randn(6))
+    assert one.shape == (2 * 784,)
+    with pytest.raises(pyrovae.ConfigError, match="divisible by 4"):
+        pyrovae.VAE(x_dim=30 * 30, arch="conv", image_shape=(30, 30))
+    with pytest.raises(pyrovae.ConfigError, match="does not hold"):
+        pyrovae.VAE(x_dim=100, arch="conv")
+
+
+def test_conv_vae_trains_saves_and_loads(mnist_sample, tmp_path):
+    config = pyrovae.TrainConfig(arch="conv", channels=(4, 8), hidden=(32,), z_dim=4, epochs=2, train_limit=200,
+                                 test_limit=50, likelihood="beta", progress=False, out=str(tmp_path))
+    metrics = pyrovae.train(config, log=lambda s: None, dataset=mnist_sample)
+    assert metrics["history"][1]["train_elbo"] > metrics["history"][0]["train_elbo"]
+    vae = pyrovae.load(tmp_path / "checkpoint.pt")
+    assert vae.arch == "conv" and vae.channels == (4, 8)
+    assert vae.reconstruct(mnist_sample.test_x[:3]).shape == (3, 784)
+
+
+def test_validation_hold_out_is_disjoint_and_selects_best(mnist_sample, tmp_path):
+    config = pyrovae.TrainConfig(epochs=4, valid_size=300, train_limit=500, test_limit=100, z_dim=4, hidden=(32,),
+                                 progress=False, out=str(tmp_path))
+    metrics = pyrovae.train(config, log=lambda s: None, dataset=mnist_sample)
+    held = mnist_sample.hold_out(300)
+    assert len(held.valid_x) == 300 and torch.equal(held.valid_x, mnist_sample.train_x[-300:])
+    assert len(held.train_x) == len(mnist_sample.train_x) - 300
+    assert metrics["dataset"]["num_valid"] == 100  # the test limit applies to the validation set too
+    assert metrics["selection"] == "valid_elbo"
+    best = max(metrics["history"], key=lambda h: h["valid_elbo"])
+    assert metrics["best"]["epoch"] == best["epoch"]
+    assert pyrovae.checkpoint.read_checkpoint(tmp_path / "best.pt")["epoch"] == best["epoch"]
+    with pytest.raises(pyrovae.ConfigError, match="leaves no training"):
+        mnist_sample.hold_out(len(mnist_sample.train_x))
+
+
+def test_plateau_halves_the_rate_and_early_stopping_stops(mnist_sample, tmp_path):
+    # lr 0.3 is far too high to improve after the first epochs: the plateau schedule halves
+    # it after each epoch without a better test ELBO, and early stopping ends the run
+    config = pyrovae.TrainConfig(epochs=30, lr=0.3, lr_schedule="plateau", lr_patience=1, early_stopping=3,
+                                 train_limit=300, test_limit=100, z_dim=2, hidden=(16,), progress=False,
+                                 out=str(tmp_path))
+    metrics = pyrovae.train(config, log=lambda s: None, dataset=mnist_sample)
+    history = metrics["history"]
+    assert metrics["stopped_early"] and len(history) < 30
+    last_best = metrics["best"]["epoch"]
+    assert len(history) == last_best + 3  # exactly `early_stopping` epochs without a gain
+    lrs = [h["lr"] for h in history]
+    assert lrs[0] == 0.3 and min(lrs) < 0.3 and all(b <= a for a, b in zip(lrs, lrs[1:]))
+    assert all(math.log2(0.3 / lr) == round(math.log2(0.3 / lr)) for lr in lrs)  # halvings only
+
+
+def test_cosine_schedule_reaches_lr_min(mnist_sample, tmp_path):
+    config = pyrovae.TrainConfig(epochs=4, lr=1e-3, lr_schedule="cosine", lr_min=1e-5, train_limit=200,
+                                 test_limit=50, z_dim=2, hidden=(8,), progress=False, out=str(tmp_path))
+    metrics = pyrovae.train(config, log=lambda s: None, dataset=mnist_sample)
+    lrs = [h["lr"] for h in metrics["history"]]  # the rate each epoch trained with
+    expected = [1e-5 + (1e-3 - 1e-5) * (1 + math.cos(math.pi * e / 4)) / 2 for e in range(4)]
+    assert lrs == pytest.approx(expected, rel=1e-6)
+    config_json = json.loads((tmp_path / "config.json").read_text())
+    assert config_json["settings"]["lr_schedule"] == "cosine"
