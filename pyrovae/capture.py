@@ -95,7 +95,8 @@ class CompiledSVIStep(SVIStep):
             return
         self._graph = graph
 
-    def __call__(self, x: torch.Tensor, validate: bool = False, kl_scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, validate: bool = False, kl_scale: Optional[torch.Tensor] = None,
+                 indices: Optional[torch.Tensor] = None) -> torch.Tensor:
         if validate:
             return super().__call__(x, validate=True, kl_scale=kl_scale)
         if kl_scale is None:  # the graph always scales the latent site; by 1 here

@@ -1,14 +1,16 @@
 """The command lines behind ``scripts/``: flags -> settings -> one library call.
 
-* ``svi_train.py`` -> :func:`main` -> :func:`pyrovae.run.train`
+* ``svi_train.py`` -> :func:`main` -> :func:`pyrovae.run.train` (``--resume``: :func:`pyrovae.run.resume`)
 * ``compare_elbo.py`` -> :func:`compare_main` -> :func:`pyrovae.study.compare_elbos`
 * ``evaluate.py`` / ``plot_latent.py`` -> :mod:`pyrovae.analysis`
 * ``bench.py`` -> :func:`bench_main` -> :mod:`pyrovae.benchmark_report`
+* ``bench_ddp.py`` -> :func:`bench_ddp_main` -> :mod:`pyrovae.scaling`
 
 Bad input ends with one line on stderr, ``error: <what was wrong and what to do>``, and
 exit status 2; a finished job exits 0.
 """
 import argparse
+import os
 import shlex
 import sys
 from typing import Callable, List, Optional
@@ -20,6 +22,7 @@ from .data import DATASETS
 from .errors import Interrupted, PyrovaeError
 from .likelihoods import BUILT_IN
 from .run import resume, train
+from .scaling import run_scaling
 from .study import compare_elbos
 
 
@@ -74,6 +77,10 @@ def build_parser(description: str = "Train a VAE (Pyro model/guide) with SVI.") 
     p.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
     p.add_argument("--test-limit", type=int, default=None, help="use only the first N test images")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no tqdm progress bar")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel training, one process per device, started by torchrun "
+                        "(torchrun --nproc_per_node=N scripts/svi_train.py --distributed ...)")
+    p.add_argument("--tensorboard", action="store_true", help="write scalars and images to <out>/tensorboard")
     p.add_argument("--fast", action="store_true",
                    help="capture the SVI step once and replay it compiled (torch.compile); checked against "
                         "the eager step, falls back to it if the two differ")
@@ -87,13 +94,14 @@ def _command(script: str, argv: Optional[List[str]]) -> str:
 def _guarded(job: Callable[[], None], out: str) -> int:
     """Run ``job``; bad input becomes one ``error:`` line and exit status 2, a signal one
     line saying how to resume and 128 + its number."""
+    say = (lambda line: print(line, file=sys.stderr)) if os.environ.get("RANK", "0") == "0" else (lambda line: None)
     try:
         job()
     except Interrupted as stop:
-        print(str(stop), file=sys.stderr)
+        say(str(stop))
         return stop.exit_code
     except PyrovaeError as error:
-        print(f"error: {error}", file=sys.stderr)
+        say(f"error: {error}")
         return 2
     except KeyboardInterrupt:
         print(f"interrupted; the last checkpoint written is in {out}", file=sys.stderr)
@@ -101,7 +109,7 @@ def _guarded(job: Callable[[], None], out: str) -> int:
     return 0
 
 
-RESUME_FLAGS = {"epochs", "progress", "cuda"}
+RESUME_FLAGS = {"epochs", "progress", "cuda", "distributed"}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -109,7 +117,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p = build_parser()
     p.add_argument("--resume", metavar="RUN_DIR", default=None,
                    help="continue the run in RUN_DIR from its checkpoint, with its own settings "
-                        "(only --epochs, --cuda and --no-progress may change)")
+                        "(only --epochs, --cuda, --distributed and --no-progress may change)")
     args = vars(p.parse_args(argv))
     command = _command("scripts/svi_train.py", argv)
     run_dir = args.pop("resume")
@@ -119,7 +127,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     changed = sorted(k for k, v in args.items() if v != p.get_default(k) and k not in RESUME_FLAGS)
     if changed:
         p.error(f"--resume continues a run with its own settings; drop --{changed[0].replace('_', '-')} "
-                "(only --epochs, --cuda and --no-progress may be given with --resume)")
+                "(only --epochs, --cuda, --distributed and --no-progress may be given with --resume)")
     given = {k: args[k] for k in RESUME_FLAGS if args[k] != p.get_default(k)}
     return _guarded(lambda: resume(run_dir, command=command, **given), run_dir)
 
@@ -203,3 +211,28 @@ def bench_main(argv: Optional[List[str]] = None) -> int:
     if args.blocks < 4:
         p.error("--blocks must be at least 4 for a median and quartiles")
     return _guarded(lambda: run_benchmark(args, command=_command("scripts/bench.py", argv)), args.out)
+
+
+def bench_ddp_main(argv: Optional[List[str]] = None) -> int:
+    """``scripts/bench_ddp.py``: training throughput with 1 and N processes."""
+    p = _Parser(description="Train the same VAE in one process and under torchrun with N processes "
+                "(--distributed); write the throughput to results/bench/ddp.{md,json}.",
+                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--cuda", action="store_true", help="one GPU per process (NCCL)")
+    p.add_argument("--dataset", default="binarized-mnist", choices=DATASETS)
+    p.add_argument("--data-dir", default="./data")
+    p.add_argument("--epochs", type=int, default=4, help="epochs per run (the first is not timed)")
+    p.add_argument("--batch-size", type=int, default=128, help="the global minibatch")
+    p.add_argument("--hidden", type=int, nargs="+", default=[400])
+    p.add_argument("--processes", type=int, nargs="+", default=[1, 2], help="torchrun --nproc_per_node values")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per torchrun process")
+    p.add_argument("--reference-threads", type=int, nargs="+", default=[1, 2],
+                   help="torch threads of the plain one-process runs")
+    p.add_argument("--out", default="results/bench")
+    args = p.parse_args(argv)
+    if min(args.processes + args.hidden + args.reference_threads + [args.epochs, args.batch_size, args.threads]) <= 0:
+        p.error("all sizes and counts must be positive")
+    if args.epochs < 2:
+        p.error("--epochs must be at least 2 (the first epoch is not timed)")
+    return _guarded(lambda: run_scaling(args, command=_command("scripts/bench_ddp.py", argv)), args.out)
+

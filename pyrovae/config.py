@@ -49,6 +49,8 @@ class TrainConfig:
     out: Optional[str] = None  # default: results/<dataset>-<likelihood>-<elbo>
     progress: bool = True
     fast: bool = False  # replay a compiled graph of the SVI step (pyrovae.capture)
+    distributed: bool = False  # one process per device under torchrun (pyrovae.distributed)
+    tensorboard: bool = False  # scalars and images into <out>/tensorboard (pyrovae.tracking)
 
     def validate(self) -> "TrainConfig":
         from .data import DATASETS
@@ -87,6 +89,8 @@ class TrainConfig:
                 raise ConfigError("likelihood_scale applies to the gaussian and laplace likelihoods only")
             if not self.likelihood_scale > 0:
                 raise ConfigError(f"likelihood_scale must be positive, got {self.likelihood_scale}")
+        if self.fast and self.distributed:
+            raise ConfigError("--fast does not work with --distributed yet; drop one of them")
         if self.binarize in ("dynamic", "static") and self.likelihood != "bernoulli":
             raise ConfigError(f"binarize={self.binarize} makes binary data, which needs the bernoulli likelihood")
         if self.dequantize == "uniform" and self.likelihood == "bernoulli":

@@ -44,14 +44,20 @@ def plot_elbo_curves(history: list, path: Path, title: str = "") -> None:
     plt.close(fig)
 
 
+def reconstruction_grid(originals: torch.Tensor, reconstructions: torch.Tensor, image_shape,
+                        ncols: int = 10) -> torch.Tensor:
+    """One mosaic: rows of originals, each with the row of their reconstructions underneath."""
+    d = originals.shape[1]
+    n = len(originals) // ncols * ncols
+    pairs = torch.stack([originals[:n].reshape(-1, ncols, d), reconstructions[:n].reshape(-1, ncols, d)], dim=1)
+    # (rows, 2, cols, D) -> (rows*2*cols, D): an original row, then its reconstruction row
+    return image_grid(pairs.reshape(-1, d), image_shape, ncols)
+
+
 def plot_reconstructions(originals: torch.Tensor, reconstructions: torch.Tensor, image_shape, path: Path, ncols: int = 10) -> None:
     """Rows of originals with the row of their reconstructions underneath."""
-    n = len(originals) // ncols * ncols
-    pairs = torch.stack([originals[:n].view(-1, ncols, originals.shape[1]),
-                         reconstructions[:n].view(-1, ncols, originals.shape[1])], dim=1)
-    # (rows, 2, cols, D) -> (rows*2*cols, D): an original row, then its reconstruction row
-    save_grid(image_grid(pairs.reshape(-1, originals.shape[1]), image_shape, ncols), path,
-               "test images (odd rows) and reconstructions (even rows)")
+    save_grid(reconstruction_grid(originals, reconstructions, image_shape, ncols), path,
+              "test images (odd rows) and reconstructions (even rows)")
 
 
 def plot_samples(samples: torch.Tensor, image_shape, path: Path, ncols: int = 10) -> None:

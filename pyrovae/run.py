@@ -43,9 +43,11 @@ from .config import TrainConfig
 from .data import TRANSFORMS, Dataset, binarize, dequantize, load_dataset
 from .elbos import make_elbo
 from .errors import CheckpointError, ConfigError, DataError, Interrupted, TrainingError
-from .evaluation import evaluate_elbo
+from . import distributed as ddp
+from .evaluation import elbo, evaluate_elbo
 from .likelihoods import get_likelihood
-from .plots import plot_elbo_curves, plot_reconstructions, plot_samples
+from .plots import image_grid, plot_elbo_curves, plot_reconstructions, plot_samples, reconstruction_grid
+from .tracking import TensorBoardLog
 from .training import EpochState, SVIStep, kl_warmup_scale, make_optimizer, run_epoch
 from .vae import VAE
 
@@ -140,10 +142,10 @@ def train(config: TrainConfig, log: Callable[[str], None] = print, dataset: Opti
 
 def resume(run_dir, log: Callable[[str], None] = print, dataset: Optional[Dataset] = None,
            command: Optional[str] = None, epochs: Optional[int] = None, progress: Optional[bool] = None,
-           cuda: Optional[bool] = None, on_epoch_end: Sequence[Callable] = ()) -> dict:
+           cuda: Optional[bool] = None, distributed: Optional[bool] = None, on_epoch_end: Sequence[Callable] = ()) -> dict:
     """Continue the run in ``run_dir`` from its ``checkpoint.pt`` with its own settings
-    (``epochs`` may raise the number of epochs; ``progress``/``cuda`` change only the
-    display and the device). Network weights, optimizer and schedule state, counters,
+    (``epochs`` may raise the number of epochs; ``progress``, ``cuda`` and
+    ``distributed`` change only the display, the device and the number of processes). Network weights, optimizer and schedule state, counters,
     history, the unfinished epoch and every random state come back, so the resumed run
     is the run that was interrupted."""
     run_dir = Path(run_dir)
@@ -158,10 +160,9 @@ def resume(run_dir, log: Callable[[str], None] = print, dataset: Optional[Datase
         config.progress = progress
     if cuda is not None:
         config.cuda = cuda
+    if distributed is not None:
+        config.distributed = distributed
     config.validate()
-    removed = remove_stale_temporaries(run_dir)
-    if removed:
-        log(f"removed {removed} temporary file(s) of an interrupted write in {run_dir}")
     return _Run(config, log, dataset, command, resume_from=state).loop(on_epoch_end)
 
 
@@ -170,11 +171,20 @@ class _Run:
 
     def __init__(self, config: TrainConfig, log, dataset: Optional[Dataset], command: Optional[str],
                  resume_from: Optional[dict] = None):
-        self.config, self.log, self.command = config, log, command
-        self.device = select_device(config.cuda)
+        self.config, self.command = config, command
+        if config.distributed:
+            self.rank, self.world, self.device = ddp.setup(config.cuda)
+        else:
+            self.rank, self.world, self.device = 0, 1, select_device(config.cuda)
+        self.main = self.rank == 0  # only rank 0 prints, evaluates and writes files
+        self.log = log = log if self.main else (lambda line: None)
         self.out = Path(config.out_dir())
-        _ensure_writable(self.out)
-        pyro.set_rng_seed(config.seed)  # torch (CPU and CUDA), numpy and random
+        if self.main:
+            _ensure_writable(self.out)
+            removed = remove_stale_temporaries(self.out) if resume_from is not None else 0
+            if removed:
+                log(f"removed {removed} temporary file(s) of an interrupted write in {self.out}")
+        pyro.set_rng_seed(config.seed)  # torch (CPU and CUDA), numpy and random: the same on every rank
 
         if dataset is None:
             dataset = load_dataset(config.dataset, config.data_dir, config.download, log)
@@ -192,11 +202,18 @@ class _Run:
         self.elbo = make_elbo(config.elbo, config.num_particles)
         self.optimizer = make_optimizer(self.vae.parameters(), config.lr)
         self.scheduler = _make_scheduler(config, self.optimizer)
-        self.step = (CompiledSVIStep(self.vae, self.elbo, self.optimizer, log=log) if config.fast
-                     else SVIStep(self.vae, self.elbo, self.optimizer))
+        if config.distributed:
+            self.step = ddp.DistributedSVIStep(self.vae, self.elbo, self.optimizer, len(self.data.train_x),
+                                                       self.rank, self.world)
+            ddp.broadcast_parameters(self.vae)
+        elif config.fast:
+            self.step = CompiledSVIStep(self.vae, self.elbo, self.optimizer, log=log)
+        else:
+            self.step = SVIStep(self.vae, self.elbo, self.optimizer)
         self.transform = TRANSFORMS[self.data.transform]
 
-        self.metrics = {"command": command, "dataset": self.dataset.summary(), "device": _device_name(self.device),
+        device_name = _device_name(self.device) if self.world == 1 else f"{self.world} x {_device_name(self.device)}"
+        self.metrics = {"command": command, "dataset": self.dataset.summary(), "device": device_name,
                         "elbo": config.elbo, "likelihood": likelihood.config(), "history": [], "test_elbo": None,
                         "test_elbo_estimator": "TraceMeanField_ELBO (analytic KL), 1 particle",
                         "selection": self.selection, "best": None, "stopped_early": False, "resumes": []}
@@ -212,9 +229,13 @@ class _Run:
                      f"device {self.metrics['device']}")
         else:
             self._restore(resume_from)
+        self.tensorboard = (TensorBoardLog(self.out / "tensorboard", self.epoch)
+                            if config.tensorboard and self.main else None)
 
     # ------------------------------------------------------------------ state
     def _write_config(self) -> None:
+        if not self.main:
+            return
         write_json(self.out / "config.json", {
             "command": self.command,
             "settings": self.config.to_dict(),
@@ -224,6 +245,7 @@ class _Run:
                          "optimizer": f"Adam{' (fused)' if self.optimizer.defaults.get('fused') else ''}",
                          "selection": self.selection, "out": str(self.out)},
             "device": self.metrics["device"],
+            "world_size": self.world,
             "versions": _versions(),
         })
 
@@ -260,7 +282,19 @@ class _Run:
         self.log(f"resuming {self.out} at {where} (step {self.global_step})")
 
     def _save(self) -> None:
-        save_checkpoint(self.out / "checkpoint.pt", self.vae, self.optimizer, **self._state())
+        if self.main:
+            save_checkpoint(self.out / "checkpoint.pt", self.vae, self.optimizer, **self._state())
+
+    def _stop_agreed(self, stop: "_StopSignals", now: bool = False) -> bool:
+        """Whether to stop for a signal. Alone: as soon as one came. Distributed: when any
+        rank has one, read from the votes the gradient all_reduce carries, every 25 steps
+        and at epoch ends (``now``), so that every rank stops after the same step."""
+        if self.world == 1:
+            return stop.signal is not None
+        self.step.stop_requested = stop.signal is not None
+        if now or self.global_step % 25 == 0:
+            return self.step.stop_votes is not None and float(self.step.stop_votes) > 0
+        return False
 
     def _check_finite(self, state: EpochState) -> None:
         first_bad = int(state.first_bad)  # host read: at checkpoints and epoch ends only
@@ -276,14 +310,25 @@ class _Run:
         if self.epoch == 0 and self.epoch_state is None:
             for callback in on_epoch_end:
                 callback(0, self.vae, self.data)
-        with _StopSignals() as stop:
-            while self.epoch < config.epochs and not self.metrics["stopped_early"]:
-                self._train_one_epoch(stop)
-                for callback in on_epoch_end:
-                    callback(self.epoch, self.vae, self.data)
-                if stop.signal is not None:
-                    self._interrupted(stop.signal)
-        self._write_figures()
+        try:
+            with _StopSignals() as stop:
+                while self.epoch < config.epochs and not self.metrics["stopped_early"]:
+                    self._train_one_epoch(stop)
+                    for callback in on_epoch_end:
+                        callback(self.epoch, self.vae, self.data)
+                    if self._stop_agreed(stop, now=True):
+                        self._interrupted(stop.signal)
+            if self.main:
+                self._write_figures()
+        except BaseException:
+            if config.distributed:
+                ddp.teardown(wait=False)  # the other ranks may never get here
+            raise
+        finally:
+            if self.tensorboard is not None:
+                self.tensorboard.close()
+        if config.distributed:
+            ddp.teardown()
         self.log(f"final test ELBO {self.metrics['test_elbo']:.3f} nats per datapoint; wrote {self.out}/")
         return self.metrics
 
@@ -304,7 +349,7 @@ class _Run:
                 self.epoch_seconds += time.perf_counter() - start_of_span[0]
                 start_of_span[0] = time.perf_counter()
                 self._save()
-            return stop.signal is not None
+            return self._stop_agreed(stop)
 
         start_of_span = [start]
         batch = config.batch_size
@@ -320,13 +365,9 @@ class _Run:
             self._interrupted(stop.signal)
 
         train_elbo = -float(state.total) / len(self.data.train_x)  # one host read per epoch
-        self.vae.eval()
-        record = {"epoch": epoch, "train_elbo": train_elbo, "test_elbo": None}
-        if self.data.valid_x is not None:
-            record["valid_elbo"] = evaluate_elbo(self.vae, self.data.valid_x)
-        if epoch % config.test_frequency == 0 or epoch == config.epochs:
-            record["test_elbo"] = evaluate_elbo(self.vae, self.data.test_x)
-        record.update({"kl_scale": beta, "lr": self.optimizer.param_groups[0]["lr"], "seconds": self.epoch_seconds})
+        record = {"epoch": epoch, "train_elbo": train_elbo,
+                  **self._evaluate(epoch % config.test_frequency == 0 or epoch == config.epochs),
+                  "kl_scale": beta, "lr": self.optimizer.param_groups[0]["lr"], "seconds": self.epoch_seconds}
         self.epoch, self.epoch_state = epoch, None
         self.metrics["history"].append(record)
         if record["test_elbo"] is not None:
@@ -338,7 +379,33 @@ class _Run:
                  + (f"test ELBO {record['test_elbo']:9.3f}  " if record["test_elbo"] is not None else "")
                  + (f"(beta {beta:.3f}) " if beta < 1 else "") + f"({self.epoch_seconds:.1f} s)")
         self._save()
-        write_json(self.out / "metrics.json", self.metrics)
+        if self.main:
+            write_json(self.out / "metrics.json", self.metrics)
+        if self.tensorboard is not None:
+            self.tensorboard.epoch(record)
+            if record["test_elbo"] is not None:
+                self.tensorboard.images(epoch, *self._figures())
+
+    def _evaluate(self, test: bool) -> dict:
+        """The validation ELBO, and with ``test`` the test ELBO and its split, from rank 0
+        (which in a distributed run leaves the ranks' common random stream alone)."""
+        keys = ["valid_elbo", "test_elbo", "test_expected_log_likelihood", "test_kl"]
+        values = dict.fromkeys(keys)
+        if self.main:
+            self.vae.eval()
+            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else [],
+                                       enabled=self.world > 1):
+                if self.data.valid_x is not None:
+                    values["valid_elbo"] = evaluate_elbo(self.vae, self.data.valid_x)
+                if test:
+                    split = elbo(self.vae, self.data.test_x, num_particles=1, analytic_kl=True).means()
+                    values.update(test_elbo=split["elbo"], test_expected_log_likelihood=split["expected_log_likelihood"],
+                                  test_kl=split["kl"])
+        if self.world > 1:
+            values = dict(zip(keys, ddp.broadcast_values([values[k] for k in keys], self.device)))
+        if self.data.valid_x is None:
+            del values["valid_elbo"]
+        return values
 
     def _select(self, record: dict) -> None:
         """Best checkpoint, learning-rate schedule and early stopping, all on the selection
@@ -351,8 +418,9 @@ class _Run:
         if best is None or value > best[self.selection]:
             self.metrics["best"] = {"epoch": record["epoch"], "test_elbo": record["test_elbo"],
                                     "valid_elbo": record.get("valid_elbo")}
-            save_checkpoint(self.out / "best.pt", self.vae, config=self.config.to_dict(), epoch=record["epoch"],
-                            selection={self.selection: value})
+            if self.main:
+                save_checkpoint(self.out / "best.pt", self.vae, config=self.config.to_dict(), epoch=record["epoch"],
+                                selection={self.selection: value})
             self.stale_epochs = 0
         elif not warming_up:
             self.stale_epochs += 1
@@ -366,20 +434,33 @@ class _Run:
             self.log(f"early stop: no better {self.selection.replace('_', ' ')} for {self.stale_epochs} epochs; "
                      f"best epoch {self.metrics['best']['epoch']} (best.pt)")
 
-    def _interrupted(self, signum: int) -> None:
+    def _interrupted(self, signum: Optional[int]) -> None:
+        signum = signum or signal.SIGTERM  # a rank stopping on another rank's signal
         name = signal.Signals(signum).name
         raise Interrupted(f"{name}: stopped after step {self.global_step} and saved {self.out / 'checkpoint.pt'}; "
                           f"resume with: python scripts/svi_train.py --resume {self.out}", 128 + signum)
 
-    def _write_figures(self) -> None:
-        vae, test_x, shape = self.vae.eval(), self.data.test_x, self.dataset.image_shape
-        plot_elbo_curves(self.metrics["history"], self.out / "elbo_curves.png",
-                         f"{self.dataset.name}, {vae.likelihood.name}, {self.config.elbo}")
-        # 50 test images spread over the whole (possibly class-sorted) test set
+    def _figure_data(self):
+        """(originals, reconstructions, samples): 50 test images spread over the whole
+        (possibly class-sorted) test set, their reconstructions, 100 decoded prior draws."""
+        vae, test_x = self.vae.eval(), self.data.test_x
         originals = test_x[torch.linspace(0, len(test_x) - 1, min(50, len(test_x)), device=test_x.device).long()]
-        plot_reconstructions(originals, vae.reconstruct(originals), shape, self.out / "reconstructions.png")
         generator = torch.Generator(device=test_x.device).manual_seed(0)
-        plot_samples(vae.sample(100, generator=generator), shape, self.out / "samples.png")
+        return originals, vae.reconstruct(originals), vae.sample(100, generator=generator)
+
+    def _figures(self):
+        """The reconstruction and sample mosaics that TensorBoard shows."""
+        originals, reconstructions, samples = self._figure_data()
+        shape = self.dataset.image_shape
+        return reconstruction_grid(originals, reconstructions, shape), image_grid(samples, shape, 10)
+
+    def _write_figures(self) -> None:
+        shape = self.dataset.image_shape
+        plot_elbo_curves(self.metrics["history"], self.out / "elbo_curves.png",
+                         f"{self.dataset.name}, {self.vae.likelihood.name}, {self.config.elbo}")
+        originals, reconstructions, samples = self._figure_data()
+        plot_reconstructions(originals, reconstructions, shape, self.out / "reconstructions.png")
+        plot_samples(samples, shape, self.out / "samples.png")
 
 
 def _check_shapes(dataset: Dataset) -> None:

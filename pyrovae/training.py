@@ -66,7 +66,8 @@ class SVIStep:
     """``step(x) -> loss``: one SVI step on the minibatch ``x`` (B, D); returns the
     :math:`-\\mathrm{ELBO}` estimate as a detached 0-d tensor on ``x``'s device (no host
     read). With ``validate=True`` Pyro's distribution and trace checks run for this step;
-    ``kl_scale`` (a 0-d tensor) is the warm-up's :math:`\beta`, ``None`` for 1."""
+    ``kl_scale`` (a 0-d tensor) is the warm-up's :math:`\beta`, ``None`` for 1;
+    ``indices``, the rows' places in the training set, matter to distributed steps only."""
 
     def __init__(self, vae, elbo: ELBO, optimizer: torch.optim.Optimizer):
         self.vae, self.elbo, self.optimizer = vae, elbo, optimizer
@@ -78,7 +79,8 @@ class SVIStep:
         with self.vae.local_params():
             return self.elbo.differentiable_loss(model, guide, x)
 
-    def __call__(self, x: torch.Tensor, validate: bool = False, kl_scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, validate: bool = False, kl_scale: Optional[torch.Tensor] = None,
+                 indices: Optional[torch.Tensor] = None) -> torch.Tensor:
         with pyro.validation_enabled(validate):
             loss = self.loss(x, kl_scale)
         self.optimizer.zero_grad(set_to_none=True)
@@ -137,7 +139,7 @@ def run_epoch(
         batch = x[batches[i]]  # (B, D), gathered on the device
         if transform is not None:
             batch = transform(batch)
-        loss = step(batch, validate=validate_first_step and i == 0, kl_scale=kl_scale)
+        loss = step(batch, validate=validate_first_step and i == 0, kl_scale=kl_scale, indices=batches[i])
         state.total += loss
         bad = (~torch.isfinite(loss)) & (state.first_bad < 0)
         state.first_bad = torch.where(bad, torch.full_like(state.first_bad, i), state.first_bad)

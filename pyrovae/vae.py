@@ -101,25 +101,30 @@ class VAE(nn.Module):
             self._register_params = previous
 
     # ----------------------------------------------------------------- Pyro
-    def model(self, x: Optional[torch.Tensor] = None, num_samples: Optional[int] = None):
+    def model(self, x: Optional[torch.Tensor] = None, num_samples: Optional[int] = None,
+              full_size: Optional[int] = None, subsample: Optional[torch.Tensor] = None):
         """p(z) p(x|z). ``x`` (N, x_dim) is observed; with ``x=None`` the model draws
-        ``num_samples`` images instead."""
+        ``num_samples`` images instead. With ``full_size`` and ``subsample`` (the indices
+        of x's rows in a data set of ``full_size``), the plate scales the minibatch's
+        log-densities by ``full_size / N``: an estimate of the full-data ELBO."""
         if self._register_params:
             pyro.module(f"{self.name}.decoder", self.decoder)
         n = x.shape[0] if x is not None else num_samples
         device = self._device()
-        with pyro.plate("data", n):
+        with _data_plate(n, full_size, subsample):
             prior = dist.Normal(torch.zeros(n, self.z_dim, device=device), 1.0).to_event(1)
             z = pyro.sample("z", prior)  # (N, z_dim), or (P, N, z_dim) with vectorized particles
             p_x = self.likelihood(self.decoder(z))  # event (x_dim,)
             obs = None if x is None else self.likelihood.prepare(x)
             return pyro.sample("x", p_x, obs=obs)
 
-    def guide(self, x: torch.Tensor, num_samples: Optional[int] = None):
-        """q(z|x) = Normal(loc(x), scale(x)), independent over datapoints."""
+    def guide(self, x: torch.Tensor, num_samples: Optional[int] = None,
+              full_size: Optional[int] = None, subsample: Optional[torch.Tensor] = None):
+        """q(z|x) = Normal(loc(x), scale(x)), independent over datapoints (the same
+        plate as the model's)."""
         if self._register_params:
             pyro.module(f"{self.name}.encoder", self.encoder)
-        with pyro.plate("data", x.shape[0]):
+        with _data_plate(x.shape[0], full_size, subsample):
             loc, scale = self.encoder(x)  # (N, x_dim) -> 2 x (N, z_dim)
             return pyro.sample("z", dist.Normal(loc, scale).to_event(1))
 
@@ -175,3 +180,13 @@ class VAE(nn.Module):
             raise DataError("x contains NaN or infinite values; clean or drop those rows")
         weight = next(self.decoder.parameters())
         return x.to(weight.device, weight.dtype)
+
+
+def _data_plate(n: int, full_size: Optional[int], subsample: Optional[torch.Tensor]):
+    """``pyro.plate("data", n)``, or over ``full_size`` datapoints of which ``subsample``
+    (n indices) are at hand."""
+    if full_size is None:
+        return pyro.plate("data", n)
+    if subsample is None or len(subsample) != n:
+        raise DataError(f"full_size={full_size} needs the {n} indices of the minibatch's rows as subsample")
+    return pyro.plate("data", full_size, subsample=subsample)

@@ -33,7 +33,9 @@ def test_one_epoch_end_to_end(tmp_path):
                                   "num_train": 600, "num_test": 100}
     assert metrics["device"].startswith("cpu")
     [epoch] = metrics["history"]
-    assert set(epoch) == {"epoch", "train_elbo", "test_elbo", "kl_scale", "lr", "seconds"}
+    assert set(epoch) == {"epoch", "train_elbo", "test_elbo", "test_expected_log_likelihood", "test_kl",
+                          "kl_scale", "lr", "seconds"}
+    assert epoch["test_elbo"] == pytest.approx(epoch["test_expected_log_likelihood"] - epoch["test_kl"], rel=1e-5)
     assert -784 * 0.7 < metrics["test_elbo"] < 0 and metrics["test_elbo"] == epoch["test_elbo"]
     config = json.loads((out / "config.json").read_text())
     assert config["settings"]["z_dim"] == 8 and config["resolved"]["binarize"] == "dynamic"

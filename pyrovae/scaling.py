@@ -1,0 +1,94 @@
+"""Throughput of data-parallel training, behind ``scripts/bench_ddp.py``.
+
+Real training runs of ``scripts/svi_train.py``, one after the other on the same data
+and settings: one process without ``--distributed`` (the reference), then
+``torchrun --nproc_per_node=W ... --distributed`` for each W asked for. Each run's
+seconds per epoch come from its own ``metrics.json`` (the median over its epochs after
+the first, which pays start-up costs); images per second are training images over that.
+Writes ``ddp.md`` and ``ddp.json``.
+"""
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import List, Sequence
+
+import pyro
+import torch
+
+from .checkpoint import write_json
+from .errors import TrainingError
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "svi_train.py"
+
+
+def _run(command: List[str], threads: int) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        tail = " ".join(result.stderr.strip().splitlines()[-3:])
+        raise TrainingError(f"{' '.join(command[:6])} ... failed: {tail}")
+    return result
+
+
+def measure(train_args: Sequence[str], processes: Sequence[int], threads: int, reference_threads: Sequence[int],
+            cuda: bool, log=print) -> List[dict]:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        setups = ([(f"1 process, no --distributed, {t} thread{'s' * (t > 1)}", None, t) for t in reference_threads]
+                  + [(f"torchrun --distributed, {w} process{'es' * (w > 1)}", w, threads) for w in processes])
+        for i, (label, world, n_threads) in enumerate(setups):
+            out = Path(tmp) / f"run-{i}"
+            args = [*train_args, "--out", str(out), "--no-progress"] + (["--cuda"] if cuda else [])
+            if world is None:
+                command = [sys.executable, str(SCRIPT), *args]
+            else:
+                command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                           f"--nproc_per_node={world}", str(SCRIPT), *args, "--distributed"]
+            log(f"{label}: {' '.join(command[1:])}")
+            _run(command, n_threads)
+            metrics = json.loads((out / "metrics.json").read_text())
+            seconds = [h["seconds"] for h in metrics["history"]][1:] or [metrics["history"][0]["seconds"]]
+            per_epoch = statistics.median(seconds)
+            rows.append({"setup": label, "processes": world or 1, "threads_per_process": n_threads,
+                         "seconds_per_epoch": per_epoch, "epochs_timed": len(seconds),
+                         "images_per_s": metrics["dataset"]["num_train"] / per_epoch,
+                         "final_train_elbo": metrics["history"][-1]["train_elbo"], "device": metrics["device"]})
+    base = rows[0]["images_per_s"]
+    for row in rows:
+        row["speedup"] = row["images_per_s"] / base
+    return rows
+
+
+def run_scaling(args, command: str, log=print) -> dict:
+    train_args = ["--dataset", args.dataset, "--data-dir", args.data_dir, "--no-download", "--epochs", str(args.epochs),
+                  "--batch-size", str(args.batch_size), "--hidden", *map(str, args.hidden), "--test-frequency",
+                  str(args.epochs)]
+    rows = measure(train_args, args.processes, args.threads, args.reference_threads, args.cuda, log)
+    result = {"command": command, "train_args": train_args, "rows": rows, "cpus": os.cpu_count(),
+              "gpus": torch.cuda.device_count() if args.cuda else 0,
+              "versions": {"torch": torch.__version__, "pyro": pyro.__version__, "python": platform.python_version()}}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "ddp.json", result)
+    (out / "ddp.md").write_text(_markdown(result))
+    log((out / "ddp.md").read_text())
+    return result
+
+
+def _markdown(r: dict) -> str:
+    lines = [f"# Data-parallel training throughput ({r['rows'][0]['device']}, {r['cpus']} CPUs, {r['gpus']} GPUs)", "",
+             f"torch {r['versions']['torch']}, pyro {r['versions']['pyro']}. Training arguments: "
+             f"`{' '.join(r['train_args'])}`; seconds per epoch are the median over the epochs after the first.", "",
+             "| setup | processes | threads each | s / epoch | images / s | speed-up | final train ELBO |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for row in r["rows"]:
+        lines.append(f"| {row['setup']} | {row['processes']} | {row['threads_per_process']} | "
+                     f"{row['seconds_per_epoch']:.2f} | {row['images_per_s']:,.0f} | {row['speedup']:.2f}x | "
+                     f"{row['final_train_elbo']:.2f} |")
+    lines += ["", f"Command: `{r['command']}`", ""]
+    return "\n".join(lines)
