@@ -58,7 +58,8 @@ def load_run(run_dir, cuda: bool = False, log: Callable[[str], None] = print, ch
 
 
 def evaluate_run(run_dir, num_samples: int = 5000, cuda: bool = False, test_limit: Optional[int] = None,
-                 log: Callable[[str], None] = print, checkpoint: Optional[str] = None) -> dict:
+                 log: Callable[[str], None] = print, checkpoint: Optional[str] = None,
+                 command: Optional[str] = None) -> dict:
     """Importance-sampled test NLL, ELBO split and active units, written into metrics.json.
 
     ``checkpoint`` defaults to ``best.pt`` where the run kept one, else ``checkpoint.pt``."""
@@ -84,6 +85,7 @@ def evaluate_run(run_dir, num_samples: int = 5000, cuda: bool = False, test_limi
         "elbo_estimator": "analytic KL, 10 particles",
         "active_units": n_active,
         "z_dim": vae.z_dim,
+        "command": command,
         "checkpoint": checkpoint,
         "checkpoint_epoch": read_checkpoint(Path(run_dir) / checkpoint)["epoch"],
     }

@@ -5,6 +5,7 @@
 * ``evaluate.py`` / ``plot_latent.py`` -> :mod:`pyrovae.analysis`
 * ``bench.py`` -> :func:`bench_main` -> :mod:`pyrovae.benchmark_report`
 * ``bench_ddp.py`` -> :func:`bench_ddp_main` -> :mod:`pyrovae.scaling`
+* ``nll_table.py`` -> :func:`nll_table_main` -> :mod:`pyrovae.leaderboard`
 
 Bad input ends with one line on stderr, ``error: <what was wrong and what to do>``, and
 exit status 2; a finished job exits 0.
@@ -22,6 +23,7 @@ from .data import DATASETS
 from .errors import Interrupted, PyrovaeError
 from .likelihoods import BUILT_IN
 from .run import resume, train
+from .leaderboard import write_table
 from .scaling import run_scaling
 from .study import compare_elbos
 
@@ -50,7 +52,8 @@ def build_parser(description: str = "Train a VAE (Pyro model/guide) with SVI.") 
                    help="trace = Trace_ELBO (Monte-Carlo KL), meanfield = TraceMeanField_ELBO (analytic KL)")
     p.add_argument("--num-particles", type=int, default=d.num_particles)
     p.add_argument("--z-dim", type=int, default=d.z_dim)
-    p.add_argument("--arch", default=d.arch, choices=ARCHS, help="MLP or convolutional encoder/decoder")
+    p.add_argument("--arch", default=d.arch, choices=ARCHS,
+                   help="MLP (softplus units), MLP with gated units, or convolutional encoder/decoder")
     p.add_argument("--hidden", type=int, nargs="+", default=list(d.hidden),
                    help="mlp: hidden widths, e.g. --hidden 400 200; conv: the dense layer's width")
     p.add_argument("--channels", type=int, nargs=2, default=list(d.channels),
@@ -179,7 +182,8 @@ def evaluate_main(argv: Optional[List[str]] = None) -> int:
         p.error("--num-samples and --test-limit must be positive integers")
     checkpoint = {"best": "best.pt", "last": "checkpoint.pt", None: None}[args.checkpoint]
     return _guarded(lambda: evaluate_run(args.run_dir, args.num_samples, args.cuda, args.test_limit,
-                                         checkpoint=checkpoint), args.run_dir)
+                                         checkpoint=checkpoint, command=_command("scripts/evaluate.py", argv)),
+                    args.run_dir)
 
 
 def plot_latent_main(argv: Optional[List[str]] = None) -> int:
@@ -235,4 +239,15 @@ def bench_ddp_main(argv: Optional[List[str]] = None) -> int:
     if args.epochs < 2:
         p.error("--epochs must be at least 2 (the first epoch is not timed)")
     return _guarded(lambda: run_scaling(args, command=_command("scripts/bench_ddp.py", argv)), args.out)
+
+
+def nll_table_main(argv: Optional[List[str]] = None) -> int:
+    """``scripts/nll_table.py RUN_DIR ...``: the test-NLL table of evaluated runs."""
+    p = _Parser(description="Collect evaluated runs (scripts/evaluate.py) into a test-NLL table beside the "
+                "published anchors: <out>.md and <out>.json.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("run_dirs", nargs="+", help="run folders scored by scripts/evaluate.py")
+    p.add_argument("--out", default="results/nll_table", help="path of the table, without suffix")
+    args = p.parse_args(argv)
+    return _guarded(lambda: write_table(args.run_dirs, args.out, command=_command("scripts/nll_table.py", argv)),
+                    args.out)
 

@@ -10,7 +10,7 @@ from typing import Optional, Tuple
 from .errors import ConfigError
 
 ELBOS = ("trace", "meanfield")
-ARCHS = ("mlp", "conv")
+ARCHS = ("mlp", "gated", "conv")
 LR_SCHEDULES = ("constant", "cosine", "plateau")
 BINARIZE = ("auto", "dynamic", "static", "none")
 DEQUANTIZE = ("auto", "uniform", "none")
@@ -28,7 +28,7 @@ class TrainConfig:
     elbo: str = "trace"  # trace: Trace_ELBO (Monte-Carlo KL); meanfield: TraceMeanField_ELBO
     num_particles: int = 1
     z_dim: int = 50
-    arch: str = "mlp"  # mlp | conv
+    arch: str = "mlp"  # mlp | gated (MLP with gated units) | conv
     hidden: Tuple[int, ...] = (400,)  # mlp: encoder widths (decoder mirrored); conv: dense width
     channels: Tuple[int, ...] = (32, 64)  # conv: feature maps at H/2 and H/4
     epochs: int = 100

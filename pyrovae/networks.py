@@ -8,6 +8,9 @@ r"""The two networks of an amortized VAE, as plain :class:`torch.nn.Module` s.
 Two architectures (``make_networks(arch, ...)``):
 
 * ``"mlp"``: :class:`Encoder` and :class:`Decoder`, MLPs with softplus hidden units;
+* ``"gated"``: the same MLPs with gated hidden units, :math:`h = (W x + b) \odot
+  \sigma(V x + c)` (:class:`GatedLinear`; Dauphin et al. 2017, as in the VampPrior
+  paper's VAEs);
 * ``"conv"``: :class:`ConvEncoder` and :class:`ConvDecoder` for one-channel images whose
   sides divide by 4: two stride-2 convolution stages down to a (C, H/4, W/4) feature
   map and the mirror image up, ELU units, dense layers between map and latent.
@@ -15,21 +18,36 @@ Two architectures (``make_networks(arch, ...)``):
 All accept any leading batch dimensions (``(..., in) -> (..., out)``), so vectorized
 ELBO particles pass through unchanged. They import nothing from the rest of the package.
 """
-from typing import Sequence, Tuple
-
 import math
+from typing import Sequence, Tuple
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 
-def mlp(sizes: Sequence[int], activation=nn.Softplus) -> nn.Sequential:
-    """Linear layers ``sizes[0] -> ... -> sizes[-1]`` with ``activation`` between them."""
+class GatedLinear(nn.Module):
+    r"""``(..., in) -> (..., out)``: :math:`(W x + b) \odot \sigma(V x + c)`."""
+
+    def __init__(self, fan_in: int, fan_out: int):
+        super().__init__()
+        self.value, self.gate = nn.Linear(fan_in, fan_out), nn.Linear(fan_in, fan_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.value(x) * torch.sigmoid(self.gate(x))
+
+
+def mlp(sizes: Sequence[int], activation=nn.Softplus, gated: bool = False) -> nn.Sequential:
+    """Layers ``sizes[0] -> ... -> sizes[-1]``: linear with ``activation`` between them,
+    or with ``gated`` a :class:`GatedLinear` for every hidden layer and a linear output."""
     layers = []
     for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        hidden = i < len(sizes) - 2
+        if gated and hidden:
+            layers.append(GatedLinear(fan_in, fan_out))
+            continue
         layers.append(nn.Linear(fan_in, fan_out))
-        if i < len(sizes) - 2:
+        if hidden:
             layers.append(activation())
     return nn.Sequential(*layers)
 
@@ -38,9 +56,10 @@ class Encoder(nn.Module):
     r"""``x (..., x_dim) -> (loc, scale)``, each ``(..., z_dim)``, with
     :math:`\sigma = \mathrm{softplus}(h) + \sigma_{min}` so the guide never degenerates."""
 
-    def __init__(self, x_dim: int, z_dim: int, hidden: Sequence[int] = (400,), min_scale: float = 1e-4):
+    def __init__(self, x_dim: int, z_dim: int, hidden: Sequence[int] = (400,), min_scale: float = 1e-4,
+                 gated: bool = False):
         super().__init__()
-        self.net = mlp([x_dim, *hidden, 2 * z_dim])
+        self.net = mlp([x_dim, *hidden, 2 * z_dim], gated=gated)
         self.min_scale = min_scale
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -52,9 +71,9 @@ class Decoder(nn.Module):
     """``z (..., z_dim) -> o (..., out_dim)``: unconstrained outputs for a likelihood
     (``out_dim = outputs_per_pixel * x_dim``)."""
 
-    def __init__(self, z_dim: int, out_dim: int, hidden: Sequence[int] = (400,)):
+    def __init__(self, z_dim: int, out_dim: int, hidden: Sequence[int] = (400,), gated: bool = False):
         super().__init__()
-        self.net = mlp([z_dim, *reversed(tuple(hidden)), out_dim])
+        self.net = mlp([z_dim, *reversed(tuple(hidden)), out_dim], gated=gated)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z)
@@ -125,17 +144,19 @@ class ConvDecoder(nn.Module):
         return out.reshape(*lead, -1)  # (..., k*H*W): k blocks of H*W
 
 
-ARCHITECTURES = ("mlp", "conv")
+ARCHITECTURES = ("mlp", "gated", "conv")
 
 
 def make_networks(arch: str, x_dim: int, z_dim: int, outputs_per_pixel: int, hidden: Sequence[int] = (400,),
                   image_shape: Sequence[int] = (28, 28), channels: Sequence[int] = (32, 64)) -> Tuple[nn.Module, nn.Module]:
-    """(encoder, decoder) of architecture ``arch``. For ``"mlp"``, ``hidden`` are the
+    """(encoder, decoder) of architecture ``arch``. For ``"mlp"`` and ``"gated"``, ``hidden`` are the
     encoder's widths (the decoder mirrors them); for ``"conv"``, ``hidden[0]`` is the
     width of the dense layer beside the latent, ``channels`` the feature maps at H/2 and
     H/4, and ``x_dim`` must equal H*W."""
-    if arch == "mlp":
-        return Encoder(x_dim, z_dim, hidden), Decoder(z_dim, outputs_per_pixel * x_dim, hidden)
+    if arch in ("mlp", "gated"):
+        gated = arch == "gated"
+        return (Encoder(x_dim, z_dim, hidden, gated=gated),
+                Decoder(z_dim, outputs_per_pixel * x_dim, hidden, gated=gated))
     if arch == "conv":
         if math.prod(image_shape) != x_dim:
             raise ValueError(f"image_shape {tuple(image_shape)} does not hold x_dim={x_dim} pixels")

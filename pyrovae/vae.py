@@ -49,7 +49,7 @@ class VAE(nn.Module):
     :param dict likelihood_options: keyword options of a built-in likelihood
         (e.g. ``{"scale": 0.1}``) or ``outputs_per_pixel`` of a callable.
     :param str name: prefix of this VAE's entries in Pyro's param store.
-    :param str arch: ``"mlp"`` or ``"conv"`` (see :mod:`pyrovae.networks`).
+    :param str arch: ``"mlp"``, ``"gated"`` or ``"conv"`` (see :mod:`pyrovae.networks`).
     :param image_shape: (H, W) of one image, for ``arch="conv"`` (H * W = D).
     :param channels: feature maps of the two conv stages, for ``arch="conv"``.
     """

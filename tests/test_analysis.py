@@ -95,3 +95,23 @@ def test_compare_elbo_script_small(tmp_path):
     assert all(math.isclose(ratios[f"decoder_epoch{e}"]["mean"], 1.0, rel_tol=1e-6) for e in (0, 1, 2))
     table = (out / "table.md").read_text()
     assert "Trace_ELBO (Monte-Carlo KL)" in table and "TraceMeanField_ELBO (analytic KL)" in table
+
+
+def test_nll_table_lists_evaluated_runs_beside_the_anchors(bernoulli_run, tmp_path):
+    evaluate_run(bernoulli_run, num_samples=20, log=lambda s: None, command="python scripts/evaluate.py RUN")
+    result = run_script("nll_table.py", bernoulli_run, "--out", tmp_path / "table")
+    assert result.returncode == 0, result.stderr
+    table = json.loads((tmp_path / "table.json").read_text())
+    [row] = table["rows"]
+    assert row["architecture"] == "mlp, hidden [64], z 2" and row["num_samples"] == 20 and row["epochs"] == 2
+    assert row["evaluate_command"] == "python scripts/evaluate.py RUN"
+    text = (tmp_path / "table.md").read_text()
+    assert "88.71" in text and f"**{row['test_nll']:.2f}**" in text
+
+
+def test_nll_table_refuses_an_unscored_run(tmp_path, mnist_sample):
+    run = tiny_run(tmp_path, mnist_sample, z_dim=2)
+    result = run_script("nll_table.py", run, "--out", tmp_path / "table")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: {run} has no test NLL yet; run python scripts/evaluate.py {run} first"]

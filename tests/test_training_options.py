@@ -114,3 +114,16 @@ def test_cosine_schedule_reaches_lr_min(mnist_sample, tmp_path):
     assert lrs == pytest.approx(expected, rel=1e-6)
     config_json = json.loads((tmp_path / "config.json").read_text())
     assert config_json["settings"]["lr_schedule"] == "cosine"
+
+
+def test_gated_units_compute_value_times_sigmoid_gate():
+    from pyrovae.networks import GatedLinear
+
+    torch.manual_seed(0)
+    layer = GatedLinear(5, 3)
+    x = torch.randn(4, 5)
+    expected = (x @ layer.value.weight.T + layer.value.bias) * torch.sigmoid(x @ layer.gate.weight.T + layer.gate.bias)
+    assert torch.allclose(layer(x), expected, atol=1e-6)
+    vae = pyrovae.VAE(x_dim=784, z_dim=3, hidden=(16, 8), arch="gated")
+    assert sum(isinstance(m, GatedLinear) for m in vae.modules()) == 4  # two hidden layers each way
+    assert vae.encode(torch.rand(2, 784))[0].shape == (2, 3)
