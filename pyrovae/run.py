@@ -373,11 +373,14 @@ class _Run:
         if record["test_elbo"] is not None:
             self.metrics["test_elbo"] = record["test_elbo"]
         self.metrics["svi_step"] = "compiled" if getattr(self.step, "compiled", False) else "eager"
-        self._select(record)
         self.log(f"epoch {epoch:3d}  train {'objective' if beta < 1 else 'ELBO'} {train_elbo:9.3f}  "
                  + (f"valid ELBO {record['valid_elbo']:9.3f}  " if "valid_elbo" in record else "")
                  + (f"test ELBO {record['test_elbo']:9.3f}  " if record["test_elbo"] is not None else "")
                  + (f"(beta {beta:.3f}) " if beta < 1 else "") + f"({self.epoch_seconds:.1f} s)")
+        self._select(record)
+        if self.metrics["stopped_early"] and record["test_elbo"] is None:  # the last epoch is always tested
+            record.update({k: v for k, v in self._evaluate(test=True, valid=False).items() if k != "valid_elbo"})
+            self.metrics["test_elbo"] = record["test_elbo"]
         self._save()
         if self.main:
             write_json(self.out / "metrics.json", self.metrics)
@@ -386,7 +389,7 @@ class _Run:
             if record["test_elbo"] is not None:
                 self.tensorboard.images(epoch, *self._figures())
 
-    def _evaluate(self, test: bool) -> dict:
+    def _evaluate(self, test: bool, valid: bool = True) -> dict:
         """The validation ELBO, and with ``test`` the test ELBO and its split, from rank 0
         (which in a distributed run leaves the ranks' common random stream alone)."""
         keys = ["valid_elbo", "test_elbo", "test_expected_log_likelihood", "test_kl"]
@@ -395,7 +398,7 @@ class _Run:
             self.vae.eval()
             with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else [],
                                        enabled=self.world > 1):
-                if self.data.valid_x is not None:
+                if self.data.valid_x is not None and valid:
                     values["valid_elbo"] = evaluate_elbo(self.vae, self.data.valid_x)
                 if test:
                     split = elbo(self.vae, self.data.test_x, num_particles=1, analytic_kl=True).means()

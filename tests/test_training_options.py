@@ -127,3 +127,13 @@ def test_gated_units_compute_value_times_sigmoid_gate():
     vae = pyrovae.VAE(x_dim=784, z_dim=3, hidden=(16, 8), arch="gated")
     assert sum(isinstance(m, GatedLinear) for m in vae.modules()) == 4  # two hidden layers each way
     assert vae.encode(torch.rand(2, 784))[0].shape == (2, 3)
+
+
+def test_an_early_stopped_run_tests_its_last_epoch(mnist_sample, tmp_path):
+    config = pyrovae.TrainConfig(epochs=40, lr=0.3, early_stopping=2, valid_size=200, test_frequency=1000,
+                                 train_limit=300, test_limit=100, z_dim=2, hidden=(16,), progress=False,
+                                 out=str(tmp_path))
+    metrics = pyrovae.train(config, log=lambda s: None, dataset=mnist_sample)
+    assert metrics["stopped_early"] and len(metrics["history"]) < 40
+    assert [h["test_elbo"] is not None for h in metrics["history"]] == [False] * (len(metrics["history"]) - 1) + [True]
+    assert metrics["test_elbo"] == metrics["history"][-1]["test_elbo"]
