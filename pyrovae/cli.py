@@ -16,6 +16,8 @@ import shlex
 import sys
 from typing import Callable, List, Optional
 
+import torch
+
 from .analysis import evaluate_run, plot_latent_run
 from .benchmark_report import run_benchmark
 from .config import ARCHS, BINARIZE, DEQUANTIZE, ELBOS, LR_SCHEDULES, TrainConfig
@@ -106,6 +108,12 @@ def _guarded(job: Callable[[], None], out: str) -> int:
     except PyrovaeError as error:
         say(f"error: {error}")
         return 2
+    except (MemoryError, RuntimeError) as error:
+        if not _out_of_memory(error):
+            raise
+        say(f"error: out of memory ({' '.join(str(error).split())[:120] or type(error).__name__}); lower --batch-size, "
+            "--num-particles or the network sizes; the last checkpoint written is in " + out)
+        return 2
     except KeyboardInterrupt:
         print(f"interrupted; the last checkpoint written is in {out}", file=sys.stderr)
         return 130
@@ -113,6 +121,11 @@ def _guarded(job: Callable[[], None], out: str) -> int:
 
 
 RESUME_FLAGS = {"epochs", "progress", "cuda", "distributed"}
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    return (isinstance(error, (MemoryError, torch.OutOfMemoryError))
+            or "can't allocate memory" in str(error) or "out of memory" in str(error))
 
 
 def main(argv: Optional[List[str]] = None) -> int:

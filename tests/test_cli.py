@@ -65,6 +65,8 @@ def assert_one_clear_line(result, *fragments):
     (["--epochs", "ten"], ["invalid int value"]),
     (["--elbo", "iwae"], ["invalid choice"]),
     (["--binarize", "dynamic", "--likelihood", "gaussian"], ["needs the bernoulli likelihood"]),
+    (["--z-dim", "100000000000", "--no-download", "--train-limit", "10", "--test-limit", "10"],
+     ["out of memory", "lower --batch-size"]),
 ])
 def test_bad_flags_fail_with_one_line(args, fragments, tmp_path):
     assert_one_clear_line(run_cli(*args, "--out", tmp_path / "o"), *fragments)
