@@ -8,6 +8,7 @@ Public API::
     loc, scale = vae.encode(x); q = vae.posterior(x)
     x_mean = vae.reconstruct(x); xs = vae.sample(n)
     metrics = pyrovae.train(pyrovae.TrainConfig(epochs=10))
+    metrics = pyrovae.resume("results/<run>")          # continue an interrupted run exactly
     pyrovae.log_likelihood(vae, x, num_samples=5000)   # importance-sampled log p(x), (N,)
     pyrovae.elbo(vae, x, num_particles=1, analytic_kl=True)  # ELBO = E_q log p(x|z) - KL, (N,) each
 """
@@ -19,12 +20,12 @@ from .data import Dataset, load_dataset  # noqa: E402
 from .errors import CheckpointError, ConfigError, DataError, PyrovaeError  # noqa: E402
 from .evaluation import ELBOSplit, active_units, elbo, evaluate_elbo, log_likelihood  # noqa: E402
 from .likelihoods import Likelihood, get_likelihood  # noqa: E402
-from .run import train  # noqa: E402
+from .run import resume, train  # noqa: E402
 from .elbos import make_elbo  # noqa: E402
 from .vae import VAE  # noqa: E402
 
 __all__ = [
-    "VAE", "load", "train", "TrainConfig", "Likelihood", "get_likelihood", "make_elbo",
+    "VAE", "load", "train", "resume", "TrainConfig", "Likelihood", "get_likelihood", "make_elbo",
     "elbo", "log_likelihood", "active_units", "evaluate_elbo", "ELBOSplit", "load_dataset", "Dataset",
     "PyrovaeError", "ConfigError", "DataError", "CheckpointError",
 ]

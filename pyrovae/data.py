@@ -1,9 +1,9 @@
-"""Data sets as tensors, the per-minibatch transforms, and minibatches by index.
+"""Data sets as tensors and the per-minibatch transforms.
 
 Every loader returns a :class:`Dataset` of ``float32`` tensors in [0, 1] with one
 flattened image per row (N, 784). The training loop moves the whole set to the device
-once and draws minibatches as index tensors on that device: no DataLoader, no host copy
-per step.
+once and draws minibatches as index tensors on that device (``pyrovae.training``): no
+DataLoader, no host copy per step.
 
 Sources, in the order they are tried:
 
@@ -23,7 +23,7 @@ import os
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -259,10 +259,3 @@ def dequantize(x: torch.Tensor, generator: Optional[torch.Generator] = None) -> 
 
 
 TRANSFORMS = {"none": None, "binarize": binarize, "dequantize": dequantize}
-
-
-def minibatches(num: int, batch_size: int, device, generator: Optional[torch.Generator] = None) -> Iterator[torch.Tensor]:
-    """Index tensors on ``device`` covering a fresh permutation of ``range(num)``; the
-    last batch may be smaller."""
-    order = torch.randperm(num, device=device, generator=generator)
-    return iter(order.split(batch_size))

