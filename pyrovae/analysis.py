@@ -26,6 +26,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
 
 from .checkpoint import load, read_checkpoint, write_json  # noqa: E402
 from .config import TrainConfig  # noqa: E402
@@ -59,7 +60,7 @@ def load_run(run_dir, cuda: bool = False, log: Callable[[str], None] = print, ch
 
 def evaluate_run(run_dir, num_samples: int = 5000, cuda: bool = False, test_limit: Optional[int] = None,
                  log: Callable[[str], None] = print, checkpoint: Optional[str] = None,
-                 command: Optional[str] = None) -> dict:
+                 command: Optional[str] = None, progress: bool = False) -> dict:
     """Importance-sampled test NLL, ELBO split and active units, written into metrics.json.
 
     ``checkpoint`` defaults to ``best.pt`` where the run kept one, else ``checkpoint.pt``."""
@@ -70,7 +71,8 @@ def evaluate_run(run_dir, num_samples: int = 5000, cuda: bool = False, test_limi
     test_x = prepared.test_x[:test_limit].to(device)
     torch.manual_seed(0)
     log(f"scoring {len(test_x)} test images with K={num_samples} importance samples on {device}")
-    log_p = log_likelihood(vae, test_x, num_samples=num_samples)
+    with tqdm(total=len(test_x), desc=f"log p(x), K={num_samples}", unit="img", disable=not progress) as bar:
+        log_p = log_likelihood(vae, test_x, num_samples=num_samples, progress=bar.update)
     split = elbo(vae, test_x, num_particles=10, analytic_kl=True).means()
     n_active, _ = active_units(vae, test_x)
     nll = -log_p.mean().item()

@@ -187,6 +187,7 @@ def evaluate_main(argv: Optional[List[str]] = None) -> int:
                         "active units (and bits/dim for dequantized data), written into RUN_DIR/metrics.json.")
     p.add_argument("--num-samples", type=int, default=5000, help="importance samples K per test image")
     p.add_argument("--test-limit", type=int, default=None, help="score only the first N test images")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--checkpoint", choices=("best", "last"), default=None,
                    help="best.pt (the best epoch by the selection ELBO) or checkpoint.pt (the last); "
                         "default: best.pt where the run kept one")
@@ -195,7 +196,8 @@ def evaluate_main(argv: Optional[List[str]] = None) -> int:
         p.error("--num-samples and --test-limit must be positive integers")
     checkpoint = {"best": "best.pt", "last": "checkpoint.pt", None: None}[args.checkpoint]
     return _guarded(lambda: evaluate_run(args.run_dir, args.num_samples, args.cuda, args.test_limit,
-                                         checkpoint=checkpoint, command=_command("scripts/evaluate.py", argv)),
+                                         checkpoint=checkpoint, command=_command("scripts/evaluate.py", argv),
+                                         progress=args.progress),
                     args.run_dir)
 
 

@@ -22,7 +22,7 @@ ever written a second time. With :math:`z^{(s)} \sim q(z \mid x)`:
   :math:`\mathrm{Cov}_x(\mathbb{E}_{q(z \mid x)}[z_u]) > 10^{-2}` (Burda et al. 2016).
 """
 from dataclasses import dataclass
-from typing import Dict, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import pyro
 import pyro.poutine as poutine
@@ -102,11 +102,12 @@ def elbo(vae, x: torch.Tensor, num_particles: int = 1, analytic_kl: bool = True,
 
 @torch.no_grad()
 def log_likelihood(vae, x: torch.Tensor, num_samples: int = 5000, batch_size: int = 100,
-                   max_elements: int = 2**24) -> torch.Tensor:
+                   max_elements: int = 2**24, progress: Optional[Callable[[int], None]] = None) -> torch.Tensor:
     """Importance-sampled :math:`\\log \\hat p_K(x)` of each datapoint of ``x`` (N, D): (N,).
 
     ``batch_size`` datapoints at a time, and as many samples per pass as keep the decoder
-    output under ``max_elements`` numbers."""
+    output under ``max_elements`` numbers; ``progress(n)`` is called after each chunk of
+    ``n`` datapoints."""
     x = _checked(vae, x)
     out_dim = vae.x_dim * vae.likelihood.outputs_per_pixel
     per_pass = max(1, min(num_samples, max_elements // (min(batch_size, len(x)) * out_dim)))
@@ -121,6 +122,8 @@ def log_likelihood(vae, x: torch.Tensor, num_samples: int = 5000, batch_size: in
                 log_w = (log_lik - log_ratio).double()  # log p(x, z) - log q(z | x): (s, B)
                 acc = torch.logaddexp(acc, torch.logsumexp(log_w, dim=0))
             results.append(acc - log_k.to(x.device))
+            if progress is not None:
+                progress(len(chunk))
     return torch.cat(results).float()
 
 
