@@ -30,7 +30,7 @@ from tqdm.auto import tqdm  # noqa: E402
 
 from .checkpoint import load, read_checkpoint, write_json  # noqa: E402
 from .config import TrainConfig  # noqa: E402
-from .data import load_dataset  # noqa: E402
+from .data import evenly_spaced, load_dataset  # noqa: E402
 from .errors import ConfigError, DataError  # noqa: E402
 from .evaluation import active_units, elbo, log_likelihood  # noqa: E402
 from .plots import image_grid, save_grid  # noqa: E402
@@ -59,6 +59,7 @@ def load_run(run_dir, cuda: bool = False, log: Callable[[str], None] = print, ch
 
 
 def evaluate_run(run_dir, num_samples: int = 5000, cuda: bool = False, test_limit: Optional[int] = None,
+                 test_subset: Optional[int] = None,
                  log: Callable[[str], None] = print, checkpoint: Optional[str] = None,
                  command: Optional[str] = None, progress: bool = False) -> dict:
     """Importance-sampled test NLL, ELBO split and active units, written into metrics.json.
@@ -69,6 +70,8 @@ def evaluate_run(run_dir, num_samples: int = 5000, cuda: bool = False, test_limi
     vae, config, dataset, prepared = load_run(run_dir, cuda, log, checkpoint)
     device = next(vae.parameters()).device
     test_x = prepared.test_x[:test_limit].to(device)
+    if test_subset is not None:
+        test_x = evenly_spaced(test_x, test_subset)
     torch.manual_seed(0)
     log(f"scoring {len(test_x)} test images with K={num_samples} importance samples on {device}")
     with tqdm(total=len(test_x), desc=f"log p(x), K={num_samples}", unit="img", disable=not progress) as bar:
@@ -81,6 +84,8 @@ def evaluate_run(run_dir, num_samples: int = 5000, cuda: bool = False, test_limi
         "test_nll_se": log_p.std().item() / math.sqrt(len(log_p)),
         "num_samples": num_samples,
         "num_test_images": len(test_x),
+        "test_images": "all" if len(test_x) == len(prepared.test_x) else
+        f"{len(test_x)} of {len(prepared.test_x)}, " + ("evenly spaced" if test_subset else "the first"),
         "test_elbo": split["elbo"],
         "expected_log_likelihood": split["expected_log_likelihood"],
         "kl": split["kl"],

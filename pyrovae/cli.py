@@ -187,15 +187,17 @@ def evaluate_main(argv: Optional[List[str]] = None) -> int:
                         "active units (and bits/dim for dequantized data), written into RUN_DIR/metrics.json.")
     p.add_argument("--num-samples", type=int, default=5000, help="importance samples K per test image")
     p.add_argument("--test-limit", type=int, default=None, help="score only the first N test images")
+    p.add_argument("--test-subset", type=int, default=None,
+                   help="score N test images evenly spaced over the test set (a fair subset)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--checkpoint", choices=("best", "last"), default=None,
                    help="best.pt (the best epoch by the selection ELBO) or checkpoint.pt (the last); "
                         "default: best.pt where the run kept one")
     args = p.parse_args(argv)
-    if args.num_samples <= 0 or (args.test_limit is not None and args.test_limit <= 0):
-        p.error("--num-samples and --test-limit must be positive integers")
+    if min(v for v in (args.num_samples, args.test_limit, args.test_subset, 1) if v is not None) <= 0:
+        p.error("--num-samples, --test-limit and --test-subset must be positive integers")
     checkpoint = {"best": "best.pt", "last": "checkpoint.pt", None: None}[args.checkpoint]
-    return _guarded(lambda: evaluate_run(args.run_dir, args.num_samples, args.cuda, args.test_limit,
+    return _guarded(lambda: evaluate_run(args.run_dir, args.num_samples, args.cuda, args.test_limit, args.test_subset,
                                          checkpoint=checkpoint, command=_command("scripts/evaluate.py", argv),
                                          progress=args.progress),
                     args.run_dir)

@@ -259,3 +259,11 @@ def dequantize(x: torch.Tensor, generator: Optional[torch.Generator] = None) -> 
 
 
 TRANSFORMS = {"none": None, "binarize": binarize, "dequantize": dequantize}
+
+
+def evenly_spaced(x: torch.Tensor, n: int) -> torch.Tensor:
+    """``n`` rows of ``x`` evenly spaced over all of it (a fair subset where the order is
+    not random: the first 1,000 images of binarized MNIST's test set score about 11 nats
+    worse than the whole)."""
+    return x[torch.linspace(0, len(x) - 1, min(n, len(x)), device=x.device).round().long()]
+

@@ -38,6 +38,12 @@ def test_evaluate_writes_nll_below_minus_elbo(bernoulli_run):
     assert 0 <= result["active_units"] <= 2 and result["test_nll_se"] > 0
 
 
+def test_evaluate_on_an_evenly_spaced_subset(bernoulli_run):
+    result = evaluate_run(bernoulli_run, num_samples=10, test_subset=7, log=lambda s: None)
+    assert result["num_test_images"] == 7 and result["test_images"] == "7 of 100, evenly spaced"
+    evaluate_run(bernoulli_run, num_samples=10, log=lambda s: None)  # leave it scored on all, as the others expect
+
+
 def test_evaluate_reports_bits_per_dim_for_dequantized_data(mnist_sample, tmp_path):
     run = tiny_run(tmp_path, mnist_sample, z_dim=4, likelihood="beta")
     result = evaluate_run(run, num_samples=50, log=lambda s: None)
