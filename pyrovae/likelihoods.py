@@ -8,8 +8,9 @@ It declares how many decoder outputs it needs per pixel (``outputs_per_pixel``,
 
 Each likelihood also knows the data it can score. :meth:`Likelihood.check` tests a
 whole data set against the support once, before training, and raises
-:class:`~pyrovae.errors.DataError` with a message that says what to do. Distribution
-validation stays on: nothing here passes ``validate_args=False``.
+:class:`~pyrovae.errors.DataError` with a message that says what to do. No distribution
+here is built with its checks turned off: the data are made valid (binarized,
+dequantized, clamped) and checked, never silenced.
 
 Built in (``get_likelihood(name)``):
 
@@ -236,7 +237,7 @@ class _PyroWrapped(dist.TorchDistribution):
 
     def __init__(self, base: torch.distributions.Distribution):
         self.base = base
-        super().__init__(base.batch_shape, base.event_shape, validate_args=None)
+        super().__init__(base.batch_shape, base.event_shape)
         self.has_rsample = base.has_rsample
 
     @property
