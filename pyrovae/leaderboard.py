@@ -73,7 +73,7 @@ def _markdown(r: dict) -> str:
         lines.append(f"| pyrovae {row['architecture']} | {row['elbo']} | {row['particles']} | {row['epochs']} "
                      f"({row['best_epoch']}) | {row['wall_hours']:.2f} h | {row['device']} | {row['test_elbo']:.2f} | "
                      f"**{row['test_nll']:.2f}** ± {row['test_nll_se']:.2f} (K={row['num_samples']}; "
-                     f"{'all 10,000' if row['test_images'] == 'all' else row['test_images']} test images) |")
+                     f"{'all ' + format(row['num_test_images'], ',') if row['test_images'] == 'all' else row['test_images']} test images) |")
     for anchor in r["anchors"]:
         lines.append(f"| {anchor['model']} | | | | | | | {anchor['test_nll']:.2f} (K={anchor['k']}) |")
     lines += ["", "Goals: an MLP VAE at <= 88.0 nats, a convolutional one as far below 84 as it goes.", "",
