@@ -16,7 +16,11 @@ The reference is the step a PyTorch user writes by hand, with the analytic KL an
 
 Beside it: the same hand-written step compiled with ``torch.compile`` and fused Adam (the
 best plain PyTorch here), stock Pyro (``pyro.infer.SVI`` with ``pyro.optim.Adam``, as its
-examples train), and pyrovae's eager and compiled (``--fast``) steps with each ELBO.
+examples train), and pyrovae's eager and compiled (``--fast``) steps with each ELBO; on a
+GPU ``--fast`` replays a CUDA graph, and a row without it shows what the graph adds.
+
+:func:`profile_step` lists where the eager step's time goes (the profiler's top entries);
+:func:`time_log_likelihood` times the importance-sampled NLL of a briefly trained network.
 """
 import copy
 import platform
@@ -68,11 +72,14 @@ def stock_pyro_step(vae: VAE, kind: str, lr: float = 1e-3) -> Callable[[torch.Te
     return SVI(vae.model, vae.guide, pyro.optim.Adam({"lr": lr}), elbo(max_plate_nesting=1)).step
 
 
-def pyrovae_step(vae: VAE, kind: str, fast: bool, lr: float = 1e-3) -> Callable[[torch.Tensor], torch.Tensor]:
+def pyrovae_step(vae: VAE, kind: str, fast: bool, lr: float = 1e-3,
+                 cuda_graph: bool = True) -> Callable[[torch.Tensor], torch.Tensor]:
     """pyrovae's training step (:class:`~pyrovae.training.SVIStep`, or with ``fast``
-    :class:`~pyrovae.capture.CompiledSVIStep`)."""
-    cls = CompiledSVIStep if fast else SVIStep
-    return cls(vae, make_elbo(kind), make_optimizer(vae.parameters(), lr))
+    :class:`~pyrovae.capture.CompiledSVIStep`, on CUDA replayed as a CUDA graph unless
+    ``cuda_graph=False``)."""
+    if fast:
+        return CompiledSVIStep(vae, make_elbo(kind), make_optimizer(vae.parameters(), lr), cuda_graph=cuda_graph)
+    return SVIStep(vae, make_elbo(kind), make_optimizer(vae.parameters(), lr))
 
 
 REFERENCE = "PyTorch by hand (eager, Adam)"
@@ -85,6 +92,14 @@ CONFIGS: Dict[str, Callable[[VAE], Callable]] = {
     "pyrovae Trace_ELBO --fast": lambda vae: pyrovae_step(vae, "trace", fast=True),
     "pyrovae TraceMeanField_ELBO --fast": lambda vae: pyrovae_step(vae, "meanfield", fast=True),
 }
+NO_CUDA_GRAPH = "pyrovae Trace_ELBO --fast without the CUDA graph"
+
+
+def configs_for(device: torch.device) -> Dict[str, Callable[[VAE], Callable]]:
+    """:data:`CONFIGS`, plus on a GPU the compiled step without CUDA-graph replay."""
+    if device.type != "cuda":
+        return dict(CONFIGS)
+    return {**CONFIGS, NO_CUDA_GRAPH: lambda vae: pyrovae_step(vae, "trace", fast=True, cuda_graph=False)}
 
 
 def _sync(device):
@@ -95,8 +110,8 @@ def _sync(device):
 def time_configs(data: torch.Tensor, batch_size: int, hidden: Sequence[int], z_dim: int = 50,
                  blocks: int = 15, steps_per_block: int = 20, warmup: int = 10, configs=None) -> Dict[str, dict]:
     """Interleaved timing of every configuration at one batch size and width."""
-    configs = configs or CONFIGS
     device = data.device
+    configs = configs or configs_for(device)
     torch.manual_seed(0)
     base = VAE(data.shape[1], z_dim, hidden).to(device)
     g = torch.Generator(device=device).manual_seed(0)
@@ -120,7 +135,7 @@ def time_configs(data: torch.Tensor, batch_size: int, hidden: Sequence[int], z_d
     out = {name: {**_summary(ms, batch_size), "warmup_s": compile_s[name]} for name, ms in times.items()}
     for name, step in steps.items():
         if isinstance(step, CompiledSVIStep):
-            out[name]["compiled"] = step.compiled
+            out[name]["mode"] = step.mode
     return out
 
 
@@ -135,8 +150,8 @@ def time_epochs(data: torch.Tensor, batch_size: int, hidden: Sequence[int], z_di
     """Seconds for one pass over ``data`` in shuffled minibatches (the last one smaller),
     per configuration: the median of ``repeats`` epochs, interleaved, after a warm-up on
     one full and one smaller minibatch (compilation) whose seconds are reported beside it."""
-    configs = configs or CONFIGS
     device = data.device
+    configs = configs or configs_for(device)
     torch.manual_seed(0)
     base = VAE(data.shape[1], z_dim, hidden).to(device)
     steps, warmup = {}, {}
@@ -158,6 +173,72 @@ def time_epochs(data: torch.Tensor, batch_size: int, hidden: Sequence[int], z_di
             seconds[name].append(time.perf_counter() - start)
     return {name: {"seconds": statistics.median(s), "all_seconds": s, "warmup_s": warmup[name]}
             for name, s in seconds.items()}
+
+
+def profile_step(data: torch.Tensor, batch_size: int = 128, hidden: Sequence[int] = (400,), z_dim: int = 50,
+                 kind: str = "trace", steps: int = 50, top: int = 15) -> dict:
+    """Where pyrovae's eager step spends its time: ``wall_us_per_step`` (timed without the
+    profiler), ``operator_cpu_us_per_step`` (the host time inside PyTorch operators, launches
+    included; the rest of the wall time is Python: Pyro's handlers, traces, the ELBO's
+    bookkeeping) and ``top``, the operators with the most self CPU time, per step, with
+    their device time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    device = data.device
+    torch.manual_seed(0)
+    step = pyrovae_step(VAE(data.shape[1], z_dim, hidden).to(device), kind, fast=False)
+    batch = data[:batch_size]
+    for _ in range(5):
+        step(batch)
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step(batch)
+    _sync(device)
+    wall_us = (time.perf_counter() - start) / steps * 1e6
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            step(batch)
+        _sync(device)
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    rows = []
+    for e in events[:top]:
+        cuda_us = getattr(e, "self_device_time_total", getattr(e, "self_cuda_time_total", 0.0))
+        rows.append({"name": e.key, "calls_per_step": e.count / steps, "self_cpu_us_per_step": e.self_cpu_time_total / steps,
+                     "self_cpu_share": e.self_cpu_time_total / total if total else 0.0,
+                     "self_device_us_per_step": cuda_us / steps})
+    return {"wall_us_per_step": wall_us, "operator_cpu_us_per_step": total / steps, "top": rows}
+
+
+def time_log_likelihood(train_x: torch.Tensor, test_x: torch.Tensor, epochs: int = 10, num_samples: int = 5000,
+                        arch: str = "gated", hidden: Sequence[int] = (300, 300), z_dim: int = 40,
+                        batch_size: int = 100) -> dict:
+    """Seconds for the importance-sampled log-likelihood (K = ``num_samples``) of every
+    row of ``test_x``, on a network trained for ``epochs`` epochs with the compiled step
+    (a timing: a few epochs do not make a table entry)."""
+    from .evaluation import log_likelihood
+
+    device = train_x.device
+    torch.manual_seed(0)
+    vae = VAE(train_x.shape[1], z_dim, hidden, arch=arch).to(device)
+    step = pyrovae_step(vae, "trace", fast=True)
+    start = time.perf_counter()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(train_x), device=device).split(128):
+            step(train_x[idx])
+    _sync(device)
+    train_s = time.perf_counter() - start
+    vae.eval()
+    start = time.perf_counter()
+    log_px = log_likelihood(vae, test_x, num_samples=num_samples, batch_size=batch_size)
+    _sync(device)
+    seconds = time.perf_counter() - start
+    nll = -log_px.double()
+    return {"arch": arch, "hidden": list(hidden), "z_dim": z_dim, "train_epochs": epochs, "train_seconds": train_s,
+            "num_samples": num_samples, "images": len(test_x), "batch_size": batch_size, "seconds": seconds,
+            "nll": float(nll.mean()), "nll_se": float(nll.std() / len(nll) ** 0.5)}
 
 
 def device_description(device: torch.device) -> str:

@@ -15,6 +15,16 @@ is much of the step. :class:`CompiledSVIStep` pays it once per minibatch shape:
    computation on the same minibatch from the same random state; unless loss and
    gradients agree (to float32 tolerance) the step falls back to the eager one, with a
    warning. A capture or compile that fails falls back the same way.
+4. **Replay (CUDA).** On a GPU the compiled step is still one kernel launch per fused
+   kernel, and at MNIST sizes the launches, not the arithmetic, are the step. The
+   compiled loss-and-gradients call is recorded once more as a CUDA graph
+   (``torch.cuda.graph``) over static buffers: each step copies its minibatch and
+   :math:`\beta` into them and replays the whole forward and backward with one launch.
+   Random draws inside the graph come from PyTorch's graph-safe Philox stream, which
+   reads the CUDA generator's seed and offset at every replay, so replay draws what the
+   compiled call draws from the same random state; the graph is checked against the
+   compiled call exactly as that was checked against the eager step, and falls back to
+   it (with one line) on any difference or failure.
 
 The KL warm-up's :math:`\beta` enters the graph as an input (1 when there is none), so
 one graph serves the whole run. The optimizer step stays ``torch.optim``'s. Minibatches of another shape (the last,
@@ -49,12 +59,19 @@ class _LossModule(nn.Module):
 
 class CompiledSVIStep(SVIStep):
     """:class:`~pyrovae.training.SVIStep` with loss and gradients replayed from a graph
-    compiled for the first non-validated minibatch's shape.
+    compiled for the first non-validated minibatch's shape (on CUDA, with
+    ``cuda_graph=True``, replayed as a CUDA graph).
 
-    ``log`` receives one line when the step falls back to eager execution."""
+    ``log`` receives one line when the step falls back to eager execution (or from the
+    CUDA graph to the compiled call)."""
 
-    def __init__(self, vae, elbo, optimizer, log: Callable[[str], None] = None):
+    def __init__(self, vae, elbo, optimizer, log: Callable[[str], None] = None, cuda_graph: bool = True):
         super().__init__(vae, elbo, optimizer)
+        self._want_cuda_graph = cuda_graph
+        self._cuda_graph: Optional[torch.cuda.CUDAGraph] = None
+        self._static_in: Optional[tuple] = None  # (x, kl_scale) buffers the CUDA graph reads
+        self._static_out: Optional[tuple] = None  # (loss, *grads) buffers it writes
+        self.cuda_graph_fallback_reason: Optional[str] = None
         self._module = _LossModule(self)
         self._names = [name for name, _ in self._module.named_parameters()]
         self._params = [p for _, p in self._module.named_parameters()]
@@ -67,6 +84,16 @@ class CompiledSVIStep(SVIStep):
     @property
     def compiled(self) -> bool:
         return self._graph is not None
+
+    @property
+    def cuda_graph(self) -> bool:
+        """True when steps replay a CUDA graph."""
+        return self._cuda_graph is not None
+
+    @property
+    def mode(self) -> str:
+        """``"cuda-graph"``, ``"compiled"`` or ``"eager"``: how a full minibatch runs."""
+        return "cuda-graph" if self.cuda_graph else "compiled" if self.compiled else "eager"
 
     def _loss_and_grads(self, x, kl_scale, *params):
         with torch.enable_grad(), pyro.validation_enabled(False):
@@ -85,15 +112,48 @@ class CompiledSVIStep(SVIStep):
                 expected = self._loss_and_grads(x, kl_scale, *self._params)
             with torch.random.fork_rng(devices=devices), torch.no_grad():  # the graph holds its backward
                 got = graph(x, kl_scale, *self._params)
-            for name, e, g in zip(["loss", *self._names], expected, got):
-                if not torch.allclose(g, e, rtol=1e-3, atol=1e-4 * float(e.abs().max()) + 1e-6):
-                    raise RuntimeError(f"the compiled {name} differs from the eager one by "
-                                       f"{float((g - e).abs().max()):.3g}")
+            self._compare("compiled", "eager", expected, got)
         except Exception as error:  # noqa: BLE001 - any failure means: run eagerly
-            self.fallback_reason = " ".join(str(error).split())[:300] or type(error).__name__
+            self.fallback_reason = _reason(error)
             self._log(f"--fast: the compiled step is not used, every step runs eagerly ({self.fallback_reason})")
             return
         self._graph = graph
+        if self._want_cuda_graph and x.device.type == "cuda":
+            self._capture_cuda_graph(x, kl_scale)
+
+    def _compare(self, what: str, against: str, expected, got) -> None:
+        for name, e, g in zip(["loss", *self._names], expected, got):
+            if not torch.allclose(g, e, rtol=1e-3, atol=1e-4 * float(e.abs().max()) + 1e-6):
+                raise RuntimeError(f"the {what} {name} differs from the {against} one by "
+                                   f"{float((g - e).abs().max()):.3g}")
+
+    def _capture_cuda_graph(self, x: torch.Tensor, kl_scale: torch.Tensor) -> None:
+        """Record the compiled call as a CUDA graph over static buffers and check one
+        replay against the compiled call from the same random state."""
+        devices = [x.device]
+        try:
+            static_in = (x.clone(), kl_scale.clone())
+            side = torch.cuda.Stream(x.device)  # warm-up off the default stream, as capture requires
+            side.wait_stream(torch.cuda.current_stream(x.device))
+            with torch.random.fork_rng(devices=devices), torch.cuda.stream(side), torch.no_grad():
+                for _ in range(3):
+                    self._graph(*static_in, *self._params)
+            torch.cuda.current_stream(x.device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.random.fork_rng(devices=devices), torch.no_grad(), torch.cuda.graph(graph):
+                static_out = tuple(self._graph(*static_in, *self._params))
+            with torch.random.fork_rng(devices=devices), torch.no_grad():
+                expected = self._graph(x, kl_scale, *self._params)
+            with torch.random.fork_rng(devices=devices):
+                graph.replay()
+                got = [t.clone() for t in static_out]
+            self._compare("CUDA-graph", "compiled", expected, got)
+        except Exception as error:  # noqa: BLE001 - any failure means: replay the compiled call
+            self.cuda_graph_fallback_reason = _reason(error)
+            self._log(f"--fast: the CUDA graph is not used, steps run the compiled call "
+                      f"({self.cuda_graph_fallback_reason})")
+            return
+        self._cuda_graph, self._static_in, self._static_out = graph, static_in, static_out
 
     def __call__(self, x: torch.Tensor, validate: bool = False, kl_scale: Optional[torch.Tensor] = None,
                  indices: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -107,9 +167,20 @@ class CompiledSVIStep(SVIStep):
             self._capture(x, kl_scale)
         if self._graph is None or x.shape != self._shape:
             return super().__call__(x, kl_scale=kl_scale)
-        with torch.no_grad():
-            loss, *grads = self._graph(x, kl_scale, *self._params)
+        if self._cuda_graph is not None:
+            self._static_in[0].copy_(x)
+            self._static_in[1].copy_(kl_scale)
+            self._cuda_graph.replay()
+            loss, *grads = self._static_out  # overwritten by the next replay
+            loss = loss.clone()
+        else:
+            with torch.no_grad():
+                loss, *grads = self._graph(x, kl_scale, *self._params)
         for p, g in zip(self._params, grads):
             p.grad = g
         self.optimizer.step()
         return loss
+
+
+def _reason(error: BaseException) -> str:
+    return " ".join(str(error).split())[:300] or type(error).__name__

@@ -225,10 +225,18 @@ def bench_main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--blocks", type=int, default=15, help="timing blocks per configuration")
     p.add_argument("--steps-per-block", type=int, default=20)
     p.add_argument("--no-epoch", dest="epoch", action="store_false", help="skip the full-epoch timing")
-    p.add_argument("--out", default="results/bench")
+    p.add_argument("--no-profile", dest="profile", action="store_false",
+                   help="skip the profile of the eager step")
+    p.add_argument("--nll-epochs", type=int, default=0,
+                   help="also time the K-sample IS-NLL over the whole test set, on a gated MLP 300-300 trained "
+                        "this many epochs (0: skip)")
+    p.add_argument("--nll-samples", type=int, default=5000, help="K for the IS-NLL timing")
+    p.add_argument("--out", default="results/bench", help="folder of bench.{md,json} (gpu.{md,json} with --cuda)")
     args = p.parse_args(argv)
-    if min(args.batch_sizes + args.widths + [args.blocks, args.steps_per_block]) <= 0:
-        p.error("batch sizes, widths, --blocks and --steps-per-block must be positive")
+    if min(args.batch_sizes + args.widths + [args.blocks, args.steps_per_block, args.nll_samples]) <= 0:
+        p.error("batch sizes, widths, --blocks, --steps-per-block and --nll-samples must be positive")
+    if args.nll_epochs < 0:
+        p.error("--nll-epochs must be 0 or positive")
     if args.blocks < 4:
         p.error("--blocks must be at least 4 for a median and quartiles")
     return _guarded(lambda: run_benchmark(args, command=_command("scripts/bench.py", argv)), args.out)

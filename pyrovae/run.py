@@ -372,7 +372,7 @@ class _Run:
         self.metrics["history"].append(record)
         if record["test_elbo"] is not None:
             self.metrics["test_elbo"] = record["test_elbo"]
-        self.metrics["svi_step"] = "compiled" if getattr(self.step, "compiled", False) else "eager"
+        self.metrics["svi_step"] = getattr(self.step, "mode", "eager")
         self.log(f"epoch {epoch:3d}  train {'objective' if beta < 1 else 'ELBO'} {train_elbo:9.3f}  "
                  + (f"valid ELBO {record['valid_elbo']:9.3f}  " if "valid_elbo" in record else "")
                  + (f"test ELBO {record['test_elbo']:9.3f}  " if record["test_elbo"] is not None else "")

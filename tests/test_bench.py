@@ -35,4 +35,17 @@ def test_time_configs_reports_every_configuration(binary_batch):
     timings = time_configs(binary_batch, batch_size=16, hidden=(8,), z_dim=2, blocks=4, steps_per_block=1, warmup=2)
     assert list(timings) == list(CONFIGS)
     assert all(t["ms_per_step"] > 0 and t["blocks"] == 4 for t in timings.values())
-    assert timings["pyrovae Trace_ELBO --fast"]["compiled"]
+    assert timings["pyrovae Trace_ELBO --fast"]["mode"] == "compiled"  # no CUDA graph on the CPU
+
+
+def test_profile_and_log_likelihood_timing_on_real_digits(binary_batch):
+    from pyrovae.bench import profile_step, time_log_likelihood
+
+    profile = profile_step(binary_batch, batch_size=16, hidden=(8,), z_dim=2, steps=3, top=5)
+    rows = profile["top"]
+    assert profile["wall_us_per_step"] > 0 and profile["operator_cpu_us_per_step"] > 0
+    assert len(rows) == 5 and all(r["self_cpu_us_per_step"] >= 0 for r in rows)
+    assert sum(r["self_cpu_share"] for r in rows) <= 1 + 1e-9
+    timing = time_log_likelihood(binary_batch[:48], binary_batch[48:], epochs=1, num_samples=20, hidden=(8, 8), z_dim=2)
+    assert timing["images"] == 16 and timing["seconds"] > 0
+    assert 0 < timing["nll"] < 784 * 0.7  # a real estimate: above 0, below the all-pixels-at-1/2 code length
