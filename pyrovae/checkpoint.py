@@ -5,6 +5,14 @@ architecture (``VAE.config()``), its ``state_dict``, the optimizer's state dict,
 run's :class:`~pyrovae.config.TrainConfig` as a dict, the epoch and the history. It is
 written to a temporary file in the same folder, flushed and fsynced, then moved over the
 old one with ``os.replace``, so a crash leaves either the old file or the new one.
+
+Reading checks, before anything is built from a file: that it is a zip archive whose
+entries all match their CRC-32 (``torch.save`` records one per entry, so a flipped bit
+anywhere in the tensor data is caught), that it loads with ``weights_only=True``, that it
+carries pyrovae's format tag, and that its parts have the types a checkpoint's parts
+have. :func:`load` then builds the recorded architecture on PyTorch's ``meta`` device
+(no memory) and refuses a file whose tensors do not fit it or are not finite, so a
+crafted architecture (``hidden: [1e7, 1e7]``) cannot make it allocate gigabytes.
 """
 import json
 import os
@@ -13,13 +21,14 @@ import random
 import re
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 import numpy as np
 import torch
 
-from .errors import CheckpointError, one_line
+from .errors import CheckpointError, PyrovaeError, one_line
 from .likelihoods import CallableLikelihood, Likelihood
 from .vae import VAE
 
@@ -94,13 +103,45 @@ def save_checkpoint(path, vae: VAE, optimizer: Optional[torch.optim.Optimizer] =
     atomic_write(path, lambda f: torch.save(state, f))
 
 
+def _verify_crc(path: Path) -> None:
+    """Every entry of the zip archive at ``path`` against its recorded CRC-32."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, zlib.error) as error:
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or damaged archive): "
+                              f"{one_line(error)}") from None
+    if bad is not None:
+        raise CheckpointError(f"{path} is corrupt: its entry {bad} does not match its CRC-32 (a damaged copy or "
+                              "disk); use an intact copy, or resume from an earlier checkpoint")
+
+
+# the parts a checkpoint may hold, with their types (entries beyond these are the caller's)
+_PART_TYPES = {"vae": dict, "state_dict": dict, "optimizer": dict, "config": dict, "loop": dict, "rng": dict,
+               "metrics": dict, "history": list, "epoch": int}
+
+
+def _check_parts(state: dict, path: Path) -> None:
+    for key in ("vae", "state_dict"):
+        if key not in state:
+            raise CheckpointError(f"{path} is a damaged pyrovae checkpoint: it has no {key!r} entry")
+    for key, kind in _PART_TYPES.items():
+        if key in state and not isinstance(state[key], kind):
+            raise CheckpointError(f"{path} is a damaged pyrovae checkpoint: its {key!r} entry is a "
+                                  f"{type(state[key]).__name__}, not a {kind.__name__}")
+    if not all(isinstance(k, str) and torch.is_tensor(v) for k, v in state["state_dict"].items()):
+        raise CheckpointError(f"{path} is a damaged pyrovae checkpoint: its 'state_dict' holds more than tensors")
+
+
 def read_checkpoint(path, map_location="cpu") -> dict:
-    """The checkpoint dict, loaded without running any pickled code."""
+    """The checkpoint dict, loaded without running any pickled code, after its CRCs and
+    the types of its parts are checked."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no checkpoint at {path}")
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive
         raise CheckpointError(f"{path} is not a readable checkpoint (empty, truncated or not written by torch.save)")
+    _verify_crc(path)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
@@ -114,7 +155,27 @@ def read_checkpoint(path, map_location="cpu") -> dict:
                               f"{one_line(error)}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a pyrovae checkpoint")
+    _check_parts(state, path)
     return state
+
+
+def _build(arch: dict, likelihood, path: Path, state_dict: dict) -> VAE:
+    """The recorded architecture, first on the ``meta`` device (shapes only, no memory)
+    to check it against the stored tensors, then for real."""
+    try:
+        with torch.device("meta"):
+            shell = VAE(**arch, likelihood=likelihood)
+    except (TypeError, ValueError, PyrovaeError) as error:
+        raise CheckpointError(f"{path} records an architecture pyrovae cannot build: {one_line(error)}") from None
+    expected = {k: tuple(v.shape) for k, v in shell.state_dict().items()}
+    stored = {k: tuple(v.shape) for k, v in state_dict.items()}
+    if expected != stored:
+        wrong = sorted(set(expected.items()) ^ set(stored.items()))[0][0]
+        raise CheckpointError(f"{path} does not match its recorded architecture (first difference: {wrong}); "
+                              "the file is damaged or was edited")
+    if not all(bool(torch.isfinite(v).all()) for v in state_dict.values() if v.is_floating_point()):
+        raise CheckpointError(f"{path} holds NaN or infinite weights; use an earlier checkpoint")
+    return VAE(**arch, likelihood=likelihood)
 
 
 def load(path, map_location="cpu", likelihood=None) -> VAE:
@@ -124,13 +185,15 @@ def load(path, map_location="cpu", likelihood=None) -> VAE:
     a checkpoint cannot hold): pass the same callable again."""
     state = read_checkpoint(path, map_location)
     arch = dict(state["vae"])
-    lik = arch.pop("likelihood")
+    lik = arch.pop("likelihood", None)
+    if not isinstance(lik, dict) or "name" not in lik:
+        raise CheckpointError(f"{path} is a damaged pyrovae checkpoint: its architecture names no likelihood")
     if likelihood is None and lik.get("custom"):
         raise CheckpointError(f"{path} was trained with the custom likelihood {lik['name']!r}; "
                               "pass likelihood=<that callable> to pyrovae.load")
     if likelihood is not None and not isinstance(likelihood, Likelihood):
         likelihood = CallableLikelihood(likelihood, lik.get("outputs_per_pixel", 1), lik["name"])
-    vae = VAE(**arch, likelihood=likelihood if likelihood is not None else lik)
+    vae = _build(arch, likelihood if likelihood is not None else lik, Path(path), state["state_dict"])
     try:
         vae.load_state_dict(state["state_dict"])
     except RuntimeError as error:
