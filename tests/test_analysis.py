@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 import pyrovae
-from pyrovae.analysis import evaluate_run, plot_latent_run
+from pyrovae.experiments.evaluate import evaluate_run
+from pyrovae.experiments.plot_latent import plot_latent_run
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -29,8 +29,8 @@ import pytest
 import torch
 
 import pyrovae
-from pyrovae.bench import pyrovae_step
-from pyrovae.training import SVIStep, make_optimizer
+from pyrovae.experiments.bench import pyrovae_step
+from pyrovae.infer.svi import SVIStep, make_optimizer
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(),

@@ -18,14 +18,14 @@ import pytest
 import torch
 
 import pyrovae
-from pyrovae.checkpoint import read_checkpoint
+from pyrovae.training.checkpoint import read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS_PER_EPOCH = 12  # 600 training images in minibatches of 50
 DRIVER = textwrap.dedent("""
     import io, os, signal, sys
     import torch
-    import pyrovae.run as run
+    import pyrovae.training.trainer as run
     from pyrovae.cli import main
 
     mode, at = sys.argv[1], int(sys.argv[2])

@@ -30,7 +30,7 @@ import torch
 from pyro.poutine.subsample_messenger import _Subsample
 from torch.distributions import kl_divergence
 
-from .errors import DataError
+from ..errors import DataError
 
 
 @dataclass
