@@ -1,0 +1,77 @@
+"""The package's shape: imports flow one way and load only what is used."""
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "pyrovae"
+
+
+def pyrovae_imports(path: Path):
+    """Absolute names of the pyrovae modules that ``path`` imports (relative imports resolved),
+    with the line of each import."""
+    module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+    package = module.split(".")[:-1]  # pyrovae/training/trainer.py and pyrovae/training/__init__.py: pyrovae.training
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                prefix = ".".join(base + ([node.module] if node.module else []))
+            else:
+                prefix = node.module or ""
+            # `from pkg import mod` may import a module, so count both the package and pkg.mod
+            names = [prefix] + [f"{prefix}.{a.name}" for a in node.names]
+        else:
+            continue
+        for name in names:
+            if name == "pyrovae" or name.startswith("pyrovae."):
+                yield name, node.lineno
+
+
+def library_modules():
+    """Every module under pyrovae/ except the programs (experiments/) and the command lines."""
+    return [p for p in sorted(PACKAGE.rglob("*.py"))
+            if "experiments" not in p.relative_to(PACKAGE).parts and p.name != "cli.py"]
+
+
+def test_import_loads_neither_matplotlib_nor_tensorboard():
+    code = "import pyrovae, sys; print('matplotlib' in sys.modules, 'torch.utils.tensorboard' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "False"], "import pyrovae loaded matplotlib or TensorBoard"
+
+
+def test_cli_imports_no_application():
+    code = "import pyrovae.cli, sys; print(sorted(m for m in sys.modules if m.startswith('pyrovae.experiments')))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("path", library_modules(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_library_never_imports_experiments(path):
+    bad = [(name, line) for name, line in pyrovae_imports(path)
+           if name == "pyrovae.experiments" or name.startswith("pyrovae.experiments.")]
+    assert not bad, f"{path.relative_to(ROOT)} imports the programs: {bad}"
+
+
+@pytest.mark.parametrize("name, allowed", [("networks", set()), ("likelihoods", {"pyrovae.errors"})])
+def test_networks_and_likelihoods_stand_alone(name, allowed):
+    """Networks and likelihoods import nothing from the rest of the package (the likelihoods
+    only the exceptions a user can act on)."""
+    path = PACKAGE / "model" / f"{name}.py"
+    found = {n for n, _ in pyrovae_imports(path)}
+    # `from ..errors import DataError` reads as pyrovae.errors and pyrovae.errors.DataError
+    found = {n for n in found if not any(n == a or n.startswith(a + ".") for a in allowed)}
+    assert not found, f"pyrovae/model/{name}.py imports {sorted(found)}"
+
+
+def test_import_resolution_is_checked():
+    """The static checks see relative imports: trainer.py reaches into infer/ and model/."""
+    found = {n for n, _ in pyrovae_imports(PACKAGE / "training" / "trainer.py")}
+    assert "pyrovae.infer.svi" in found and "pyrovae.model.vae" in found
