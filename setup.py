@@ -11,7 +11,7 @@ setup(
     install_requires=[
         "torch>=2.1",
         "torchvision>=0.16",
-        "pyro-ppl>=1.9",
+        "pyro-ppl>=1.9,<1.10",  # the tested range: pyrovae/infer/_pyro_internals.py uses private names
         "numpy>=1.24",
         "matplotlib>=3.7",
         "tqdm>=4.60",
