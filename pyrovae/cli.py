@@ -20,10 +20,10 @@ from typing import Callable, List, Optional
 
 import torch
 
-from .training.config import ARCHS, BINARIZE, DEQUANTIZE, ELBOS, LR_SCHEDULES, TrainConfig
 from .data.datasets import DATASETS
 from .errors import Interrupted, PyrovaeError
 from .model.likelihoods import BUILT_IN
+from .training.config import ARCHS, BINARIZE, DEQUANTIZE, ELBOS, LR_SCHEDULES, TrainConfig
 from .training.trainer import resume, train
 
 

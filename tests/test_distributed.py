@@ -15,8 +15,8 @@ import pytest
 import torch
 
 import pyrovae
-from pyrovae.training.checkpoint import read_checkpoint
 from pyrovae.infer.distributed import shard_bounds
+from pyrovae.training.checkpoint import read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 

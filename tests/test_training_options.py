@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import pyrovae
-from pyrovae.model.networks import ConvDecoder, ConvEncoder
 from pyrovae.infer.svi import ScaleLatent, kl_warmup_scale
+from pyrovae.model.networks import ConvDecoder, ConvEncoder
 
 
 def test_kl_warmup_schedule():

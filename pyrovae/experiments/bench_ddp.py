@@ -20,8 +20,8 @@ from typing import List, Sequence
 import pyro
 import torch
 
-from ..training.checkpoint import write_json
 from ..errors import TrainingError
+from ..training.checkpoint import write_json
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "svi_train.py"
 

@@ -33,7 +33,6 @@ from pyro.poutine.messenger import Messenger
 from tqdm.auto import tqdm
 
 
-
 def make_optimizer(parameters, lr: float) -> torch.optim.Adam:
     """Adam, with PyTorch's fused single-kernel implementation where this torch build
     has one for the parameters' device (the same update as the default, fewer launches)."""
