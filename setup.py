@@ -1,8 +1,15 @@
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+# one version: __version__ in pyrovae/__init__.py, read as text (importing the package needs its dependencies)
+VERSION = re.search(r'^__version__ = "([^"]+)"$', Path(__file__).with_name("pyrovae").joinpath("__init__.py")
+                    .read_text(encoding="utf-8"), re.M).group(1)
 
 setup(
     name="pyrovae",
-    version="0.1.0",
+    version=VERSION,
     description="A variational autoencoder as a Pyro model/guide pair, trained by SVI",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",

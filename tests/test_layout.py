@@ -75,3 +75,13 @@ def test_import_resolution_is_checked():
     """The static checks see relative imports: trainer.py reaches into infer/ and model/."""
     found = {n for n, _ in pyrovae_imports(PACKAGE / "training" / "trainer.py")}
     assert "pyrovae.infer.svi" in found and "pyrovae.model.vae" in found
+
+
+def test_one_version():
+    """setup.py reads the version from pyrovae/__init__.py."""
+    import pyrovae
+
+    result = subprocess.run([sys.executable, "setup.py", "--version"], capture_output=True, text=True, cwd=ROOT,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == pyrovae.__version__
