@@ -1,10 +1,9 @@
 """The package's shape: imports flow one way and load only what is used."""
 import ast
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_python
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "pyrovae"
@@ -41,14 +40,14 @@ def library_modules():
 
 def test_import_loads_neither_matplotlib_nor_tensorboard():
     code = "import pyrovae, sys; print('matplotlib' in sys.modules, 'torch.utils.tensorboard' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    result = run_python("-c", code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "False"], "import pyrovae loaded matplotlib or TensorBoard"
 
 
 def test_cli_imports_no_application():
     code = "import pyrovae.cli, sys; print(sorted(m for m in sys.modules if m.startswith('pyrovae.experiments')))"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    result = run_python("-c", code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
 
@@ -81,7 +80,6 @@ def test_one_version():
     """setup.py reads the version from pyrovae/__init__.py."""
     import pyrovae
 
-    result = subprocess.run([sys.executable, "setup.py", "--version"], capture_output=True, text=True, cwd=ROOT,
-                            timeout=120)
+    result = run_python("setup.py", "--version")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[-1] == pyrovae.__version__
