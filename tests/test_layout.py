@@ -83,3 +83,10 @@ def test_one_version():
     result = run_python("setup.py", "--version")
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[-1] == pyrovae.__version__
+
+
+def test_paths_into_the_repository_resolve():
+    """Programs that start scripts find them from their new folder."""
+    from pyrovae.experiments.bench_ddp import SCRIPT
+
+    assert SCRIPT.is_file(), SCRIPT
