@@ -90,3 +90,22 @@ def test_paths_into_the_repository_resolve():
     from pyrovae.experiments.bench_ddp import SCRIPT
 
     assert SCRIPT.is_file(), SCRIPT
+
+
+def test_every_subpackage_is_packaged():
+    """setup.py's find_packages sees every folder (each has an __init__.py, none is git-ignored)."""
+    import shutil
+    import subprocess
+
+    from setuptools import find_packages
+
+    found = set(find_packages(str(ROOT), include=["pyrovae", "pyrovae.*"]))
+    folders = {"pyrovae." + p.name for p in PACKAGE.iterdir() if p.is_dir() and any(p.glob("*.py"))}
+    assert folders <= found, f"not packaged: {sorted(folders - found)}"
+    if not shutil.which("git"):
+        return
+    tracked = subprocess.run(["git", "ls-files", "pyrovae"], capture_output=True, text=True, cwd=ROOT)
+    if tracked.returncode == 0 and tracked.stdout:  # a git checkout
+        missing = [f"pyrovae/{p.name}/__init__.py" for p in PACKAGE.iterdir() if p.is_dir() and any(p.glob("*.py"))
+                   and f"pyrovae/{p.name}/__init__.py" not in tracked.stdout.split()]
+        assert not missing, f"not in git: {missing}"
