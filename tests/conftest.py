@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import pyrovae
-from pyrovae.data import load_mnist_sample
+from pyrovae.data.datasets import load_mnist_sample
 
 
 def pytest_configure(config):

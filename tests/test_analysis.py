@@ -1,15 +1,14 @@
 """evaluate.py, plot_latent.py and compare_elbo.py on small real runs."""
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import run_script
 
 import pyrovae
-from pyrovae.analysis import evaluate_run, plot_latent_run
+from pyrovae.experiments.evaluate import evaluate_run
+from pyrovae.experiments.plot_latent import plot_latent_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,12 +70,6 @@ def test_evaluate_refuses_other_data(bernoulli_run, tmp_path):
     (copy / "metrics.json").write_text(json.dumps(metrics))
     with pytest.raises(pyrovae.DataError, match="the run was trained on"):
         evaluate_run(copy, num_samples=10, log=lambda s: None)
-
-
-def run_script(name, *args, cwd=ROOT):
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / name), *map(str, args)], capture_output=True,
-                          text=True, env=env, cwd=cwd, timeout=300)
 
 
 def test_evaluate_script_on_a_folder_that_is_not_a_run(tmp_path):

@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 import pyrovae
-import pyrovae.run
+import pyrovae.training.trainer
 from pyrovae.cli import main
-from pyrovae.data import Dataset, load_mnist_sample
+from pyrovae.data.datasets import Dataset, load_mnist_sample
 
 SAMPLE = load_mnist_sample().limit(120, 40)
 
@@ -77,8 +77,8 @@ def run_main(argv):
 
 @pytest.fixture
 def offline_sample(monkeypatch):
-    real = pyrovae.run.load_dataset
-    monkeypatch.setattr(pyrovae.run, "load_dataset",
+    real = pyrovae.training.trainer.load_dataset
+    monkeypatch.setattr(pyrovae.training.trainer, "load_dataset",
                         lambda name, *a, **k: SAMPLE if name == "mnist" else real(name, *a, **k))
 
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import pyrovae
-from pyrovae.capture import CompiledSVIStep
-from pyrovae.training import SVIStep, make_optimizer
+from pyrovae.infer.compiled import CompiledSVIStep
+from pyrovae.infer.svi import SVIStep, make_optimizer
 
 
 def pair(vae, kind):
@@ -37,7 +37,7 @@ def test_same_losses_and_parameters_after_steps(kind, small_vae, binary_batch):
 
 
 def test_failed_capture_falls_back_to_eager(small_vae, binary_batch, monkeypatch):
-    import pyrovae.capture as capture
+    import pyrovae.infer.compiled as capture
 
     def broken(*args, **kwargs):
         raise RuntimeError("cannot trace this model")

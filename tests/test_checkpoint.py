@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import pyrovae
-from pyrovae.checkpoint import read_checkpoint, save_checkpoint
+from pyrovae.training.checkpoint import read_checkpoint, save_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -4,18 +4,15 @@ architecture that does not fit the stored tensors (checked on the meta device, s
 crafted ``hidden`` cannot allocate gigabytes), non-finite weights."""
 import shutil
 import struct
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import run_script
 
 import pyrovae
-from pyrovae.checkpoint import read_checkpoint
-
-ROOT = Path(__file__).resolve().parents[1]
+from pyrovae.training.checkpoint import read_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +40,7 @@ def test_a_flipped_bit_is_caught_by_the_crc(run_dir, tmp_path):
     flip_a_bit_in_the_largest_tensor(broken / "checkpoint.pt")
     with pytest.raises(pyrovae.CheckpointError, match="does not match its CRC-32"):
         pyrovae.load(broken / "checkpoint.pt")
-    result = subprocess.run([sys.executable, "scripts/svi_train.py", "--resume", str(broken), "--no-progress"],
-                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    result = run_script("svi_train.py", "--resume", broken, "--no-progress")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("error: ") and "CRC-32" in line

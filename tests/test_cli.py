@@ -1,12 +1,10 @@
 """scripts/svi_train.py end to end in a subprocess, and its answers to bad input."""
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import run_script
 
 import pyrovae
 
@@ -15,9 +13,7 @@ SCRIPT = ROOT / "scripts" / "svi_train.py"
 
 
 def run_cli(*args, cwd=None, timeout=300):
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")  # no GPU, also on a machine that has one
-    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd or ROOT, env=env, timeout=timeout)
+    return run_script(SCRIPT.name, *args, cwd=cwd or ROOT, timeout=timeout)
 
 
 def test_one_epoch_end_to_end(tmp_path):

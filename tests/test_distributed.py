@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import run_script
 
 import pyrovae
-from pyrovae.checkpoint import read_checkpoint
-from pyrovae.distributed import shard_bounds
+from pyrovae.infer.distributed import shard_bounds
+from pyrovae.training.checkpoint import read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -136,11 +137,9 @@ def test_tensorboard_event_files_hold_the_scalars_and_images(mnist_sample, tmp_p
 
 
 def test_bench_ddp_script_writes_its_table(tmp_path):
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_ddp.py"), "--dataset", "mnist",
-                             "--data-dir", str(tmp_path / "no-mnist"), "--epochs", "2", "--hidden", "16",
-                             "--processes", "2", "--reference-threads", "1", "--out", str(tmp_path / "bench")],
-                            capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
+    result = run_script("bench_ddp.py", "--dataset", "mnist", "--data-dir", tmp_path / "no-mnist", "--epochs", "2",
+                        "--hidden", "16", "--processes", "2", "--reference-threads", "1", "--out", tmp_path / "bench",
+                        timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = json.loads((tmp_path / "bench" / "ddp.json").read_text())["rows"]
     assert [r["processes"] for r in rows] == [1, 2] and rows[0]["speedup"] == 1.0

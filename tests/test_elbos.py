@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import pyrovae
-from pyrovae import elbos
+from pyrovae.infer import elbos
 
 PYRO = {"trace": pyro.infer.Trace_ELBO, "meanfield": pyro.infer.TraceMeanField_ELBO}
 

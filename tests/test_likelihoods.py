@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 import pyrovae
 from pyrovae import DataError, get_likelihood
-from pyrovae.likelihoods import BUILT_IN
+from pyrovae.model.likelihoods import BUILT_IN
 
 N, D = 6, 20
 torch.manual_seed(0)

@@ -69,7 +69,7 @@ def test_estimate_converges_to_exact_log_p():
     # average over the 200 datapoints for the mean difference.
     pyro.set_rng_seed(1)
     with torch.no_grad(), pyro.validation_enabled(False):
-        from pyrovae.evaluation import _terms
+        from pyrovae.infer.evaluation import _terms
         log_lik, log_ratio = _terms(vae, x, 1000, analytic_kl=False)
     w = torch.exp((log_lik - log_ratio) - exact)  # (1000, N): normalized weights, mean 1
     se = w.std(0) / math.sqrt(K_SAMPLES)  # (N,)

@@ -7,25 +7,23 @@ optimizer state, best checkpoint and metrics (wall-clock seconds aside). No chec
 on disk is ever unreadable. A non-finite loss stops with one line; bad resume targets
 get one line."""
 import json
-import os
 import re
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import run_python
 
 import pyrovae
-from pyrovae.checkpoint import read_checkpoint
+from pyrovae.training.checkpoint import read_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS_PER_EPOCH = 12  # 600 training images in minibatches of 50
 DRIVER = textwrap.dedent("""
     import io, os, signal, sys
     import torch
-    import pyrovae.run as run
+    import pyrovae.training.trainer as run
     from pyrovae.cli import main
 
     mode, at = sys.argv[1], int(sys.argv[2])
@@ -69,9 +67,7 @@ def train_args(tmp_path, out, *extra):
 def drive(tmp_path, mode, at, args):
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
-    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
-    return subprocess.run([sys.executable, str(driver), mode, str(at), *args], capture_output=True, text=True,
-                          cwd=ROOT, env=env, timeout=600)
+    return run_python(driver, mode, at, *args, timeout=600)
 
 
 def resume(tmp_path, out):

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import pyrovae
-from pyrovae.networks import ConvDecoder, ConvEncoder
-from pyrovae.training import ScaleLatent, kl_warmup_scale
+from pyrovae.infer.svi import ScaleLatent, kl_warmup_scale
+from pyrovae.model.networks import ConvDecoder, ConvEncoder
 
 
 def test_kl_warmup_schedule():
@@ -84,7 +84,7 @@ def test_validation_hold_out_is_disjoint_and_selects_best(mnist_sample, tmp_path
     assert metrics["selection"] == "valid_elbo"
     best = max(metrics["history"], key=lambda h: h["valid_elbo"])
     assert metrics["best"]["epoch"] == best["epoch"]
-    assert pyrovae.checkpoint.read_checkpoint(tmp_path / "best.pt")["epoch"] == best["epoch"]
+    assert pyrovae.training.checkpoint.read_checkpoint(tmp_path / "best.pt")["epoch"] == best["epoch"]
     with pytest.raises(pyrovae.ConfigError, match="leaves no training"):
         mnist_sample.hold_out(len(mnist_sample.train_x))
 
@@ -117,7 +117,7 @@ def test_cosine_schedule_reaches_lr_min(mnist_sample, tmp_path):
 
 
 def test_gated_units_compute_value_times_sigmoid_gate():
-    from pyrovae.networks import GatedLinear
+    from pyrovae.model.networks import GatedLinear
 
     torch.manual_seed(0)
     layer = GatedLinear(5, 3)

@@ -6,14 +6,14 @@ import pyro.poutine as poutine
 import pytest
 import torch
 from pyro.infer import SVI, Trace_ELBO
-from pyro.poutine.subsample_messenger import _Subsample
+from pyro.poutine.util import site_is_subsample
 
 import pyrovae
 
 
 def sample_sites(trace):
     """Names of the sample sites, without the plate's subsample site."""
-    return [k for k, s in trace.nodes.items() if s["type"] == "sample" and not isinstance(s["fn"], _Subsample)]
+    return [k for k, s in trace.nodes.items() if s["type"] == "sample" and not site_is_subsample(s)]
 
 
 def test_model_and_guide_share_the_latent_site(small_vae, binary_batch):

@@ -7,7 +7,7 @@ from it (nanoGPT-style). :meth:`TrainConfig.validate` turns bad values into one
 from dataclasses import asdict, dataclass, fields
 from typing import Optional, Tuple
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 ELBOS = ("trace", "meanfield")
 ARCHS = ("mlp", "gated", "conv")
@@ -48,13 +48,13 @@ class TrainConfig:
     test_limit: Optional[int] = None
     out: Optional[str] = None  # default: results/<dataset>-<likelihood>-<elbo>
     progress: bool = True
-    fast: bool = False  # replay a compiled graph of the SVI step (pyrovae.capture)
+    fast: bool = False  # replay a compiled graph of the SVI step (pyrovae.infer.compiled)
     distributed: bool = False  # one process per device under torchrun (pyrovae.distributed)
     tensorboard: bool = False  # scalars and images into <out>/tensorboard (pyrovae.tracking)
 
     def validate(self) -> "TrainConfig":
-        from .data import DATASETS
-        from .likelihoods import BUILT_IN
+        from ..data.datasets import DATASETS
+        from ..model.likelihoods import BUILT_IN
 
         self.hidden = tuple(self.hidden)
         self.channels = tuple(self.channels)

@@ -9,8 +9,8 @@ import json
 from pathlib import Path
 from typing import Iterable, List
 
-from .checkpoint import write_json
-from .errors import ConfigError
+from ..errors import ConfigError
+from ..training.checkpoint import write_json
 
 #: published test NLLs on this split (K: importance samples of their estimate)
 ANCHORS = [

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from pyro.distributions.torch_distribution import TorchDistributionMixin
 
-from .errors import ConfigError, DataError
+from ..errors import ConfigError, DataError
 
 
 class Likelihood:

@@ -1,4 +1,4 @@
-r"""What happens to a finished run folder: evaluation and latent-space figures.
+r"""What happens to a finished run folder: its evaluation (``scripts/evaluate.py``).
 
 :func:`load_run` rebuilds a run from its folder: the VAE from ``checkpoint.pt``, the
 settings from ``config.json``, and the test set exactly as the run scored it (same data,
@@ -21,20 +21,15 @@ import math
 from pathlib import Path
 from typing import Callable, Optional
 
-import matplotlib
+import torch
+from tqdm.auto import tqdm
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
-
-from .checkpoint import load, read_checkpoint, write_json  # noqa: E402
-from .config import TrainConfig  # noqa: E402
-from .data import evenly_spaced, load_dataset  # noqa: E402
-from .errors import ConfigError, DataError  # noqa: E402
-from .evaluation import active_units, elbo, log_likelihood  # noqa: E402
-from .plots import image_grid, save_grid  # noqa: E402
-from .run import prepare_data, select_data, select_device  # noqa: E402
+from ..data.datasets import evenly_spaced, load_dataset
+from ..errors import ConfigError, DataError
+from ..infer.evaluation import active_units, elbo, log_likelihood
+from ..training.checkpoint import load, read_checkpoint, write_json
+from ..training.config import TrainConfig
+from ..training.trainer import prepare_data, select_data, select_device
 
 
 def load_run(run_dir, cuda: bool = False, log: Callable[[str], None] = print, checkpoint: str = "checkpoint.pt"):
@@ -110,73 +105,3 @@ def evaluate_run(run_dir, num_samples: int = 5000, cuda: bool = False, test_limi
         f"(E log p(x|z) {split['expected_log_likelihood']:.3f}, KL {split['kl']:.3f}), "
         f"{n_active}/{vae.z_dim} active units" + (f", {result['test_bpd']:.3f} bits/dim" if "test_bpd" in result else ""))
     return result
-
-
-@torch.no_grad()
-def plot_latent_run(run_dir, out_dir=None, cuda: bool = False, log: Callable[[str], None] = print) -> list:
-    """latent.png (posterior means: the 2-d latent itself, or a 2-d PCA), manifold.png
-    (2-d latents only: the decoder over a grid of prior quantiles) and
-    interpolations.png (decoded straight lines between posterior means)."""
-    vae, config, dataset, prepared = load_run(run_dir, cuda, log)
-    out = Path(out_dir or run_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    device = next(vae.parameters()).device
-    test_x = prepared.test_x.to(device)
-    means = torch.cat([vae.encode(c)[0] for c in test_x.split(1000)]).cpu()  # (N, z_dim)
-    written = [out / "latent.png", out / "interpolations.png"]
-    if vae.z_dim == 2:
-        coords, axis_names = means, ("z1", "z2")
-        _plot_manifold(vae, dataset.image_shape, out / "manifold.png")
-        written.append(out / "manifold.png")
-    else:
-        centered = means - means.mean(0)
-        _, s, v = torch.linalg.svd(centered, full_matrices=False)
-        coords = centered @ v[:2].T  # (N, 2): the two leading principal components
-        share = (s[:2] ** 2 / (s**2).sum()).tolist()
-        axis_names = (f"PC1 ({share[0]:.0%} of variance)", f"PC2 ({share[1]:.0%})")
-    _plot_scatter(coords, dataset.test_y, axis_names, out / "latent.png",
-                  f"posterior means of {len(coords)} test images ({'z' if vae.z_dim == 2 else 'PCA of z'}, z_dim={vae.z_dim})")
-    _plot_interpolations(vae, test_x, dataset.test_y, dataset.image_shape, out / "interpolations.png")
-    log(f"wrote {', '.join(str(p) for p in written)}")
-    return written
-
-
-def _plot_scatter(coords, labels, axis_names, path, title):
-    fig, ax = plt.subplots(figsize=(6.5, 5.5))
-    if labels is not None:
-        points = ax.scatter(coords[:, 0], coords[:, 1], c=labels.numpy(), cmap="tab10", s=4, alpha=0.7, vmin=-0.5, vmax=9.5)
-        fig.colorbar(points, ax=ax, ticks=range(10), label="label")
-    else:
-        ax.scatter(coords[:, 0], coords[:, 1], s=4, alpha=0.5)
-    ax.set_xlabel(axis_names[0])
-    ax.set_ylabel(axis_names[1])
-    ax.set_title(title, fontsize=9)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-
-
-def _plot_manifold(vae, image_shape, path, n: int = 20):
-    quantiles = torch.linspace(0.5 / n, 1 - 0.5 / n, n)
-    values = torch.distributions.Normal(0.0, 1.0).icdf(quantiles)  # (n,)
-    # rows go down z2 (high at the top), columns along z1: (n, n, 2) -> (n*n, 2)
-    grid = torch.stack(torch.meshgrid(values.flip(0), values, indexing="ij")[::-1], dim=-1).reshape(-1, 2)
-    device = next(vae.parameters()).device
-    images = vae.likelihood(vae.decoder(grid.to(device))).mean.cpu()
-    save_grid(image_grid(images, image_shape, n), path, "decoder mean over the prior's quantiles (z1 across, z2 up)")
-
-
-def _plot_interpolations(vae, test_x, labels, image_shape, path, pairs: int = 8, steps: int = 10):
-    # pairs of test images with different labels where labels exist, else spread indices
-    n = len(test_x)
-    idx = torch.linspace(0, n - 1, 2 * pairs).long().view(pairs, 2)
-    if labels is not None:
-        order = torch.argsort(labels, stable=True)
-        idx = torch.stack([order[(torch.arange(pairs) * n) // pairs],
-                           order[((torch.arange(pairs) * n) // pairs + n // 2) % n]], dim=1)
-    loc = vae.encode(test_x[idx.flatten()])[0].view(pairs, 2, -1)  # (pairs, 2, z_dim)
-    t = torch.linspace(0, 1, steps, device=loc.device).view(1, steps, 1)
-    z = (1 - t) * loc[:, :1] + t * loc[:, 1:]  # (pairs, steps, z_dim)
-    images = vae.likelihood(vae.decoder(z)).mean.reshape(pairs * steps, -1).cpu()
-    save_grid(image_grid(images, image_shape, steps), path,
-          "decoded straight lines between the posterior means of two test images")
-

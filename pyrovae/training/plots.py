@@ -1,12 +1,20 @@
-"""Figures of a run: ELBO curves, reconstructions beside originals, prior samples."""
+"""Figures of a run: ELBO curves, reconstructions beside originals, prior samples.
+
+matplotlib (with the file-only Agg backend) loads on the first figure drawn, not with the package."""
 from pathlib import Path
 from typing import Sequence
 
-import matplotlib
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend, imported on first use."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def image_grid(images: torch.Tensor, image_shape: Sequence[int], ncols: int) -> torch.Tensor:
@@ -21,6 +29,7 @@ def image_grid(images: torch.Tensor, image_shape: Sequence[int], ncols: int) -> 
 
 
 def save_grid(grid: torch.Tensor, path: Path, title: str) -> None:
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(grid.shape[1] / 28 * 0.6 + 0.4, grid.shape[0] / 28 * 0.6 + 0.6))
     ax.imshow(grid.numpy(), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
     ax.set_title(title, fontsize=9)
@@ -31,6 +40,7 @@ def save_grid(grid: torch.Tensor, path: Path, title: str) -> None:
 
 def plot_elbo_curves(history: list, path: Path, title: str = "") -> None:
     """Train and test ELBO per datapoint (nats) against epoch."""
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     ax.plot([h["epoch"] for h in history], [h["train_elbo"] for h in history], label="train ELBO")
     tested = [h for h in history if h.get("test_elbo") is not None]

@@ -31,7 +31,7 @@ import pyro.distributions as dist
 import torch
 import torch.nn as nn
 
-from .errors import ConfigError, DataError
+from ..errors import ConfigError, DataError
 from .likelihoods import Likelihood, get_likelihood
 from .networks import make_networks
 
@@ -44,12 +44,12 @@ class VAE(nn.Module):
     :param hidden: hidden layer widths of the MLP encoder (the decoder mirrors them); for
         ``arch="conv"``, the width of the dense layer beside the latent.
     :param likelihood: a built-in name (``"bernoulli"``, ``"continuous-bernoulli"``,
-        ``"gaussian"``, ``"laplace"``, ``"beta"``), a :class:`~pyrovae.likelihoods.Likelihood`,
+        ``"gaussian"``, ``"laplace"``, ``"beta"``), a :class:`~pyrovae.model.likelihoods.Likelihood`,
         or a callable ``decoder_output -> Distribution``.
     :param dict likelihood_options: keyword options of a built-in likelihood
         (e.g. ``{"scale": 0.1}``) or ``outputs_per_pixel`` of a callable.
     :param str name: prefix of this VAE's entries in Pyro's param store.
-    :param str arch: ``"mlp"``, ``"gated"`` or ``"conv"`` (see :mod:`pyrovae.networks`).
+    :param str arch: ``"mlp"``, ``"gated"`` or ``"conv"`` (see :mod:`pyrovae.model.networks`).
     :param image_shape: (H, W) of one image, for ``arch="conv"`` (H * W = D).
     :param channels: feature maps of the two conv stages, for ``arch="conv"``.
     """

@@ -2,14 +2,14 @@ r"""The SVI loop: one step, one epoch.
 
 One SVI step is Pyro's :class:`~pyro.infer.SVI` step written out: the ELBO's
 ``differentiable_loss(model, guide, x)`` (an estimate of :math:`-\mathrm{ELBO}` summed
-over the minibatch, averaged over particles; see :mod:`pyrovae.elbos`), backward, and a
+over the minibatch, averaged over particles; see :mod:`pyrovae.infer.elbos`), backward, and a
 ``torch.optim`` step on the VAE's parameters. Written out, the loop keeps the running
 loss on the device (``pyro.infer.SVI.step`` returns a Python float, a host read every
 step), runs model and guide with the VAE's parameters local to its modules rather than
 looked up in Pyro's global param store, and uses a plain optimizer whose state dict goes
 into checkpoints unchanged. ``pyro.infer.SVI`` trains the same model and guide.
 
-:class:`SVIStep` runs the step eagerly; :class:`pyrovae.capture.CompiledSVIStep`
+:class:`SVIStep` runs the step eagerly; :class:`pyrovae.infer.compiled.CompiledSVIStep`
 (``--fast``) replays a compiled graph of it.
 
 KL warm-up (Bowman et al. 2016; Sønderby et al. 2016) trains on
@@ -31,7 +31,6 @@ import torch
 from pyro.infer import ELBO
 from pyro.poutine.messenger import Messenger
 from tqdm.auto import tqdm
-
 
 
 def make_optimizer(parameters, lr: float) -> torch.optim.Adam:

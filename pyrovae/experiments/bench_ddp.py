@@ -20,10 +20,10 @@ from typing import List, Sequence
 import pyro
 import torch
 
-from .checkpoint import write_json
-from .errors import TrainingError
+from ..errors import TrainingError
+from ..training.checkpoint import write_json
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "svi_train.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "svi_train.py"  # pyrovae/experiments/ -> the repository
 
 
 def _run(command: List[str], threads: int) -> dict:

@@ -35,21 +35,20 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
-from . import __version__
-from .capture import CompiledSVIStep
-from .checkpoint import (capture_rng, read_checkpoint, remove_stale_temporaries, restore_rng, save_checkpoint,
-                         write_json)
+from .. import __version__
+from ..data.datasets import TRANSFORMS, Dataset, binarize, dequantize, load_dataset
+from ..errors import CheckpointError, ConfigError, DataError, Interrupted, TrainingError
+from ..infer import distributed as ddp
+from ..infer.compiled import CompiledSVIStep
+from ..infer.elbos import make_elbo
+from ..infer.evaluation import elbo, evaluate_elbo
+from ..infer.svi import EpochState, SVIStep, kl_warmup_scale, make_optimizer, run_epoch
+from ..model.likelihoods import get_likelihood
+from ..model.vae import VAE
+from .checkpoint import capture_rng, read_checkpoint, remove_stale_temporaries, restore_rng, save_checkpoint, write_json
 from .config import TrainConfig
-from .data import TRANSFORMS, Dataset, binarize, dequantize, load_dataset
-from .elbos import make_elbo
-from .errors import CheckpointError, ConfigError, DataError, Interrupted, TrainingError
-from . import distributed as ddp
-from .evaluation import elbo, evaluate_elbo
-from .likelihoods import get_likelihood
 from .plots import image_grid, plot_elbo_curves, plot_reconstructions, plot_samples, reconstruction_grid
 from .tracking import TensorBoardLog
-from .training import EpochState, SVIStep, kl_warmup_scale, make_optimizer, run_epoch
-from .vae import VAE
 
 #: seed of the one-off draws that fix the test set (binarization or dequantization
 #: noise), the same for every run so test ELBOs of different runs are comparable;

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 SCALARS = {
     "train_elbo": "elbo/train",
@@ -43,7 +43,7 @@ class TensorBoardLog:
         self.writer.flush()
 
     def images(self, epoch: int, reconstructions: torch.Tensor, samples: torch.Tensor) -> None:
-        """Two (H, W) grids in [0, 1] (see :func:`pyrovae.plots.image_grid`)."""
+        """Two (H, W) grids in [0, 1] (see :func:`pyrovae.training.plots.image_grid`)."""
         self.writer.add_image("reconstructions", reconstructions.clamp(0, 1).unsqueeze(0), epoch)
         self.writer.add_image("samples", samples.clamp(0, 1).unsqueeze(0), epoch)
         self.writer.flush()

@@ -26,9 +26,10 @@ import pyro.infer
 import torch
 from pyro.distributions.util import is_identically_zero, scale_and_mask
 from pyro.infer import ELBO
-from pyro.infer.trace_elbo import _compute_log_r
 from pyro.infer.util import check_fully_reparametrized, is_validation_enabled
 from torch.distributions import kl_divergence
+
+from ._pyro_internals import compute_log_r, get_traces
 
 
 class _DeviceLoss:
@@ -37,7 +38,7 @@ class _DeviceLoss:
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
         loss, surrogate = 0.0, 0.0
-        for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
+        for model_trace, guide_trace in get_traces(self, model, guide, args, kwargs):
             particle_loss, particle_surrogate = self._device_loss_particle(model_trace, guide_trace)
             loss = loss + particle_loss / self.num_particles
             surrogate = surrogate + particle_surrogate / self.num_particles
@@ -67,7 +68,7 @@ class Trace_ELBO(_DeviceLoss, pyro.infer.Trace_ELBO):
                     surrogate = surrogate - entropy_term.sum()
                 if not is_identically_zero(score_function_term):
                     if log_r is None:
-                        log_r = _compute_log_r(model_trace, guide_trace)
+                        log_r = compute_log_r(model_trace, guide_trace)
                     surrogate = surrogate + (log_r.sum_to(site["cond_indep_stack"]) * score_function_term).sum()
         return -elbo, -surrogate
 

@@ -4,7 +4,7 @@ The same model (architecture, likelihood, data, seeds, optimizer) is trained onc
 each ELBO for every seed. For each run it records the test-ELBO curve, wall time per
 epoch, the importance-sampled test NLL of the final model, and, at fixed epochs, the
 gradient variance of *both* estimators at that run's current parameters on one fixed
-minibatch (:func:`pyrovae.diagnostics.gradient_variance`, the two estimators given the
+minibatch (:func:`pyrovae.experiments.grad_variance.gradient_variance`, the two estimators given the
 same random draws). :func:`compare_elbos` writes ``table.md``, ``metrics.json``,
 ``curves.png`` and ``grad_variance.png`` into the study folder; each run keeps its own
 folder under ``runs/``.
@@ -20,13 +20,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .checkpoint import load, write_json  # noqa: E402
-from .config import ELBOS, TrainConfig  # noqa: E402
-from .data import evenly_spaced, load_dataset  # noqa: E402
-from .diagnostics import gradient_variance  # noqa: E402
-from .evaluation import elbo, log_likelihood  # noqa: E402
-from .run import prepare_data, select_data, train  # noqa: E402
-from .elbos import make_elbo  # noqa: E402
+from ..data.datasets import evenly_spaced, load_dataset  # noqa: E402
+from ..infer.elbos import make_elbo  # noqa: E402
+from ..infer.evaluation import elbo, log_likelihood  # noqa: E402
+from ..training.checkpoint import load, write_json  # noqa: E402
+from ..training.config import ELBOS, TrainConfig  # noqa: E402
+from ..training.trainer import prepare_data, select_data, train  # noqa: E402
+from .grad_variance import gradient_variance  # noqa: E402
 
 LABELS = {"trace": "Trace_ELBO (Monte-Carlo KL)", "meanfield": "TraceMeanField_ELBO (analytic KL)"}
 

@@ -2,7 +2,7 @@
 
 A checkpoint is a dict of plain values and tensors (no pickled classes): the VAE's
 architecture (``VAE.config()``), its ``state_dict``, the optimizer's state dict, the
-run's :class:`~pyrovae.config.TrainConfig` as a dict, the epoch and the history. It is
+run's :class:`~pyrovae.training.config.TrainConfig` as a dict, the epoch and the history. It is
 written to a temporary file in the same folder, flushed and fsynced, then moved over the
 old one with ``os.replace``, so a crash leaves either the old file or the new one.
 
@@ -28,9 +28,9 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 import torch
 
-from .errors import CheckpointError, PyrovaeError, one_line
-from .likelihoods import CallableLikelihood, Likelihood
-from .vae import VAE
+from ..errors import CheckpointError, PyrovaeError, one_line
+from ..model.likelihoods import CallableLikelihood, Likelihood
+from ..model.vae import VAE
 
 FORMAT = "pyrovae-checkpoint-1"
 
@@ -179,7 +179,7 @@ def _build(arch: dict, likelihood, path: Path, state_dict: dict) -> VAE:
 
 
 def load(path, map_location="cpu", likelihood=None) -> VAE:
-    """A trained :class:`~pyrovae.vae.VAE` from a checkpoint, in eval mode.
+    """A trained :class:`~pyrovae.model.vae.VAE` from a checkpoint, in eval mode.
 
     ``likelihood`` is needed only when the run used a custom callable likelihood (which
     a checkpoint cannot hold): pass the same callable again."""

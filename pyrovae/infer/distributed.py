@@ -30,8 +30,8 @@ import torch
 import torch.distributed as dist
 from pyro.poutine.messenger import Messenger
 
-from .errors import ConfigError
-from .training import ScaleLatent, SVIStep
+from ..errors import ConfigError
+from .svi import ScaleLatent, SVIStep
 
 
 def setup(cuda: bool) -> Tuple[int, int, torch.device]:

@@ -28,7 +28,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 
-from .errors import ConfigError, DataError, one_line
+from ..errors import ConfigError, DataError, one_line
 
 DATASETS = ("mnist", "binarized-mnist", "fashion-mnist")
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")

@@ -42,7 +42,7 @@ import torch
 import torch.nn as nn
 from torch.fx.experimental.proxy_tensor import make_fx
 
-from .training import SVIStep
+from .svi import SVIStep
 
 
 class _LossModule(nn.Module):
@@ -58,7 +58,7 @@ class _LossModule(nn.Module):
 
 
 class CompiledSVIStep(SVIStep):
-    """:class:`~pyrovae.training.SVIStep` with loss and gradients replayed from a graph
+    """:class:`~pyrovae.infer.svi.SVIStep` with loss and gradients replayed from a graph
     compiled for the first non-validated minibatch's shape (on CUDA, with
     ``cuda_graph=True``, replayed as a CUDA graph).
 

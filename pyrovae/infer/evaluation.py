@@ -27,10 +27,10 @@ from typing import Callable, Dict, Optional, Tuple
 import pyro
 import pyro.poutine as poutine
 import torch
-from pyro.poutine.subsample_messenger import _Subsample
+from pyro.poutine.util import site_is_subsample
 from torch.distributions import kl_divergence
 
-from .errors import DataError
+from ..errors import DataError
 
 
 @dataclass
@@ -48,7 +48,7 @@ class ELBOSplit:
 
 def _sample_sites(trace):
     return {name: site for name, site in trace.nodes.items()
-            if site["type"] == "sample" and not isinstance(site["fn"], _Subsample)}
+            if site["type"] == "sample" and not site_is_subsample(site)}
 
 
 def _traces(vae, x: torch.Tensor, num_samples: int):

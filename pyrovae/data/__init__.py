@@ -1,0 +1,1 @@
+"""Data sets as tensors: loading, splits, binarization and dequantization (:mod:`.datasets`)."""

@@ -1,0 +1,1 @@
+"""A training run: settings, the run itself (:mod:`.trainer`), checkpoints, TensorBoard, figures."""
