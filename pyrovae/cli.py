@@ -64,16 +64,18 @@ def build_parser(description: str = "Train a VAE (Pyro model/guide) with SVI.") 
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--lr-schedule", default=d.lr_schedule, choices=LR_SCHEDULES,
-                   help="cosine: anneal to --lr-min over the run; plateau: halve when the selection ELBO "
+                   help="cosine: anneal to --lr-min over the run; plateau: halve when the validation ELBO "
                         "has not improved for --lr-patience epochs")
     p.add_argument("--lr-min", type=float, default=d.lr_min)
     p.add_argument("--lr-patience", type=int, default=d.lr_patience)
     p.add_argument("--kl-warmup", type=int, default=d.kl_warmup,
                    help="epochs over which the latent site's log-density scale rises linearly to 1 (0: none)")
     p.add_argument("--early-stopping", type=int, default=d.early_stopping,
-                   help="stop after N epochs without a better validation (else test) ELBO (0: never)")
+                   help="stop after N epochs without a better validation ELBO (0: never)")
     p.add_argument("--valid-size", type=int, default=d.valid_size,
-                   help="hold out the last N training images for validation (binarized-mnist has its own)")
+                   help="hold out the last N training images as the validation set that chooses best.pt, the "
+                        "plateau schedule and early stopping (default: the last 10%%; binarized-mnist has its "
+                        "own); 0: no validation set, best.pt is the last epoch")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
                    help="also write checkpoint.pt every N steps inside an epoch (0: at epoch ends)")
     p.add_argument("--seed", type=int, default=d.seed)

