@@ -79,7 +79,7 @@ def build_parser(description: str = "Train a VAE (Pyro model/guide) with SVI.") 
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
                    help="also write checkpoint.pt every N steps inside an epoch (0: at epoch ends)")
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--out", default=None, help="run folder (default: results/<dataset>-<likelihood>-<elbo>)")
+    p.add_argument("--out", default=None, help="run folder (default: runs/<dataset>-<likelihood>-<elbo>, git-ignored)")
     p.add_argument("--test-frequency", type=int, default=d.test_frequency, help="evaluate every N epochs")
     p.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
     p.add_argument("--test-limit", type=int, default=None, help="use only the first N test images")
@@ -154,7 +154,7 @@ def compare_main(argv: Optional[List[str]] = None) -> int:
     """``scripts/compare_elbo.py``: the same model trained with each ELBO, several seeds."""
     p = build_parser("Train the same VAE with Trace_ELBO and TraceMeanField_ELBO, several seeds each, "
                      "and compare test ELBO, test NLL, time per epoch and gradient variance.")
-    p.set_defaults(dataset="binarized-mnist", out="results/elbo_comparison", epochs=50, progress=False)
+    p.set_defaults(dataset="binarized-mnist", out="runs/elbo_comparison", epochs=50, progress=False)
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (0 .. N-1)")
     p.add_argument("--nll-samples", type=int, default=5000, help="importance samples K for the test NLL")
     p.add_argument("--nll-test-limit", type=int, default=2000, help="test images scored for the NLL")
@@ -217,7 +217,7 @@ def plot_latent_main(argv: Optional[List[str]] = None) -> int:
 def bench_main(argv: Optional[List[str]] = None) -> int:
     """``scripts/bench.py``: pyrovae's SVI step against a hand-written PyTorch step."""
     p = _Parser(description="Time pyrovae's SVI step (Trace_ELBO, TraceMeanField_ELBO) against a hand-written "
-                "PyTorch VAE step, interleaved in one process; write results/bench/bench.{md,json}.",
+                "PyTorch VAE step, interleaved in one process; write <out>/bench.{md,json}.",
                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--cuda", action="store_true")
     p.add_argument("--dataset", default="binarized-mnist", choices=DATASETS)
@@ -233,7 +233,7 @@ def bench_main(argv: Optional[List[str]] = None) -> int:
                    help="also time the K-sample IS-NLL over the whole test set, on a gated MLP 300-300 trained "
                         "this many epochs (0: skip)")
     p.add_argument("--nll-samples", type=int, default=5000, help="K for the IS-NLL timing")
-    p.add_argument("--out", default="results/bench", help="folder of bench.{md,json} (gpu.{md,json} with --cuda)")
+    p.add_argument("--out", default="runs/bench", help="folder of bench.{md,json} (gpu.{md,json} with --cuda)")
     args = p.parse_args(argv)
     if min(args.batch_sizes + args.widths + [args.blocks, args.steps_per_block, args.nll_samples]) <= 0:
         p.error("batch sizes, widths, --blocks, --steps-per-block and --nll-samples must be positive")
@@ -247,7 +247,7 @@ def bench_main(argv: Optional[List[str]] = None) -> int:
 def bench_ddp_main(argv: Optional[List[str]] = None) -> int:
     """``scripts/bench_ddp.py``: training throughput with 1 and N processes."""
     p = _Parser(description="Train the same VAE in one process and under torchrun with N processes "
-                "(--distributed); write the throughput to results/bench/ddp.{md,json}.",
+                "(--distributed); write the throughput to <out>/ddp.{md,json}.",
                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--cuda", action="store_true", help="one GPU per process (NCCL)")
     p.add_argument("--dataset", default="binarized-mnist", choices=DATASETS)
@@ -259,7 +259,7 @@ def bench_ddp_main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads per torchrun process")
     p.add_argument("--reference-threads", type=int, nargs="+", default=[1, 2],
                    help="torch threads of the plain one-process runs")
-    p.add_argument("--out", default="results/bench")
+    p.add_argument("--out", default="runs/bench", help="folder of ddp.{md,json}")
     args = p.parse_args(argv)
     if min(args.processes + args.hidden + args.reference_threads + [args.epochs, args.batch_size, args.threads]) <= 0:
         p.error("all sizes and counts must be positive")
@@ -273,7 +273,7 @@ def nll_table_main(argv: Optional[List[str]] = None) -> int:
     p = _Parser(description="Collect evaluated runs (scripts/evaluate.py) into a test-NLL table beside the "
                 "published anchors: <out>.md and <out>.json.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("run_dirs", nargs="+", help="run folders scored by scripts/evaluate.py")
-    p.add_argument("--out", default="results/nll_table", help="path of the table, without suffix")
+    p.add_argument("--out", default="runs/nll_table", help="path of the table, without suffix")
     args = p.parse_args(argv)
     return _guarded(lambda: write_table(args.run_dirs, args.out, command=_command("scripts/nll_table.py", argv)),
                     args.out)
