@@ -52,6 +52,7 @@ class TrainConfig:
     fast: bool = False  # replay a compiled graph of the SVI step (pyrovae.capture)
     distributed: bool = False  # one process per device under torchrun (pyrovae.distributed)
     tensorboard: bool = False  # scalars and images into <out>/tensorboard (pyrovae.tracking)
+    threads: Optional[int] = None  # torch.set_num_threads(N) for the run; None: PyTorch's default
 
     def validate(self) -> "TrainConfig":
         from .data import DATASETS, WITH_VALIDATION_SPLIT
@@ -84,7 +85,7 @@ class TrainConfig:
             _positive(name, getattr(self, name))
         for h in self.hidden:
             _positive("hidden", h)
-        for name in ("train_limit", "test_limit"):
+        for name in ("train_limit", "test_limit", "threads"):
             if getattr(self, name) is not None:
                 _positive(name, getattr(self, name))
         if not (isinstance(self.lr, (int, float)) and self.lr > 0 and self.lr == self.lr and self.lr < float("inf")):

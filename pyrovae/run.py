@@ -145,10 +145,12 @@ def train(config: TrainConfig, log: Callable[[str], None] = print, dataset: Opti
 
 def resume(run_dir, log: Callable[[str], None] = print, dataset: Optional[Dataset] = None,
            command: Optional[str] = None, epochs: Optional[int] = None, progress: Optional[bool] = None,
-           cuda: Optional[bool] = None, distributed: Optional[bool] = None, on_epoch_end: Sequence[Callable] = ()) -> dict:
+           cuda: Optional[bool] = None, distributed: Optional[bool] = None, threads: Optional[int] = None,
+           on_epoch_end: Sequence[Callable] = ()) -> dict:
     """Continue the run in ``run_dir`` from its ``checkpoint.pt`` with its own settings
-    (``epochs`` may raise the number of epochs; ``progress``, ``cuda`` and
-    ``distributed`` change only the display, the device and the number of processes). Network weights, optimizer and schedule state, counters,
+    (``epochs`` may raise the number of epochs; ``progress``, ``cuda``, ``distributed``
+    and ``threads`` change only the display, the device, the number of processes and
+    the number of CPU threads). Network weights, optimizer and schedule state, counters,
     history, the unfinished epoch and every random state come back, so the resumed run
     is the run that was interrupted."""
     run_dir = Path(run_dir)
@@ -165,6 +167,8 @@ def resume(run_dir, log: Callable[[str], None] = print, dataset: Optional[Datase
         config.cuda = cuda
     if distributed is not None:
         config.distributed = distributed
+    if threads is not None:
+        config.threads = threads
     config.validate()
     return _Run(config, log, dataset, command, resume_from=state).loop(on_epoch_end)
 
@@ -175,6 +179,8 @@ class _Run:
     def __init__(self, config: TrainConfig, log, dataset: Optional[Dataset], command: Optional[str],
                  resume_from: Optional[dict] = None):
         self.config, self.command = config, command
+        if config.threads is not None:
+            torch.set_num_threads(config.threads)
         if config.distributed:
             self.rank, self.world, self.device = ddp.setup(config.cuda)
         else:
