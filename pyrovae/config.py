@@ -114,8 +114,10 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
+        """The settings stored in a run's config.json or checkpoint. A run recorded before
+        ``valid_size`` existed had no validation set, and keeps none (``valid_size=0``)."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        return cls(**{"valid_size": 0, **{k: v for k, v in d.items() if k in known}})
 
 
 def check_selection(config: TrainConfig, has_validation: bool) -> None:
