@@ -4,11 +4,11 @@ Public API::
 
     vae = pyrovae.VAE(x_dim=784, z_dim=50, hidden=(400,), likelihood="bernoulli")
     vae.model(x); vae.guide(x)
-    vae = pyrovae.load("results/<run>/checkpoint.pt", map_location="cpu")
+    vae = pyrovae.load("runs/<run>/checkpoint.pt", map_location="cpu")
     loc, scale = vae.encode(x); q = vae.posterior(x)
     x_mean = vae.reconstruct(x); xs = vae.sample(n)
     metrics = pyrovae.train(pyrovae.TrainConfig(epochs=10))
-    metrics = pyrovae.resume("results/<run>")          # continue an interrupted run exactly
+    metrics = pyrovae.resume("runs/<run>")          # continue an interrupted run exactly
     pyrovae.log_likelihood(vae, x, num_samples=5000)   # importance-sampled log p(x), (N,)
     pyrovae.elbo(vae, x, num_particles=1, analytic_kl=True)  # ELBO = E_q log p(x|z) - KL, (N,) each
 """

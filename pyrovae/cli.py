@@ -27,6 +27,18 @@ from .training.config import ARCHS, BINARIZE, DEQUANTIZE, ELBOS, LR_SCHEDULES, T
 from .training.trainer import resume, train
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's defaults in the help, except where they would read wrong: on-off flags
+    (the flag's presence is the setting), None (no value), and help that states its own
+    default."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.nargs == 0 or action.default is None or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):  # one line, not argparse's usage block
         self.exit(2, f"error: {message} (see --help)\n")
@@ -34,9 +46,9 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser(description: str = "Train a VAE (Pyro model/guide) with SVI.") -> argparse.ArgumentParser:
     d = TrainConfig()
-    p = _Parser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = _Parser(description=description, formatter_class=_Help)
     p.add_argument("--cuda", action="store_true", help="train on the GPU (fails with one line if there is none)")
-    p.add_argument("--dataset", default=d.dataset, choices=DATASETS)
+    p.add_argument("--dataset", default=d.dataset, choices=DATASETS, help="the images (see the README's Data)")
     p.add_argument("--data-dir", default=d.data_dir, help="where data sets are read from / downloaded to")
     p.add_argument("--no-download", dest="download", action="store_false", help="never try the network")
     p.add_argument("--likelihood", default=d.likelihood, metavar="{" + ",".join(BUILT_IN) + "}",
@@ -49,32 +61,35 @@ def build_parser(description: str = "Train a VAE (Pyro model/guide) with SVI.") 
                    help="continuous likelihoods on 8-bit data: uniform noise every minibatch")
     p.add_argument("--elbo", default=d.elbo, choices=ELBOS,
                    help="trace = Trace_ELBO (Monte-Carlo KL), meanfield = TraceMeanField_ELBO (analytic KL)")
-    p.add_argument("--num-particles", type=int, default=d.num_particles)
-    p.add_argument("--z-dim", type=int, default=d.z_dim)
+    p.add_argument("--num-particles", type=int, default=d.num_particles, help="ELBO particles per step")
+    p.add_argument("--z-dim", type=int, default=d.z_dim, help="latent dimensions")
     p.add_argument("--arch", default=d.arch, choices=ARCHS,
                    help="MLP (softplus units), MLP with gated units, or convolutional encoder/decoder")
     p.add_argument("--hidden", type=int, nargs="+", default=list(d.hidden),
                    help="mlp: hidden widths, e.g. --hidden 400 200; conv: the dense layer's width")
     p.add_argument("--channels", type=int, nargs=2, default=list(d.channels),
                    help="conv: feature maps at H/2 and H/4")
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--epochs", type=int, default=d.epochs, help="passes over the training set")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="images per minibatch")
+    p.add_argument("--lr", type=float, default=d.lr, help="Adam's learning rate")
     p.add_argument("--lr-schedule", default=d.lr_schedule, choices=LR_SCHEDULES,
-                   help="cosine: anneal to --lr-min over the run; plateau: halve when the selection ELBO "
+                   help="cosine: anneal to --lr-min over the run; plateau: halve when the validation ELBO "
                         "has not improved for --lr-patience epochs")
-    p.add_argument("--lr-min", type=float, default=d.lr_min)
-    p.add_argument("--lr-patience", type=int, default=d.lr_patience)
+    p.add_argument("--lr-min", type=float, default=d.lr_min, help="the lowest rate of cosine and plateau")
+    p.add_argument("--lr-patience", type=int, default=d.lr_patience,
+                   help="plateau: epochs without a better validation ELBO before halving")
     p.add_argument("--kl-warmup", type=int, default=d.kl_warmup,
                    help="epochs over which the latent site's log-density scale rises linearly to 1 (0: none)")
     p.add_argument("--early-stopping", type=int, default=d.early_stopping,
-                   help="stop after N epochs without a better validation (else test) ELBO (0: never)")
+                   help="stop after N epochs without a better validation ELBO (0: never)")
     p.add_argument("--valid-size", type=int, default=d.valid_size,
-                   help="hold out the last N training images for validation (binarized-mnist has its own)")
+                   help="hold out the last N training images as the validation set that chooses best.pt, the "
+                        "plateau schedule and early stopping (default: the last 10%%; binarized-mnist has its "
+                        "own); 0: no validation set, best.pt is the last epoch")
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
                    help="also write checkpoint.pt every N steps inside an epoch (0: at epoch ends)")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--out", default=None, help="run folder (default: results/<dataset>-<likelihood>-<elbo>)")
+    p.add_argument("--seed", type=int, default=d.seed, help="seeds torch, numpy and random")
+    p.add_argument("--out", default=None, help="run folder (default: runs/<dataset>-<likelihood>-<elbo>, git-ignored)")
     p.add_argument("--test-frequency", type=int, default=d.test_frequency, help="evaluate every N epochs")
     p.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
     p.add_argument("--test-limit", type=int, default=None, help="use only the first N test images")
@@ -83,10 +98,17 @@ def build_parser(description: str = "Train a VAE (Pyro model/guide) with SVI.") 
                    help="data-parallel training, one process per device, started by torchrun "
                         "(torchrun --nproc_per_node=N scripts/svi_train.py --distributed ...)")
     p.add_argument("--tensorboard", action="store_true", help="write scalars and images to <out>/tensorboard")
+    _threads_flag(p)
     p.add_argument("--fast", action="store_true",
                    help="capture the SVI step once and replay it compiled (torch.compile); checked against "
                         "the eager step, falls back to it if the two differ")
     return p
+
+
+def _threads_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads for PyTorch, torch.set_num_threads(N) (default: PyTorch's own choice); on a "
+                        "shared, loaded 2-core machine 1 thread was measured 3x faster per epoch than 2")
 
 
 def _command(script: str, argv: Optional[List[str]]) -> str:
@@ -117,7 +139,7 @@ def _guarded(job: Callable[[], None], out: str) -> int:
     return 0
 
 
-RESUME_FLAGS = {"epochs", "progress", "cuda", "distributed"}
+RESUME_FLAGS = {"epochs", "progress", "cuda", "distributed", "threads"}
 
 
 def _out_of_memory(error: BaseException) -> bool:
@@ -130,7 +152,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p = build_parser()
     p.add_argument("--resume", metavar="RUN_DIR", default=None,
                    help="continue the run in RUN_DIR from its checkpoint, with its own settings "
-                        "(only --epochs, --cuda, --distributed and --no-progress may change)")
+                        "(only --epochs, --cuda, --distributed, --threads and --no-progress may change)")
     args = vars(p.parse_args(argv))
     command = _command("scripts/svi_train.py", argv)
     run_dir = args.pop("resume")
@@ -140,7 +162,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     changed = sorted(k for k, v in args.items() if v != p.get_default(k) and k not in RESUME_FLAGS)
     if changed:
         p.error(f"--resume continues a run with its own settings; drop --{changed[0].replace('_', '-')} "
-                "(only --epochs, --cuda, --distributed and --no-progress may be given with --resume)")
+                "(only --epochs, --cuda, --distributed, --threads and --no-progress may be given with --resume)")
     given = {k: args[k] for k in RESUME_FLAGS if args[k] != p.get_default(k)}
     return _guarded(lambda: resume(run_dir, command=command, **given), run_dir)
 
@@ -149,7 +171,7 @@ def compare_main(argv: Optional[List[str]] = None) -> int:
     """``scripts/compare_elbo.py``: the same model trained with each ELBO, several seeds."""
     p = build_parser("Train the same VAE with Trace_ELBO and TraceMeanField_ELBO, several seeds each, "
                      "and compare test ELBO, test NLL, time per epoch and gradient variance.")
-    p.set_defaults(dataset="binarized-mnist", out="results/elbo_comparison", epochs=50, progress=False)
+    p.set_defaults(dataset="binarized-mnist", out="runs/elbo_comparison", epochs=50, progress=False)
     p.add_argument("--seeds", type=int, default=3, help="number of seeds (0 .. N-1)")
     p.add_argument("--nll-samples", type=int, default=5000, help="importance samples K for the test NLL")
     p.add_argument("--nll-test-limit", type=int, default=2000, help="test images scored for the NLL")
@@ -173,10 +195,19 @@ def compare_main(argv: Optional[List[str]] = None) -> int:
 
 
 def _run_dir_parser(description: str) -> argparse.ArgumentParser:
-    p = _Parser(description=description, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = _Parser(description=description, formatter_class=_Help)
     p.add_argument("run_dir", help="a folder written by scripts/svi_train.py")
     p.add_argument("--cuda", action="store_true", help="compute on the GPU")
+    _threads_flag(p)
     return p
+
+
+def _set_threads(p: argparse.ArgumentParser, threads: Optional[int]) -> None:
+    """``torch.set_num_threads(threads)`` unless None; a non-positive count is refused."""
+    if threads is not None:
+        if threads <= 0:
+            p.error(f"--threads must be a positive integer, got {threads}")
+        torch.set_num_threads(threads)
 
 
 def evaluate_main(argv: Optional[List[str]] = None) -> int:
@@ -195,6 +226,7 @@ def evaluate_main(argv: Optional[List[str]] = None) -> int:
     if min(v for v in (args.num_samples, args.test_limit, args.test_subset, 1) if v is not None) <= 0:
         p.error("--num-samples, --test-limit and --test-subset must be positive integers")
     checkpoint = {"best": "best.pt", "last": "checkpoint.pt", None: None}[args.checkpoint]
+    _set_threads(p, args.threads)
     from .experiments.evaluate import evaluate_run  # the application loads only when its command runs
     return _guarded(lambda: evaluate_run(args.run_dir, args.num_samples, args.cuda, args.test_limit, args.test_subset,
                                          checkpoint=checkpoint, command=_command("scripts/evaluate.py", argv),
@@ -208,6 +240,7 @@ def plot_latent_main(argv: Optional[List[str]] = None) -> int:
                         "(2-d latent or PCA), the decoded manifold (2-d latent), interpolations.")
     p.add_argument("--out", default=None, help="folder for the figures (default: RUN_DIR)")
     args = p.parse_args(argv)
+    _set_threads(p, args.threads)
     from .experiments.plot_latent import plot_latent_run  # the application loads only when its command runs
     return _guarded(lambda: plot_latent_run(args.run_dir, args.out, args.cuda), args.run_dir)
 
@@ -215,8 +248,8 @@ def plot_latent_main(argv: Optional[List[str]] = None) -> int:
 def bench_main(argv: Optional[List[str]] = None) -> int:
     """``scripts/bench.py``: pyrovae's SVI step against a hand-written PyTorch step."""
     p = _Parser(description="Time pyrovae's SVI step (Trace_ELBO, TraceMeanField_ELBO) against a hand-written "
-                "PyTorch VAE step, interleaved in one process; write results/bench/bench.{md,json}.",
-                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                "PyTorch VAE step, interleaved in one process; write <out>/bench.{md,json}.",
+                formatter_class=_Help)
     p.add_argument("--cuda", action="store_true")
     p.add_argument("--dataset", default="binarized-mnist", choices=DATASETS)
     p.add_argument("--data-dir", default="./data")
@@ -231,7 +264,7 @@ def bench_main(argv: Optional[List[str]] = None) -> int:
                    help="also time the K-sample IS-NLL over the whole test set, on a gated MLP 300-300 trained "
                         "this many epochs (0: skip)")
     p.add_argument("--nll-samples", type=int, default=5000, help="K for the IS-NLL timing")
-    p.add_argument("--out", default="results/bench", help="folder of bench.{md,json} (gpu.{md,json} with --cuda)")
+    p.add_argument("--out", default="runs/bench", help="folder of bench.{md,json} (gpu.{md,json} with --cuda)")
     args = p.parse_args(argv)
     if min(args.batch_sizes + args.widths + [args.blocks, args.steps_per_block, args.nll_samples]) <= 0:
         p.error("batch sizes, widths, --blocks, --steps-per-block and --nll-samples must be positive")
@@ -246,8 +279,8 @@ def bench_main(argv: Optional[List[str]] = None) -> int:
 def bench_ddp_main(argv: Optional[List[str]] = None) -> int:
     """``scripts/bench_ddp.py``: training throughput with 1 and N processes."""
     p = _Parser(description="Train the same VAE in one process and under torchrun with N processes "
-                "(--distributed); write the throughput to results/bench/ddp.{md,json}.",
-                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                "(--distributed); write the throughput to <out>/ddp.{md,json}.",
+                formatter_class=_Help)
     p.add_argument("--cuda", action="store_true", help="one GPU per process (NCCL)")
     p.add_argument("--dataset", default="binarized-mnist", choices=DATASETS)
     p.add_argument("--data-dir", default="./data")
@@ -258,7 +291,7 @@ def bench_ddp_main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads per torchrun process")
     p.add_argument("--reference-threads", type=int, nargs="+", default=[1, 2],
                    help="torch threads of the plain one-process runs")
-    p.add_argument("--out", default="results/bench")
+    p.add_argument("--out", default="runs/bench", help="folder of ddp.{md,json}")
     args = p.parse_args(argv)
     if min(args.processes + args.hidden + args.reference_threads + [args.epochs, args.batch_size, args.threads]) <= 0:
         p.error("all sizes and counts must be positive")
@@ -271,9 +304,9 @@ def bench_ddp_main(argv: Optional[List[str]] = None) -> int:
 def nll_table_main(argv: Optional[List[str]] = None) -> int:
     """``scripts/nll_table.py RUN_DIR ...``: the test-NLL table of evaluated runs."""
     p = _Parser(description="Collect evaluated runs (scripts/evaluate.py) into a test-NLL table beside the "
-                "published anchors: <out>.md and <out>.json.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                "published anchors: <out>.md and <out>.json.", formatter_class=_Help)
     p.add_argument("run_dirs", nargs="+", help="run folders scored by scripts/evaluate.py")
-    p.add_argument("--out", default="results/nll_table", help="path of the table, without suffix")
+    p.add_argument("--out", default="runs/nll_table", help="path of the table, without suffix")
     args = p.parse_args(argv)
     from .experiments.nll_table import write_table  # the application loads only when its command runs
     return _guarded(lambda: write_table(args.run_dirs, args.out, command=_command("scripts/nll_table.py", argv)),

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Trace_ELBO vs TraceMeanField_ELBO: ``python scripts/compare_elbo.py [--cuda] [--data-dir DIR]``.
 
-Writes results/elbo_comparison/{table.md,metrics.json,curves.png,grad_variance.png}."""
+Writes <out>/{table.md,metrics.json,curves.png,grad_variance.png} (default --out runs/elbo_comparison)."""
 import sys
 
 from pyrovae.cli import compare_main

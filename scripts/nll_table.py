@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The test-NLL table: python scripts/nll_table.py RUN_DIR [RUN_DIR ...] [--out results/nll_table]"""
+"""The test-NLL table: python scripts/nll_table.py RUN_DIR [RUN_DIR ...] [--out runs/nll_table]"""
 import sys
 
 from pyrovae.cli import nll_table_main

@@ -161,7 +161,9 @@ def test_training_data_is_checked(case, tmp_path_factory):
     x, x64 = case
     out = tmp_path_factory.mktemp("data")
     dataset = Dataset("custom", "test", x, x[: max(1, len(x))])
-    config = pyrovae.TrainConfig(epochs=1, z_dim=2, hidden=(8,), progress=False, out=str(out), binarize="none")
+    # valid_size=0: a training set of one image has nothing to hold out for validation
+    config = pyrovae.TrainConfig(epochs=1, z_dim=2, hidden=(8,), progress=False, out=str(out), binarize="none",
+                                 valid_size=0)
     ok = _scorable(x, x64)
     event("accept" if ok else "refuse")
     try:

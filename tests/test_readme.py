@@ -17,7 +17,7 @@ def test_readme_python_blocks_run(mnist_sample, tmp_path):
     assert "pyrovae.load(" in code and "vae.encode(" in code and "vae.posterior(" in code
     # what `python scripts/svi_train.py` leaves behind, made small
     config = pyrovae.TrainConfig(epochs=1, train_limit=300, test_limit=50, progress=False,
-                                 out=str(tmp_path / "results" / "mnist-bernoulli-trace"))
+                                 out=str(tmp_path / "runs" / "mnist-bernoulli-trace"))
     pyrovae.train(config, log=lambda s: None, dataset=mnist_sample)
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr

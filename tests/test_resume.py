@@ -195,5 +195,5 @@ def test_resume_refuses_other_settings(uninterrupted, tmp_path):
     result = drive(tmp_path, "none", 0, ["--resume", str(uninterrupted), "--lr", "0.1"])
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: --resume continues a run with its own settings; drop --lr (only --epochs, --cuda, --distributed "
-        "and --no-progress may be given with --resume) (see --help)"]
+        "error: --resume continues a run with its own settings; drop --lr (only --epochs, --cuda, --distributed, "
+        "--threads and --no-progress may be given with --resume) (see --help)"]

@@ -11,6 +11,7 @@ import torch
 import pyrovae
 from pyrovae.infer.svi import ScaleLatent, kl_warmup_scale
 from pyrovae.model.networks import ConvDecoder, ConvEncoder
+from pyrovae.training.checkpoint import read_checkpoint
 
 
 def test_kl_warmup_schedule():
@@ -91,7 +92,8 @@ def test_validation_hold_out_is_disjoint_and_selects_best(mnist_sample, tmp_path
 
 def test_plateau_halves_the_rate_and_early_stopping_stops(mnist_sample, tmp_path):
     # lr 0.3 is far too high to improve after the first epochs: the plateau schedule halves
-    # it after each epoch without a better test ELBO, and early stopping ends the run
+    # it after each epoch without a better validation ELBO (the default hold-out), and
+    # early stopping ends the run
     config = pyrovae.TrainConfig(epochs=30, lr=0.3, lr_schedule="plateau", lr_patience=1, early_stopping=3,
                                  train_limit=300, test_limit=100, z_dim=2, hidden=(16,), progress=False,
                                  out=str(tmp_path))
@@ -103,6 +105,67 @@ def test_plateau_halves_the_rate_and_early_stopping_stops(mnist_sample, tmp_path
     lrs = [h["lr"] for h in history]
     assert lrs[0] == 0.3 and min(lrs) < 0.3 and all(b <= a for a, b in zip(lrs, lrs[1:]))
     assert all(math.log2(0.3 / lr) == round(math.log2(0.3 / lr)) for lr in lrs)  # halvings only
+    assert metrics["selection"] == "valid_elbo"
+
+
+def _selection_run(dataset, out):
+    """A run whose plateau schedule halves the rate and whose early stopping ends it (lr
+    0.3 is far too high), with the default validation hold-out."""
+    config = pyrovae.TrainConfig(epochs=30, lr=0.3, lr_schedule="plateau", lr_patience=1, early_stopping=3,
+                                 train_limit=300, test_limit=100, z_dim=2, hidden=(16,), progress=False, out=str(out))
+    assert config.valid_size is None
+    return pyrovae.train(config, log=lambda s: None, dataset=dataset)
+
+
+def test_selection_follows_validation_and_never_the_test_set(mnist_sample, tmp_path):
+    """With --valid-size unset: best.pt, the plateau schedule and early stopping follow the
+    validation ELBO of the held-out last 10% of the training set, and a different test set
+    changes none of them."""
+    metrics = _selection_run(mnist_sample, tmp_path / "a")
+    history = metrics["history"]
+    assert metrics["selection"] == "valid_elbo"
+    assert metrics["dataset"]["valid_held_out"] == {"rows": 100, "first_row": 3600, "of": 4000,
+                                                    "rule": "the last 10% (default)"}
+    valid = [h["valid_elbo"] for h in history]
+    best_epoch = history[valid.index(max(valid))]["epoch"]
+    assert metrics["best"]["epoch"] == best_epoch and metrics["stopped_early"]
+    assert len(history) == best_epoch + 3  # early stopping counted on the validation ELBO
+    # the rates are those of a plateau schedule fed the validation ELBOs
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.3)
+    replay = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=1)
+    expected = [0.3]
+    for value in valid[:-1]:
+        replay.step(value)
+        expected.append(optimizer.param_groups[0]["lr"])
+    assert [h["lr"] for h in history] == expected and min(expected) < 0.3
+
+    # other test images (noise in [0, 1], not digits): the same selection, rates and weights
+    generator = torch.Generator().manual_seed(1)
+    other = pyrovae.Dataset(mnist_sample.name, mnist_sample.source, mnist_sample.train_x,
+                            torch.rand(mnist_sample.test_x.shape, generator=generator), mnist_sample.train_y)
+    swapped = _selection_run(other, tmp_path / "b")
+    assert [h["test_elbo"] for h in swapped["history"]] != [h["test_elbo"] for h in history]
+    assert swapped["best"]["epoch"] == metrics["best"]["epoch"]
+    assert [h["lr"] for h in swapped["history"]] == [h["lr"] for h in history]
+    assert len(swapped["history"]) == len(history)
+    assert [h["valid_elbo"] for h in swapped["history"]] == valid
+    best_a = read_checkpoint(tmp_path / "a" / "best.pt")
+    best_b = read_checkpoint(tmp_path / "b" / "best.pt")
+    assert best_a["epoch"] == best_b["epoch"] == best_epoch
+    assert best_a["state_dict"].keys() == best_b["state_dict"].keys()
+    assert all(torch.equal(best_a["state_dict"][k], best_b["state_dict"][k]) for k in best_a["state_dict"])
+
+
+def test_valid_size_zero_means_no_validation_set(mnist_sample, tmp_path):
+    config = pyrovae.TrainConfig(epochs=3, valid_size=0, train_limit=200, test_limit=50, z_dim=2, hidden=(8,),
+                                 progress=False, out=str(tmp_path))
+    metrics = pyrovae.train(config, log=lambda s: None, dataset=mnist_sample)
+    assert metrics["selection"] == "last_epoch" and "num_valid" not in metrics["dataset"]
+    assert metrics["best"]["epoch"] == 3 == read_checkpoint(tmp_path / "best.pt")["epoch"]
+    assert all("valid_elbo" not in h for h in metrics["history"])
+    for extra in ({"lr_schedule": "plateau"}, {"early_stopping": 2}):
+        with pytest.raises(pyrovae.ConfigError, match="need a validation set"):
+            pyrovae.TrainConfig(valid_size=0, **extra).validate()
 
 
 def test_cosine_schedule_reaches_lr_min(mnist_sample, tmp_path):

@@ -31,6 +31,11 @@ import torch
 from ..errors import ConfigError, DataError, one_line
 
 DATASETS = ("mnist", "binarized-mnist", "fashion-mnist")
+#: the data sets that come with their own validation split; the others get one held out
+#: from their training set (:meth:`Dataset.hold_out`)
+WITH_VALIDATION_SPLIT = ("binarized-mnist",)
+#: the share of the training set held out for validation when none is asked for
+DEFAULT_VALID_FRACTION = 0.1
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 BINARIZED_MNIST_URL = "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/binarized_mnist_{}.amat"
 
@@ -48,6 +53,7 @@ class Dataset:
     valid_x: Optional[torch.Tensor] = None
     image_shape: tuple = (28, 28)
     notes: list = field(default_factory=list)
+    held_out: Optional[dict] = None  # validation rows taken from the training set: {"rows", "first_row", "of", "rule"}
 
     @property
     def is_binary(self) -> bool:
@@ -61,29 +67,52 @@ class Dataset:
         out = {"name": self.name, "source": self.source, "num_train": len(self.train_x), "num_test": len(self.test_x)}
         if self.valid_x is not None:
             out["num_valid"] = len(self.valid_x)
+        if self.held_out is not None:
+            out["valid_held_out"] = dict(self.held_out)
         return out
+
+    def matches(self, recorded: dict) -> bool:
+        """Whether :meth:`summary` agrees with a summary ``recorded`` by an earlier run on
+        every key that one has (runs from before a key existed still match)."""
+        now = self.summary()
+        return all(now.get(key) == value for key, value in recorded.items())
 
     def limit(self, num_train: Optional[int] = None, num_test: Optional[int] = None) -> "Dataset":
         """The first ``num_train`` training and ``num_test`` test (and validation)
         examples (for quick runs and tests)."""
         cut = lambda t, n: t if t is None or n is None else t[:n]  # noqa: E731
+        valid_x = cut(self.valid_x, num_test)
+        held_out = None if self.held_out is None else {**self.held_out, "rows": len(valid_x)}
         return Dataset(self.name, self.source, cut(self.train_x, num_train), cut(self.test_x, num_test),
-                       cut(self.train_y, num_train), cut(self.test_y, num_test), cut(self.valid_x, num_test),
-                       self.image_shape, list(self.notes))
+                       cut(self.train_y, num_train), cut(self.test_y, num_test), valid_x,
+                       self.image_shape, list(self.notes), held_out)
 
-    def hold_out(self, num_valid: int) -> "Dataset":
-        """The last ``num_valid`` training examples as the validation set (for data sets
-        that come without one); ``num_valid=0`` changes nothing."""
-        if num_valid <= 0:
-            return self
+    def hold_out(self, num_valid: Optional[int] = None) -> "Dataset":
+        """The validation set of a run.
+
+        A data set with its own validation split keeps it (``num_valid`` None or 0; a
+        positive ``num_valid`` is refused). Without one, the last ``num_valid`` training
+        examples become the validation set, and ``num_valid=None`` takes the last
+        :data:`DEFAULT_VALID_FRACTION` of them (at least one); ``num_valid=0`` leaves
+        the data without a validation set. ``held_out`` records which rows were taken."""
         if self.valid_x is not None:
-            raise ConfigError(f"{self.name} has its own validation set; drop --valid-size")
+            if num_valid:
+                raise ConfigError(f"{self.name} has its own validation set; drop --valid-size")
+            return self
+        if num_valid == 0:
+            return self
+        rule = f"the last {num_valid}"
+        if num_valid is None:
+            num_valid = max(1, round(DEFAULT_VALID_FRACTION * len(self.train_x)))
+            rule = f"the last {DEFAULT_VALID_FRACTION:.0%} (default)"
         if num_valid >= len(self.train_x):
-            raise ConfigError(f"--valid-size {num_valid} leaves no training examples (there are {len(self.train_x)})")
+            raise ConfigError(f"--valid-size {num_valid} leaves no training examples (there are {len(self.train_x)}); "
+                              "give a smaller --valid-size, or --valid-size 0 for no validation set")
         keep = len(self.train_x) - num_valid
         train_y = None if self.train_y is None else self.train_y[:keep]
+        held_out = {"rows": num_valid, "first_row": keep, "of": len(self.train_x), "rule": rule}
         return Dataset(self.name, self.source, self.train_x[:keep], self.test_x, train_y, self.test_y,
-                       self.train_x[keep:], self.image_shape, list(self.notes))
+                       self.train_x[keep:], self.image_shape, list(self.notes), held_out)
 
 
 def load_dataset(name: str, data_dir="./data", download: bool = True, log: Callable[[str], None] = print) -> Dataset:

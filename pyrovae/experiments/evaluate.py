@@ -46,7 +46,7 @@ def load_run(run_dir, cuda: bool = False, log: Callable[[str], None] = print, ch
     config = TrainConfig.from_dict(settings)
     trained_on = json.loads((run_dir / "metrics.json").read_text())["dataset"]
     dataset = select_data(config, load_dataset(config.dataset, config.data_dir, download=False, log=log))
-    if dataset.summary() != trained_on:
+    if not dataset.matches(trained_on):
         raise DataError(f"the run was trained on {trained_on}, but {dataset.summary()} loads now; "
                         "run from the folder the run was started in, with the same data")
     prepared = prepare_data(config, dataset, vae.likelihood)

@@ -39,21 +39,23 @@ class TrainConfig:
     lr_patience: int = 10  # plateau: epochs without a better selection ELBO before halving
     kl_warmup: int = 0  # epochs over which the latent site's scale rises from 1/W to 1
     early_stopping: int = 0  # stop after this many epochs without a better selection ELBO (0: never)
-    valid_size: int = 0  # hold out the last N training images for validation (data sets without one)
+    valid_size: Optional[int] = None  # data sets without a validation split: hold out the last N training
+    # images (None: the last 10%; 0: no validation set, best.pt is the last epoch)
     checkpoint_every: int = 0  # also checkpoint every N steps inside an epoch (0: at epoch ends only)
     seed: int = 0
     cuda: bool = False
     test_frequency: int = 1
     train_limit: Optional[int] = None  # use only the first N training images
     test_limit: Optional[int] = None
-    out: Optional[str] = None  # default: results/<dataset>-<likelihood>-<elbo>
+    out: Optional[str] = None  # default: runs/<dataset>-<likelihood>-<elbo>
     progress: bool = True
     fast: bool = False  # replay a compiled graph of the SVI step (pyrovae.infer.compiled)
     distributed: bool = False  # one process per device under torchrun (pyrovae.distributed)
     tensorboard: bool = False  # scalars and images into <out>/tensorboard (pyrovae.tracking)
+    threads: Optional[int] = None  # torch.set_num_threads(N) for the run; None: PyTorch's default
 
     def validate(self) -> "TrainConfig":
-        from ..data.datasets import DATASETS
+        from ..data.datasets import DATASETS, WITH_VALIDATION_SPLIT
         from ..model.likelihoods import BUILT_IN
 
         self.hidden = tuple(self.hidden)
@@ -69,8 +71,12 @@ class TrainConfig:
         _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         for name in ("lr_patience",):
             _positive(name, getattr(self, name))
-        for name in ("kl_warmup", "early_stopping", "valid_size", "checkpoint_every"):
+        for name in ("kl_warmup", "early_stopping", "checkpoint_every"):
             _non_negative(name, getattr(self, name))
+        if self.valid_size is not None:
+            _non_negative("valid_size", self.valid_size)
+        if self.valid_size == 0 and self.dataset not in WITH_VALIDATION_SPLIT:
+            check_selection(self, has_validation=False)
         if not (isinstance(self.lr_min, (int, float)) and 0 <= self.lr_min < float("inf")):
             raise ConfigError(f"lr_min must be a non-negative number, got {self.lr_min!r}")
         _choice("binarize", self.binarize, BINARIZE)
@@ -79,7 +85,7 @@ class TrainConfig:
             _positive(name, getattr(self, name))
         for h in self.hidden:
             _positive("hidden", h)
-        for name in ("train_limit", "test_limit"):
+        for name in ("train_limit", "test_limit", "threads"):
             if getattr(self, name) is not None:
                 _positive(name, getattr(self, name))
         if not (isinstance(self.lr, (int, float)) and self.lr > 0 and self.lr == self.lr and self.lr < float("inf")):
@@ -98,7 +104,7 @@ class TrainConfig:
         return self
 
     def out_dir(self) -> str:
-        return self.out or f"results/{self.dataset}-{self.likelihood}-{self.elbo}"
+        return self.out or f"runs/{self.dataset}-{self.likelihood}-{self.elbo}"
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -108,8 +114,22 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
+        """The settings stored in a run's config.json or checkpoint. A run recorded before
+        ``valid_size`` existed had no validation set, and keeps none (``valid_size=0``)."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        return cls(**{"valid_size": 0, **{k: v for k, v in d.items() if k in known}})
+
+
+def check_selection(config: TrainConfig, has_validation: bool) -> None:
+    """Refuse what needs a validation ELBO (the plateau schedule, early stopping) on a run
+    without a validation set; the test set never selects anything."""
+    if has_validation:
+        return
+    needs = [what for what, on in (("--lr-schedule plateau", config.lr_schedule == "plateau"),
+                                   (f"--early-stopping {config.early_stopping}", config.early_stopping > 0)) if on]
+    if needs:
+        raise ConfigError(f"{' and '.join(needs)} need a validation set, but --valid-size 0 leaves none (the test set "
+                          "is never used for selection); leave --valid-size unset (10% of the training set) or give N > 0")
 
 
 def _choice(name, value, allowed):

@@ -39,10 +39,14 @@ def save_grid(grid: torch.Tensor, path: Path, title: str) -> None:
 
 
 def plot_elbo_curves(history: list, path: Path, title: str = "") -> None:
-    """Train and test ELBO per datapoint (nats) against epoch."""
+    """Train, validation (where there is a validation set) and test ELBO per datapoint
+    (nats) against epoch."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     ax.plot([h["epoch"] for h in history], [h["train_elbo"] for h in history], label="train ELBO")
+    validated = [h for h in history if h.get("valid_elbo") is not None]
+    if validated:
+        ax.plot([h["epoch"] for h in validated], [h["valid_elbo"] for h in validated], label="validation ELBO")
     tested = [h for h in history if h.get("test_elbo") is not None]
     ax.plot([h["epoch"] for h in tested], [h["test_elbo"] for h in tested], "o-", ms=3, label="test ELBO")
     ax.set_xlabel("epoch")

@@ -1,7 +1,7 @@
 """Experiment tracking in TensorBoard (``--tensorboard``), through ``torch.utils.tensorboard``.
 
 A run writes its event files into ``<run folder>/tensorboard`` (rank 0 only), so
-``tensorboard --logdir results`` lists every run by its folder. Per epoch: the ELBOs
+``tensorboard --logdir runs`` lists every run by its folder. Per epoch: the ELBOs
 (``elbo/train``, ``elbo/valid``, ``elbo/test``, per datapoint in nats), the test ELBO's
 split (``test/expected_log_likelihood``, ``test/kl``), ``time/seconds_per_epoch``,
 ``train/lr`` and ``train/kl_scale``; at test epochs, the images ``reconstructions``

@@ -3,7 +3,8 @@
 :func:`train` starts a run, :func:`resume` continues one from its folder. A run writes:
 
 * ``config.json``: every setting, the resolved preprocessing, library versions, device;
-* ``metrics.json``: the data set actually used, device, per-epoch ``history`` of
+* ``metrics.json``: the data set actually used (with the training rows held out for
+  validation), device, per-epoch ``history`` of
   ``{"epoch", "train_elbo", "valid_elbo", "test_elbo", "kl_scale", "lr", "seconds"}``,
   the final ``test_elbo`` (ELBO per datapoint in nats) and the ``best`` epoch,
   rewritten after every epoch;
@@ -11,8 +12,9 @@
   the unfinished epoch's order and position, and every random state; atomically
   replaced after every epoch and every ``checkpoint_every`` steps, so :func:`resume`
   continues exactly where the run stopped (see :mod:`pyrovae.checkpoint`);
-* ``best.pt``: the weights of the epoch with the best selection ELBO (validation ELBO
-  where there is a validation set, else test ELBO);
+* ``best.pt``: the weights of the epoch with the best validation ELBO (the last epoch's
+  with ``valid_size=0``, which leaves no validation set); the test ELBO is reported,
+  never used to choose;
 * ``elbo_curves.png``, ``reconstructions.png``, ``samples.png``.
 
 SIGINT and SIGTERM end the current step, save ``checkpoint.pt`` and raise
@@ -46,7 +48,7 @@ from ..infer.svi import EpochState, SVIStep, kl_warmup_scale, make_optimizer, ru
 from ..model.likelihoods import get_likelihood
 from ..model.vae import VAE
 from .checkpoint import capture_rng, read_checkpoint, remove_stale_temporaries, restore_rng, save_checkpoint, write_json
-from .config import TrainConfig
+from .config import TrainConfig, check_selection
 from .plots import image_grid, plot_elbo_curves, plot_reconstructions, plot_samples, reconstruction_grid
 from .tracking import TensorBoardLog
 
@@ -82,7 +84,8 @@ def select_device(cuda: bool) -> torch.device:
 
 
 def select_data(config: TrainConfig, dataset: Dataset) -> Dataset:
-    """The examples a run uses: ``valid_size`` held out, then the limits."""
+    """The examples a run uses: the validation set (``valid_size``, see
+    :meth:`~pyrovae.data.Dataset.hold_out`), then the limits."""
     return dataset.hold_out(config.valid_size).limit(config.train_limit, config.test_limit)
 
 
@@ -141,10 +144,12 @@ def train(config: TrainConfig, log: Callable[[str], None] = print, dataset: Opti
 
 def resume(run_dir, log: Callable[[str], None] = print, dataset: Optional[Dataset] = None,
            command: Optional[str] = None, epochs: Optional[int] = None, progress: Optional[bool] = None,
-           cuda: Optional[bool] = None, distributed: Optional[bool] = None, on_epoch_end: Sequence[Callable] = ()) -> dict:
+           cuda: Optional[bool] = None, distributed: Optional[bool] = None, threads: Optional[int] = None,
+           on_epoch_end: Sequence[Callable] = ()) -> dict:
     """Continue the run in ``run_dir`` from its ``checkpoint.pt`` with its own settings
-    (``epochs`` may raise the number of epochs; ``progress``, ``cuda`` and
-    ``distributed`` change only the display, the device and the number of processes). Network weights, optimizer and schedule state, counters,
+    (``epochs`` may raise the number of epochs; ``progress``, ``cuda``, ``distributed``
+    and ``threads`` change only the display, the device, the number of processes and
+    the number of CPU threads). Network weights, optimizer and schedule state, counters,
     history, the unfinished epoch and every random state come back, so the resumed run
     is the run that was interrupted."""
     run_dir = Path(run_dir)
@@ -161,6 +166,8 @@ def resume(run_dir, log: Callable[[str], None] = print, dataset: Optional[Datase
         config.cuda = cuda
     if distributed is not None:
         config.distributed = distributed
+    if threads is not None:
+        config.threads = threads
     config.validate()
     return _Run(config, log, dataset, command, resume_from=state).loop(on_epoch_end)
 
@@ -171,6 +178,8 @@ class _Run:
     def __init__(self, config: TrainConfig, log, dataset: Optional[Dataset], command: Optional[str],
                  resume_from: Optional[dict] = None):
         self.config, self.command = config, command
+        if config.threads is not None:
+            torch.set_num_threads(config.threads)
         if config.distributed:
             self.rank, self.world, self.device = ddp.setup(config.cuda)
         else:
@@ -194,7 +203,8 @@ class _Run:
         options = {"scale": config.likelihood_scale} if config.likelihood_scale is not None else {}
         likelihood = get_likelihood(config.likelihood, **options)
         self.data = prepare_data(config, self.dataset, likelihood).to(self.device)  # the one host-to-device copy
-        self.selection = "valid_elbo" if self.data.valid_x is not None else "test_elbo"
+        check_selection(config, has_validation=self.data.valid_x is not None)
+        self.selection = "valid_elbo" if self.data.valid_x is not None else "last_epoch"
 
         self.vae = VAE(self.dataset.x_dim, config.z_dim, config.hidden, likelihood, arch=config.arch,
                        image_shape=self.dataset.image_shape, channels=config.channels).to(self.device)
@@ -265,7 +275,7 @@ class _Run:
         except (RuntimeError, KeyError, ValueError) as error:
             raise CheckpointError(f"the checkpoint in {self.out} does not match its own settings: "
                                   f"{' '.join(str(error).split())[:200]}") from None
-        if state["metrics"]["dataset"] != self.metrics["dataset"]:
+        if not self.dataset.matches(state["metrics"]["dataset"]):
             raise ConfigError(f"the run was trained on {state['metrics']['dataset']}, but "
                               f"{self.metrics['dataset']} loads now; resume with the same data")
         loop = state["loop"]
@@ -410,19 +420,21 @@ class _Run:
         return values
 
     def _select(self, record: dict) -> None:
-        """Best checkpoint, learning-rate schedule and early stopping, all on the selection
-        ELBO (validation where there is a validation set, else test)."""
-        value = record.get(self.selection)
-        if value is None:
+        """Best checkpoint, learning-rate schedule and early stopping, all on the validation
+        ELBO; without a validation set, best.pt is the last epoch (and no plateau schedule
+        or early stopping runs: :func:`~pyrovae.config.check_selection`). The test ELBO
+        is recorded in ``best`` and never compared."""
+        value = record.get("valid_elbo")
+        if self.selection == "valid_elbo" and value is None:
             return
         best = self.metrics["best"]
         warming_up = record["kl_scale"] < 1.0  # the objective still changes: no patience counted
-        if best is None or value > best[self.selection]:
+        if self.selection == "last_epoch" or best is None or best.get("valid_elbo") is None or value > best["valid_elbo"]:
             self.metrics["best"] = {"epoch": record["epoch"], "test_elbo": record["test_elbo"],
                                     "valid_elbo": record.get("valid_elbo")}
             if self.main:
                 save_checkpoint(self.out / "best.pt", self.vae, config=self.config.to_dict(), epoch=record["epoch"],
-                                selection={self.selection: value})
+                                selection={self.selection: value if self.selection == "valid_elbo" else record["epoch"]})
             self.stale_epochs = 0
         elif not warming_up:
             self.stale_epochs += 1

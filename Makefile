@@ -1,0 +1,24 @@
+# Two commands: `make run` trains the default VAE, `make test` lints (ruff) and runs the test suite.
+# Both first make .venv (python3 -m venv leaves an existing one as it is; with CI=true it
+# is emptied first, so CI starts from a fresh environment) and install pyrovae into it
+# with its test extras. Every recipe calls the venv's python by path, since each recipe
+# line runs in a shell of its own.
+PYTHON3 ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+VENV_FLAGS := $(if $(filter true,$(CI)),--clear,)
+
+.PHONY: setup run test
+
+setup:
+	$(PYTHON3) -m venv $(VENV_FLAGS) $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+
+run: setup
+	$(PY) scripts/svi_train.py
+
+test: setup
+	$(PY) -c 'import torch, pyro, torchvision; print("torch", torch.__version__, "| pyro", pyro.__version__, "| torchvision", torchvision.__version__)'
+	$(PY) -m ruff check pyrovae scripts tests
+	$(PY) -m pytest -q tests
