@@ -220,7 +220,7 @@ def evaluate_main(argv: Optional[List[str]] = None) -> int:
                    help="score N test images evenly spaced over the test set (a fair subset)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--checkpoint", choices=("best", "last"), default=None,
-                   help="best.pt (the best epoch by the selection ELBO) or checkpoint.pt (the last); "
+                   help="best.pt (the best epoch by the validation ELBO) or checkpoint.pt (the last); "
                         "default: best.pt where the run kept one")
     args = p.parse_args(argv)
     if min(v for v in (args.num_samples, args.test_limit, args.test_subset, 1) if v is not None) <= 0:

@@ -35,7 +35,7 @@ from ..training.trainer import prepare_data, select_data, select_device
 def load_run(run_dir, cuda: bool = False, log: Callable[[str], None] = print, checkpoint: str = "checkpoint.pt"):
     """(vae, config, dataset, prepared) of the run in ``run_dir``, on the chosen device,
     with the weights of ``checkpoint`` (``checkpoint.pt``: the last epoch; ``best.pt``:
-    the best by the selection ELBO)."""
+    the best by the validation ELBO, or the last epoch without a validation set)."""
     run_dir = Path(run_dir)
     for name in ("config.json", "metrics.json", checkpoint):
         if not (run_dir / name).is_file():

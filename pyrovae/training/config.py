@@ -36,9 +36,9 @@ class TrainConfig:
     lr: float = 1e-3
     lr_schedule: str = "constant"  # constant | cosine (to lr_min over the run) | plateau (halve on no gain)
     lr_min: float = 0.0
-    lr_patience: int = 10  # plateau: epochs without a better selection ELBO before halving
+    lr_patience: int = 10  # plateau: epochs without a better validation ELBO before halving
     kl_warmup: int = 0  # epochs over which the latent site's scale rises from 1/W to 1
-    early_stopping: int = 0  # stop after this many epochs without a better selection ELBO (0: never)
+    early_stopping: int = 0  # stop after this many epochs without a better validation ELBO (0: never)
     valid_size: Optional[int] = None  # data sets without a validation split: hold out the last N training
     # images (None: the last 10%; 0: no validation set, best.pt is the last epoch)
     checkpoint_every: int = 0  # also checkpoint every N steps inside an epoch (0: at epoch ends only)
