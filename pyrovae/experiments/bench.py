@@ -25,7 +25,6 @@ GPU ``--fast`` replays a CUDA graph, and a row without it shows what the graph a
 ``bench.json`` (``gpu.md`` and ``gpu.json`` for a run with ``--cuda``).
 """
 import copy
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -38,12 +37,12 @@ import torch.nn.functional as F
 from pyro.infer import SVI
 
 from ..data.datasets import load_dataset
+from ..environment import device_name, select_device, versions
 from ..infer.compiled import CompiledSVIStep
 from ..infer.elbos import make_elbo
 from ..infer.svi import SVIStep, make_optimizer
 from ..model.vae import VAE
 from ..training.checkpoint import write_json
-from ..training.trainer import select_device
 
 
 def reference_loss(vae: VAE, x: torch.Tensor) -> torch.Tensor:
@@ -247,12 +246,6 @@ def time_log_likelihood(train_x: torch.Tensor, test_x: torch.Tensor, epochs: int
             "nll": float(nll.mean()), "nll_se": float(nll.std() / len(nll) ** 0.5)}
 
 
-def device_description(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
-
-
 def run_benchmark(args, command: str, log=print) -> dict:
     device = select_device(args.cuda)
     dataset = load_dataset(args.dataset, args.data_dir, download=False, log=log)
@@ -260,11 +253,7 @@ def run_benchmark(args, command: str, log=print) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = "gpu" if device.type == "cuda" else "bench"
-    versions = {"torch": torch.__version__, "pyro": pyro.__version__, "python": platform.python_version()}
-    if device.type == "cuda":
-        versions.update(cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version(),
-                        driver=_nvidia_driver())
-    result = {"command": command, "device": device_description(device), "versions": versions,
+    result = {"command": command, "device": device_name(device), "versions": versions(device),
               "protocol": {"blocks": args.blocks, "steps_per_block": args.steps_per_block, "order": "interleaved",
                            "optimizer": "Adam lr 1e-3", "z_dim": 50, "dataset": args.dataset},
               "batch_sweep": {}, "width_sweep": {}, "epoch_seconds": None}
@@ -294,16 +283,6 @@ def run_benchmark(args, command: str, log=print) -> dict:
     (out / f"{stem}.md").write_text(_markdown(result))
     log((out / f"{stem}.md").read_text())
     return result
-
-
-def _nvidia_driver() -> str:
-    import subprocess
-
-    try:
-        return subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                              capture_output=True, text=True, timeout=30).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def _with_ratios(timings: dict) -> dict:

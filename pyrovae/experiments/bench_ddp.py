@@ -9,7 +9,6 @@ Writes ``ddp.md`` and ``ddp.json``.
 """
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -17,9 +16,9 @@ import tempfile
 from pathlib import Path
 from typing import List, Sequence
 
-import pyro
 import torch
 
+from ..environment import versions
 from ..errors import TrainingError
 from ..training.checkpoint import write_json
 
@@ -71,7 +70,7 @@ def run_scaling(args, command: str, log=print) -> dict:
     rows = measure(train_args, args.processes, args.threads, args.reference_threads, args.cuda, log)
     result = {"command": command, "train_args": train_args, "rows": rows, "cpus": os.cpu_count(),
               "gpus": torch.cuda.device_count() if args.cuda else 0,
-              "versions": {"torch": torch.__version__, "pyro": pyro.__version__, "python": platform.python_version()}}
+              "versions": versions()}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "ddp.json", result)

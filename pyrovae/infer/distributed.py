@@ -30,6 +30,7 @@ import torch
 import torch.distributed as dist
 from pyro.poutine.messenger import Messenger
 
+from ..environment import require_cuda
 from ..errors import ConfigError
 from .svi import ScaleLatent, SVIStep
 
@@ -39,8 +40,8 @@ def setup(cuda: bool) -> Tuple[int, int, torch.device]:
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         raise ConfigError("--distributed needs the environment torchrun provides; start it with "
                           "torchrun --nproc_per_node=N scripts/svi_train.py --distributed ...")
-    if cuda and not torch.cuda.is_available():
-        raise ConfigError("--cuda was given but no CUDA GPU is available to PyTorch; drop --cuda to train on CPUs")
+    if cuda:
+        require_cuda()
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if cuda else "gloo")
     rank, world = dist.get_rank(), dist.get_world_size()

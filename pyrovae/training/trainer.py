@@ -24,7 +24,6 @@ leaves the last good checkpoint in place.
 """
 import math
 import os
-import platform
 import signal
 import threading
 import time
@@ -32,13 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-import numpy as np
 import pyro
 import torch
 from tqdm.auto import tqdm
 
-from .. import __version__
 from ..data.datasets import TRANSFORMS, Dataset, binarize, dequantize, load_dataset
+from ..environment import device_name, select_device, versions
 from ..errors import CheckpointError, ConfigError, DataError, Interrupted, TrainingError
 from ..infer import distributed as ddp
 from ..infer.compiled import CompiledSVIStep
@@ -72,15 +70,6 @@ class PreparedData:
         move = lambda t: None if t is None else t.to(device, torch.float32)  # noqa: E731
         return PreparedData(move(self.train_x), move(self.test_x), self.transform, self.binarize,
                             self.dequantize, move(self.valid_x))
-
-
-def select_device(cuda: bool) -> torch.device:
-    if not cuda:
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise ConfigError("--cuda was given but no CUDA GPU is available to PyTorch; "
-                          "drop --cuda to train on the CPU")
-    return torch.device("cuda")
 
 
 def select_data(config: TrainConfig, dataset: Dataset) -> Dataset:
@@ -221,8 +210,8 @@ class _Run:
             self.step = SVIStep(self.vae, self.elbo, self.optimizer)
         self.transform = TRANSFORMS[self.data.transform]
 
-        device_name = _device_name(self.device) if self.world == 1 else f"{self.world} x {_device_name(self.device)}"
-        self.metrics = {"command": command, "dataset": self.dataset.summary(), "device": device_name,
+        shown = device_name(self.device) if self.world == 1 else f"{self.world} x {device_name(self.device)}"
+        self.metrics = {"command": command, "dataset": self.dataset.summary(), "device": shown,
                         "elbo": config.elbo, "likelihood": likelihood.config(), "history": [], "test_elbo": None,
                         "test_elbo_estimator": "TraceMeanField_ELBO (analytic KL), 1 particle",
                         "selection": self.selection, "best": None, "stopped_early": False, "resumes": []}
@@ -255,7 +244,7 @@ class _Run:
                          "selection": self.selection, "out": str(self.out)},
             "device": self.metrics["device"],
             "world_size": self.world,
-            "versions": _versions(),
+            "versions": versions(self.device),
         })
 
     def _state(self) -> dict:
@@ -539,16 +528,3 @@ def _ensure_writable(out: Path) -> None:
         raise ConfigError(f"cannot write to the output folder {out} ({error.strerror}); "
                           "choose another with --out") from None
 
-
-def _device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    threads = torch.get_num_threads()
-    return f"cpu ({platform.processor() or platform.machine()}, {threads} thread{'s' * (threads > 1)})"
-
-
-def _versions() -> dict:
-    import torchvision
-
-    return {"pyrovae": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "pyro": pyro.__version__, "torchvision": torchvision.__version__, "numpy": np.__version__}
