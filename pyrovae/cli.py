@@ -53,8 +53,12 @@ def build_parser(description: str = "Train a VAE (Pyro model/guide) with SVI.") 
     p.add_argument("--no-download", dest="download", action="store_false", help="never try the network")
     p.add_argument("--likelihood", default=d.likelihood, metavar="{" + ",".join(BUILT_IN) + "}",
                    help="p(x|z); a callable of your own goes through the Python API")
-    p.add_argument("--likelihood-scale", type=float, default=d.likelihood_scale,
-                   help="fixed scale for gaussian/laplace (default: learned per pixel)")
+    p.add_argument("--likelihood-scale", type=float, default=None,
+                   help="fixed scale for gaussian/laplace (default: learned per pixel); "
+                        "the same as --likelihood-option scale=S")
+    p.add_argument("--likelihood-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a keyword option of the likelihood (repeatable): gaussian/laplace scale, min_scale; "
+                        "beta eps, min_concentration")
     p.add_argument("--binarize", default=d.binarize, choices=BINARIZE,
                    help="bernoulli on grey data: dynamic = fresh draw every minibatch, static = one draw")
     p.add_argument("--dequantize", default=d.dequantize, choices=DEQUANTIZE,
@@ -147,6 +151,24 @@ def _out_of_memory(error: BaseException) -> bool:
             or "can't allocate memory" in str(error) or "out of memory" in str(error))
 
 
+def _train_config(p: argparse.ArgumentParser, args: dict) -> TrainConfig:
+    """The settings of the parsed flags: ``--likelihood-scale`` and every
+    ``--likelihood-option KEY=VALUE`` become ``likelihood_options``."""
+    options = {}
+    for item in args.pop("likelihood_option"):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            p.error(f"--likelihood-option takes KEY=VALUE, got {item!r}")
+        try:
+            options[key.strip()] = float(value)
+        except ValueError:
+            p.error(f"--likelihood-option {key.strip()} needs a number, got {value!r}")
+    scale = args.pop("likelihood_scale")
+    if scale is not None:
+        options["scale"] = scale
+    return TrainConfig(**args, likelihood_options=options)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """``scripts/svi_train.py``: a new run, or ``--resume RUN_DIR``."""
     p = build_parser()
@@ -157,7 +179,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     command = _command("scripts/svi_train.py", argv)
     run_dir = args.pop("resume")
     if run_dir is None:
-        config = TrainConfig(**args)
+        config = _train_config(p, args)
         return _guarded(lambda: train(config, command=command), config.out_dir())
     changed = sorted(k for k, v in args.items() if v != p.get_default(k) and k not in RESUME_FLAGS)
     if changed:
@@ -186,7 +208,7 @@ def compare_main(argv: Optional[List[str]] = None) -> int:
             p.error(f"--{name.replace('_', '-')} must be a positive integer, got {study[name]}")
     if study["seeds"] < 2:
         p.error("--seeds must be at least 2 for a spread over seeds")
-    config = TrainConfig(**args)
+    config = _train_config(p, args)
     from .experiments.compare_elbo import compare_elbos  # the application loads only when its command runs
     return _guarded(lambda: compare_elbos(
         config, out, seeds=range(study["seeds"]), nll_samples=study["nll_samples"],

@@ -101,7 +101,7 @@ def test_any_command_line_ends_cleanly(case, offline_sample, tmp_path_factory):
         assert "Traceback" not in err
     if valid and code != 0:  # valid values may still clash (e.g. bernoulli without binarizing, huge lr)
         assert any(k in lines[0] for k in ("needs", "binary", "only", "applies", "not finite", "cannot", "validation",
-                                           "valid-size", "leaves no", "channels", "image")), lines[0]
+                                           "valid-size", "leaves no", "channels", "image", "takes no option")), lines[0]
 
 
 @st.composite

@@ -39,7 +39,7 @@ from pyro.infer import SVI
 from ..data.datasets import load_dataset
 from ..environment import device_name, select_device, versions
 from ..infer.compiled import CompiledSVIStep
-from ..infer.elbos import make_elbo
+from ..infer.elbos import ELBO_CLASSES, make_elbo
 from ..infer.svi import SVIStep, make_optimizer
 from ..model.vae import VAE
 from ..training.checkpoint import write_json
@@ -73,7 +73,7 @@ def reference_step(vae: VAE, compiled: bool = False, lr: float = 1e-3) -> Callab
 def stock_pyro_step(vae: VAE, kind: str, lr: float = 1e-3) -> Callable[[torch.Tensor], float]:
     """``pyro.infer.SVI(model, guide, pyro.optim.Adam, Trace_ELBO()).step`` as Pyro's
     examples use it: Pyro's own ELBO and optimizer, the param store, default validation."""
-    elbo = {"trace": pyro.infer.Trace_ELBO, "meanfield": pyro.infer.TraceMeanField_ELBO}[kind]
+    elbo = ELBO_CLASSES[kind].pyro_class  # the registry's entry names the Pyro class it subclasses
     return SVI(vae.model, vae.guide, pyro.optim.Adam({"lr": lr}), elbo(max_plate_nesting=1)).step
 
 

@@ -51,6 +51,8 @@ class Trace_ELBO(_DeviceLoss, pyro.infer.Trace_ELBO):
     """:class:`pyro.infer.Trace_ELBO` (Monte-Carlo KL) whose ``differentiable_loss``
     stays on the device. ``loss`` and ``loss_and_grads`` are Pyro's."""
 
+    pyro_class = pyro.infer.Trace_ELBO  # the Pyro class this is, for comparisons with stock Pyro
+
     def _device_loss_particle(self, model_trace, guide_trace):
         # pyro.infer.Trace_ELBO._differentiable_loss_particle, with detached tensors in
         # place of torch_item(...)
@@ -76,6 +78,8 @@ class Trace_ELBO(_DeviceLoss, pyro.infer.Trace_ELBO):
 class TraceMeanField_ELBO(_DeviceLoss, pyro.infer.TraceMeanField_ELBO):
     """:class:`pyro.infer.TraceMeanField_ELBO` (closed-form KL where one is registered,
     else Monte Carlo) whose ``differentiable_loss`` stays on the device."""
+
+    pyro_class = pyro.infer.TraceMeanField_ELBO
 
     def _device_loss_particle(self, model_trace, guide_trace):
         # pyro.infer.TraceMeanField_ELBO._differentiable_loss_particle, without torch_item
@@ -107,6 +111,7 @@ class TraceMeanField_ELBO(_DeviceLoss, pyro.infer.TraceMeanField_ELBO):
         return -elbo.detach(), -elbo
 
 
+#: the ELBO registry: ``--elbo`` choices, the config's check and the benchmark read it
 ELBO_CLASSES = {"trace": Trace_ELBO, "meanfield": TraceMeanField_ELBO}
 
 

@@ -42,6 +42,10 @@ class Likelihood:
     outputs_per_pixel: int = 1
     #: the kind of data the message of a failed check asks for
     support_text: str = "data in the distribution's support"
+    #: the data this likelihood scores: ``"binary"`` ({0, 1}), ``"unit"`` ([0, 1]) or
+    #: ``"real"``; data preparation asks this (binarize for binary, dequantize 8-bit grey
+    #: levels for the others) instead of comparing names
+    data: str = "real"
 
     def distribution(self, out: torch.Tensor) -> dist.TorchDistribution:
         raise NotImplementedError
@@ -82,6 +86,7 @@ class Bernoulli(Likelihood):
 
     name = "bernoulli"
     support_text = "binary data in {0, 1}"
+    data = "binary"
 
     def distribution(self, out):
         return dist.Bernoulli(logits=out).to_event(1)
@@ -100,6 +105,7 @@ class ContinuousBernoulli(Likelihood):
 
     name = "continuous-bernoulli"
     support_text = "data in [0, 1]"
+    data = "unit"
 
     def distribution(self, out):
         return dist.ContinuousBernoulli(logits=out).to_event(1)
@@ -116,10 +122,10 @@ class _LocScale(Likelihood):
     support_text = "finite real data"
 
     def __init__(self, scale: Optional[float] = None, min_scale: float = 1e-3):
-        if scale is not None and not scale > 0:
-            raise ConfigError(f"{self.name} scale must be positive, got {scale}")
-        if not min_scale > 0:
-            raise ConfigError(f"{self.name} min_scale must be positive, got {min_scale}")
+        if scale is not None and not 0 < scale < float("inf"):
+            raise ConfigError(f"{self.name} scale must be a positive finite number, got {scale}")
+        if not 0 < min_scale < float("inf"):
+            raise ConfigError(f"{self.name} min_scale must be a positive finite number, got {min_scale}")
         self.scale = None if scale is None else float(scale)
         self.min_scale = float(min_scale)
         self.outputs_per_pixel = 2 if scale is None else 1
@@ -161,6 +167,7 @@ class Beta(Likelihood):
     name = "beta"
     outputs_per_pixel = 2
     support_text = "data in [0, 1]"
+    data = "unit"
 
     def __init__(self, eps: float = 1e-5, min_concentration: float = 1e-3):
         if not 0 < eps < 0.5:

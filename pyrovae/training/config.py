@@ -4,13 +4,15 @@ It travels into ``config.json`` and into every checkpoint, so a run can be rebui
 from it (nanoGPT-style). :meth:`TrainConfig.validate` turns bad values into one
 :class:`~pyrovae.errors.ConfigError` that says which setting and what is allowed.
 """
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Optional, Tuple
 
 from ..errors import ConfigError
+from ..infer.elbos import ELBO_CLASSES
+from ..model.networks import ARCHITECTURES
 
-ELBOS = ("trace", "meanfield")
-ARCHS = ("mlp", "gated", "conv")
+ELBOS = tuple(ELBO_CLASSES)  # the registries' own keys: one source for each list of names
+ARCHS = ARCHITECTURES
 LR_SCHEDULES = ("constant", "cosine", "plateau")
 BINARIZE = ("auto", "dynamic", "static", "none")
 DEQUANTIZE = ("auto", "uniform", "none")
@@ -22,7 +24,7 @@ class TrainConfig:
     data_dir: str = "./data"
     download: bool = True
     likelihood: str = "bernoulli"
-    likelihood_scale: Optional[float] = None  # gaussian/laplace: fixed scale; None learns it
+    likelihood_options: dict = field(default_factory=dict)  # keyword options of the likelihood, e.g. {"scale": 0.1}
     binarize: str = "auto"  # auto: dynamic for bernoulli on grey data, else none
     dequantize: str = "auto"  # auto: uniform for other likelihoods on grey 8-bit data
     elbo: str = "trace"  # trace: Trace_ELBO (Monte-Carlo KL); meanfield: TraceMeanField_ELBO
@@ -90,17 +92,15 @@ class TrainConfig:
                 _positive(name, getattr(self, name))
         if not (isinstance(self.lr, (int, float)) and self.lr > 0 and self.lr == self.lr and self.lr < float("inf")):
             raise ConfigError(f"lr must be a positive finite number, got {self.lr!r}")
-        if self.likelihood_scale is not None:
-            if self.likelihood not in ("gaussian", "laplace"):
-                raise ConfigError("likelihood_scale applies to the gaussian and laplace likelihoods only")
-            if not self.likelihood_scale > 0:
-                raise ConfigError(f"likelihood_scale must be positive, got {self.likelihood_scale}")
+        likelihood = make_likelihood(self)  # refuses unknown or invalid options in one line
         if self.fast and self.distributed:
             raise ConfigError("--fast does not work with --distributed yet; drop one of them")
-        if self.binarize in ("dynamic", "static") and self.likelihood != "bernoulli":
-            raise ConfigError(f"binarize={self.binarize} makes binary data, which needs the bernoulli likelihood")
-        if self.dequantize == "uniform" and self.likelihood == "bernoulli":
-            raise ConfigError("dequantize=uniform makes continuous data, which the bernoulli likelihood cannot score")
+        if self.binarize in ("dynamic", "static") and likelihood.data != "binary":
+            raise ConfigError(f"binarize={self.binarize} makes binary data, which the {self.likelihood} likelihood "
+                              "cannot score; use the bernoulli likelihood")
+        if self.dequantize == "uniform" and likelihood.data == "binary":
+            raise ConfigError(f"dequantize=uniform makes continuous data, which the {self.likelihood} likelihood "
+                              "cannot score")
         return self
 
     def out_dir(self) -> str:
@@ -117,7 +117,25 @@ class TrainConfig:
         """The settings stored in a run's config.json or checkpoint. A run recorded before
         ``valid_size`` existed had no validation set, and keeps none (``valid_size=0``)."""
         known = {f.name for f in fields(cls)}
+        d = dict(d)
+        scale = d.pop("likelihood_scale", None)  # before likelihood_options, the one option had its own key
+        if scale is not None:
+            d["likelihood_options"] = {"scale": scale, **d.get("likelihood_options", {})}
         return cls(**{"valid_size": 0, **{k: v for k, v in d.items() if k in known}})
+
+
+def make_likelihood(config: TrainConfig):
+    """The run's likelihood: the built-in ``config.likelihood`` with ``config.likelihood_options``."""
+    from ..model.likelihoods import get_likelihood
+
+    if not isinstance(config.likelihood_options, dict):
+        raise ConfigError(f"likelihood_options must be a dict of option names to values, got "
+                          f"{config.likelihood_options!r}")
+    try:
+        return get_likelihood(config.likelihood, **config.likelihood_options)
+    except TypeError:
+        raise ConfigError(f"the {config.likelihood} likelihood takes no option named "
+                          f"{', '.join(map(repr, config.likelihood_options))}; see --help for its options") from None
 
 
 def check_selection(config: TrainConfig, has_validation: bool) -> None:

@@ -43,10 +43,9 @@ from ..infer.compiled import CompiledSVIStep
 from ..infer.elbos import make_elbo
 from ..infer.evaluation import elbo, evaluate_elbo
 from ..infer.svi import EpochState, SVIStep, kl_warmup_scale, make_optimizer, run_epoch
-from ..model.likelihoods import get_likelihood
 from ..model.vae import VAE
 from .checkpoint import capture_rng, read_checkpoint, remove_stale_temporaries, restore_rng, save_checkpoint, write_json
-from .config import TrainConfig, check_selection
+from .config import TrainConfig, check_selection, make_likelihood
 from .plots import image_grid, plot_elbo_curves, plot_reconstructions, plot_samples, reconstruction_grid
 from .tracking import TensorBoardLog
 
@@ -82,7 +81,7 @@ def prepare_data(config: TrainConfig, dataset: Dataset, likelihood) -> PreparedD
     """Resolve ``binarize``/``dequantize`` for this data and likelihood, apply the one-off
     transforms, and check the data against the likelihood's support (once, here)."""
     binary = dataset.is_binary
-    bern = likelihood.name == "bernoulli"
+    bern = likelihood.data == "binary"
     mode_b = config.binarize
     if mode_b == "auto":
         mode_b = "dynamic" if bern and not binary else "none"
@@ -189,8 +188,7 @@ class _Run:
         if len(self.dataset.train_x) == 0 or len(self.dataset.test_x) == 0:
             raise ConfigError(f"{self.dataset.name} has no training or no test examples after the limits")
         _check_shapes(self.dataset)
-        options = {"scale": config.likelihood_scale} if config.likelihood_scale is not None else {}
-        likelihood = get_likelihood(config.likelihood, **options)
+        likelihood = make_likelihood(config)
         self.data = prepare_data(config, self.dataset, likelihood).to(self.device)  # the one host-to-device copy
         check_selection(config, has_validation=self.data.valid_x is not None)
         self.selection = "valid_elbo" if self.data.valid_x is not None else "last_epoch"
