@@ -64,8 +64,9 @@ def build_parser(description: str = "Train a VAE (Pyro model/guide) with SVI.") 
     p.add_argument("--dequantize", default=d.dequantize, choices=DEQUANTIZE,
                    help="continuous likelihoods on 8-bit data: uniform noise every minibatch")
     p.add_argument("--elbo", default=d.elbo, choices=ELBOS,
-                   help="trace = Trace_ELBO (Monte-Carlo KL), meanfield = TraceMeanField_ELBO (analytic KL)")
-    p.add_argument("--num-particles", type=int, default=d.num_particles, help="ELBO particles per step")
+                   help="trace = Trace_ELBO (Monte-Carlo KL), meanfield = TraceMeanField_ELBO (analytic KL), "
+                        "iwae = the importance-weighted bound with --num-particles K per datapoint")
+    p.add_argument("--num-particles", type=int, default=d.num_particles, help="ELBO particles per step (iwae: importance samples K per datapoint)")
     p.add_argument("--z-dim", type=int, default=d.z_dim, help="latent dimensions")
     p.add_argument("--arch", default=d.arch, choices=ARCHS,
                    help="MLP (softplus units), MLP with gated units, or convolutional encoder/decoder")

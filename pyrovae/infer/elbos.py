@@ -30,6 +30,7 @@ from pyro.infer.util import check_fully_reparametrized, is_validation_enabled
 from torch.distributions import kl_divergence
 
 from ._pyro_internals import compute_log_r, get_traces
+from .iwae import IWAE_ELBO
 
 
 class _DeviceLoss:
@@ -111,13 +112,15 @@ class TraceMeanField_ELBO(_DeviceLoss, pyro.infer.TraceMeanField_ELBO):
         return -elbo.detach(), -elbo
 
 
-#: the ELBO registry: ``--elbo`` choices, the config's check and the benchmark read it
-ELBO_CLASSES = {"trace": Trace_ELBO, "meanfield": TraceMeanField_ELBO}
+#: the objective registry: ``--elbo`` choices, the config's check and the benchmark read it
+#: (``iwae``: the importance-weighted bound of :mod:`pyrovae.infer.iwae`, K = ``num_particles``)
+ELBO_CLASSES = {"trace": Trace_ELBO, "meanfield": TraceMeanField_ELBO, "iwae": IWAE_ELBO}
 
 
 def make_elbo(kind: str = "trace", num_particles: int = 1) -> ELBO:
-    """:class:`Trace_ELBO` (``kind="trace"``) or :class:`TraceMeanField_ELBO`
-    (``"meanfield"``) with ``num_particles`` vectorized particles, for a model whose
+    """:class:`Trace_ELBO` (``kind="trace"``), :class:`TraceMeanField_ELBO`
+    (``"meanfield"``) or :class:`~pyrovae.infer.iwae.IWAE_ELBO` (``"iwae"``, K =
+    ``num_particles``) with ``num_particles`` vectorized particles, for a model whose
     plates nest one deep (``pyro.plate("data")``)."""
     return ELBO_CLASSES[kind](num_particles=num_particles, vectorize_particles=num_particles > 1,
                               max_plate_nesting=1)

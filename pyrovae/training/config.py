@@ -95,6 +95,9 @@ class TrainConfig:
         likelihood = make_likelihood(self)  # refuses unknown or invalid options in one line
         if self.fast and self.distributed:
             raise ConfigError("--fast does not work with --distributed yet; drop one of them")
+        if self.elbo == "iwae" and (self.kl_warmup or self.distributed):
+            raise ConfigError(f"--elbo iwae is a bound on log p(x) with unscaled log-densities; it does not take "
+                              f"{'--kl-warmup' if self.kl_warmup else '--distributed'} (drop it, or use --elbo trace)")
         if self.binarize in ("dynamic", "static") and likelihood.data != "binary":
             raise ConfigError(f"binarize={self.binarize} makes binary data, which the {self.likelihood} likelihood "
                               "cannot score; use the bernoulli likelihood")
