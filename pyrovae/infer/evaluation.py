@@ -70,11 +70,20 @@ def _terms(vae, x: torch.Tensor, num_samples: int, analytic_kl: bool) -> Tuple[t
     for name, site in _sample_sites(model_trace).items():
         if site["is_observed"]:
             log_lik = log_lik + site["log_prob"]
-        elif analytic_kl:
-            kl = kl + kl_divergence(guide_sites[name]["fn"], site["fn"])
         else:
-            kl = kl + guide_sites[name]["log_prob"] - site["log_prob"]
+            kl = kl + _kl(guide_sites[name], site, analytic_kl)
     return log_lik, kl
+
+
+def _kl(guide_site, model_site, analytic: bool) -> torch.Tensor:
+    """KL(q || p) of one latent site, (S, B): in closed form where asked and one exists,
+    else the Monte-Carlo term log q(z) - log p(z) (a flow guide, a mixture prior)."""
+    if analytic:
+        try:
+            return kl_divergence(guide_site["fn"], model_site["fn"])
+        except NotImplementedError:
+            pass
+    return guide_site["log_prob"] - model_site["log_prob"]
 
 
 def _checked(vae, x: torch.Tensor) -> torch.Tensor:

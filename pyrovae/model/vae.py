@@ -3,12 +3,17 @@ r"""The VAE as a Pyro model/guide pair.
 Generative model (``VAE.model``), for each datapoint :math:`n` of a minibatch:
 
 .. math::
-    z_n \sim \mathcal{N}(0, I_K), \qquad x_n \sim p_\theta(x \mid z_n) = \mathrm{lik}(\mathrm{decoder}_\theta(z_n))
+    z_n \sim p(z) \;(\mathcal{N}(0, I_K) \text{ by default}), \qquad
+    x_n \sim p_\theta(x \mid z_n) = \mathrm{lik}(\mathrm{decoder}_\theta(z_n))
 
-Amortized guide (``VAE.guide``):
+Amortized guide (``VAE.guide``), by default
 
 .. math::
     q_\phi(z_n \mid x_n) = \mathcal{N}\big(\mu_\phi(x_n), \mathrm{diag}\,\sigma^2_\phi(x_n)\big)
+
+The likelihood, the prior (:mod:`pyrovae.model.priors`: mixture of Gaussians, VampPrior)
+and the guide family (:mod:`pyrovae.model.guides`: inverse autoregressive flow) are each
+pluggable, by name or as a user's callable.
 
 Both run under ``pyro.plate("data", N)`` with the latent site ``"z"`` of event dim 1
 and the observed site ``"x"`` of event dim 1, so any Pyro ELBO trains them:
@@ -32,8 +37,10 @@ import torch
 import torch.nn as nn
 
 from ..errors import ConfigError, DataError
+from .guides import get_guide
 from .likelihoods import Likelihood, get_likelihood
 from .networks import make_networks
+from .priors import StandardNormal, get_prior
 
 
 class VAE(nn.Module):
@@ -52,6 +59,12 @@ class VAE(nn.Module):
     :param str arch: ``"mlp"``, ``"gated"`` or ``"conv"`` (see :mod:`pyrovae.model.networks`).
     :param image_shape: (H, W) of one image, for ``arch="conv"`` (H * W = D).
     :param channels: feature maps of the two conv stages, for ``arch="conv"``.
+    :param prior: ``"normal"`` (default), ``"mog"``, ``"vamp"``, a
+        :class:`~pyrovae.model.priors.Prior` or a callable ``n -> Distribution``.
+    :param dict prior_options: e.g. ``{"components": 500}``.
+    :param guide: ``"normal"`` (default), ``"iaf"``, a
+        :class:`~pyrovae.model.guides.GuideFamily` or a callable ``(loc, scale) -> Distribution``.
+    :param dict guide_options: e.g. ``{"steps": 2}`` for ``"iaf"``.
     """
 
     def __init__(
@@ -65,6 +78,10 @@ class VAE(nn.Module):
         arch: str = "mlp",
         image_shape: Sequence[int] = (28, 28),
         channels: Sequence[int] = (32, 64),
+        prior: Union[str, dict, Callable] = "normal",
+        prior_options: Optional[dict] = None,
+        guide: Union[str, dict, Callable] = "normal",
+        guide_options: Optional[dict] = None,
     ):
         super().__init__()
         hidden = tuple(int(h) for h in hidden)
@@ -80,6 +97,8 @@ class VAE(nn.Module):
                                                        hidden, self.image_shape, self.channels)
         except ValueError as error:
             raise ConfigError(str(error)) from None
+        self.prior = get_prior(prior, self.z_dim, self.x_dim, **(prior_options or {}))
+        self.posterior_family = get_guide(guide, self.z_dim, **(guide_options or {}))
         self.name = name or f"vae-{uuid.uuid4().hex[:12]}"
         self._register_params = True
 
@@ -109,12 +128,11 @@ class VAE(nn.Module):
         log-densities by ``full_size / N``: an estimate of the full-data ELBO."""
         if self._register_params:
             pyro.module(f"{self.name}.decoder", self.decoder)
+            if any(True for _ in self.prior.parameters()):
+                pyro.module(f"{self.name}.prior", self.prior)
         n = x.shape[0] if x is not None else num_samples
-        device = self._device()
         with _data_plate(n, full_size, subsample):
-            loc = torch.zeros(n, self.z_dim, device=device)  # (N, z_dim)
-            # scale as a device tensor: a Python 1.0 would become one by a blocking host-to-device copy per step
-            prior = dist.Normal(loc, torch.ones_like(loc)).to_event(1)
+            prior = self.prior.distribution(n, self.encoder)  # batch (N,), event (z_dim,)
             z = pyro.sample("z", prior)  # (N, z_dim), or (P, N, z_dim) with vectorized particles
             p_x = self.likelihood(self.decoder(z))  # event (x_dim,)
             obs = None if x is None else self.likelihood.prepare(x)
@@ -122,36 +140,46 @@ class VAE(nn.Module):
 
     def guide(self, x: torch.Tensor, num_samples: Optional[int] = None,
               full_size: Optional[int] = None, subsample: Optional[torch.Tensor] = None):
-        """q(z|x) = Normal(loc(x), scale(x)), independent over datapoints (the same
-        plate as the model's)."""
+        """q(z|x): the guide family at the encoder's (loc(x), scale(x)), by default
+        Normal(loc(x), scale(x)), independent over datapoints (the same plate as the model's)."""
         if self._register_params:
             pyro.module(f"{self.name}.encoder", self.encoder)
+            if any(True for _ in self.posterior_family.parameters()):
+                pyro.module(f"{self.name}.guide", self.posterior_family)
         with _data_plate(x.shape[0], full_size, subsample):
             loc, scale = self.encoder(x)  # (N, x_dim) -> 2 x (N, z_dim)
-            return pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+            return pyro.sample("z", self.posterior_family.distribution(loc, scale))
 
     # ------------------------------------------------------------ inference
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Amortized posterior parameters ``(loc, scale)``, each (N, z_dim)."""
+        """Amortized posterior parameters ``(loc, scale)``, each (N, z_dim) (with a flow
+        guide: those of its base distribution)."""
         return self.encoder(self._as_input(x))
 
-    def posterior(self, x: torch.Tensor) -> dist.Independent:
-        """``q(z|x)`` as ``dist.Normal(loc, scale).to_event(1)``: batch (N,), event (z_dim,)."""
+    def posterior(self, x: torch.Tensor) -> dist.TorchDistribution:
+        """``q(z|x)``, by default ``dist.Normal(loc, scale).to_event(1)``: batch (N,), event (z_dim,)."""
         loc, scale = self.encode(x)
-        return dist.Normal(loc, scale).to_event(1)
+        return self.posterior_family.distribution(loc, scale)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """Mean of p(x | z = posterior mean): (N, x_dim)."""
-        loc, _ = self.encode(x)
+        """Mean of p(x | z = z*): (N, x_dim), z* the posterior mean (with a flow guide, the
+        flow's image of its base mean)."""
+        loc, scale = self.encode(x)
+        q = self.posterior_family.distribution(loc, scale)
+        for t in getattr(q, "transforms", ()):
+            loc = t(loc)
         return self.likelihood(self.decoder(loc)).mean
 
     @torch.no_grad()
     def sample(self, n: int, mean: bool = True, generator: Optional[torch.Generator] = None) -> torch.Tensor:
         """``n`` images from the model, (n, x_dim): the likelihood's mean at z ~ p(z)
         (``mean=False`` draws x from it instead)."""
-        z = torch.randn(n, self.z_dim, device=self._device(), generator=generator)
+        if isinstance(self.prior, StandardNormal):
+            z = torch.randn(n, self.z_dim, device=self._device(), generator=generator)
+        else:  # drawn from the prior's own distribution (the global random stream)
+            z = self.prior.distribution(n, self.encoder).sample()
         p_x = self.likelihood(self.decoder(z))
         return p_x.mean if mean else p_x.sample()
 
@@ -166,6 +194,8 @@ class VAE(nn.Module):
             "arch": self.arch,
             "image_shape": list(self.image_shape),
             **({"channels": list(self.channels)} if self.arch == "conv" else {}),
+            **({"prior": self.prior.config()} if self.prior.name != "normal" else {}),
+            **({"guide": self.posterior_family.config()} if self.posterior_family.name != "normal" else {}),
         }
 
     def _device(self) -> torch.device:

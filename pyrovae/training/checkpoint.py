@@ -159,23 +159,41 @@ def read_checkpoint(path, map_location="cpu") -> dict:
     return state
 
 
+#: what a recorded prior or guide may ask for before anything is allocated
+_PART_LIMITS = {"components": 100_000, "steps": 64, "hidden": 65_536}
+_PARTS = {"prior": "prior.", "guide": "posterior_family."}  # config key -> state_dict prefix
+
+
 def _build(arch: dict, likelihood, path: Path, state_dict: dict) -> VAE:
     """The recorded architecture, first on the ``meta`` device (shapes only, no memory)
-    to check it against the stored tensors, then for real."""
+    to check the networks against the stored tensors, then for real. A prior or guide
+    family (whose Pyro modules cannot all be built on ``meta``) is bounded by
+    :data:`_PART_LIMITS` first and checked by ``load_state_dict``."""
+    for part in _PARTS:
+        for key, limit in _PART_LIMITS.items():
+            values = arch.get(part, {}).get(key, []) if isinstance(arch.get(part), dict) else []
+            for value in values if isinstance(values, list) else [values]:
+                if not (isinstance(value, (int, float)) and 0 < value <= limit):
+                    raise CheckpointError(f"{path} records a {part} with {key}={value!r}, outside (0, {limit}]; "
+                                          "the file is damaged or was edited")
+    core = {k: v for k, v in arch.items() if k not in _PARTS}
     try:
         with torch.device("meta"):
-            shell = VAE(**arch, likelihood=likelihood)
+            shell = VAE(**core, likelihood=likelihood)
     except (TypeError, ValueError, PyrovaeError) as error:
         raise CheckpointError(f"{path} records an architecture pyrovae cannot build: {one_line(error)}") from None
     expected = {k: tuple(v.shape) for k, v in shell.state_dict().items()}
-    stored = {k: tuple(v.shape) for k, v in state_dict.items()}
+    stored = {k: tuple(v.shape) for k, v in state_dict.items() if not k.startswith(tuple(_PARTS.values()))}
     if expected != stored:
         wrong = sorted(set(expected.items()) ^ set(stored.items()))[0][0]
         raise CheckpointError(f"{path} does not match its recorded architecture (first difference: {wrong}); "
                               "the file is damaged or was edited")
     if not all(bool(torch.isfinite(v).all()) for v in state_dict.values() if v.is_floating_point()):
         raise CheckpointError(f"{path} holds NaN or infinite weights; use an earlier checkpoint")
-    return VAE(**arch, likelihood=likelihood)
+    try:
+        return VAE(**arch, likelihood=likelihood)
+    except (TypeError, ValueError, PyrovaeError) as error:
+        raise CheckpointError(f"{path} records an architecture pyrovae cannot build: {one_line(error)}") from None
 
 
 def load(path, map_location="cpu", likelihood=None) -> VAE:
@@ -191,6 +209,11 @@ def load(path, map_location="cpu", likelihood=None) -> VAE:
     if likelihood is None and lik.get("custom"):
         raise CheckpointError(f"{path} was trained with the custom likelihood {lik['name']!r}; "
                               "pass likelihood=<that callable> to pyrovae.load")
+    for part in ("prior", "guide"):
+        if isinstance(arch.get(part), dict) and arch[part].get("custom"):
+            raise CheckpointError(f"{path} was trained with a custom {part} ({arch[part].get('name')!r}), which a "
+                                  f"checkpoint cannot hold; build pyrovae.VAE(**config, {part}=<that callable>) and "
+                                  "load_state_dict(state['state_dict']) yourself")
     if likelihood is not None and not isinstance(likelihood, Likelihood):
         likelihood = CallableLikelihood(likelihood, lik.get("outputs_per_pixel", 1), lik["name"])
     vae = _build(arch, likelihood if likelihood is not None else lik, Path(path), state["state_dict"])
