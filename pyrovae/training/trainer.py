@@ -22,12 +22,10 @@ SIGINT and SIGTERM end the current step, save ``checkpoint.pt`` and raise
 loss raises :class:`~pyrovae.errors.TrainingError` naming the epoch and step, and
 leaves the last good checkpoint in place.
 """
-import math
 import os
 import signal
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -35,9 +33,10 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
-from ..data.datasets import TRANSFORMS, Dataset, binarize, dequantize, load_dataset
+from ..data.datasets import TRANSFORMS, Dataset, load_dataset
+from ..data.prepare import check_shapes, prepare_data, select_data
 from ..environment import device_name, select_device, versions
-from ..errors import CheckpointError, ConfigError, DataError, Interrupted, TrainingError
+from ..errors import CheckpointError, ConfigError, Interrupted, TrainingError
 from ..infer import distributed as ddp
 from ..infer.compiled import CompiledSVIStep
 from ..infer.elbos import make_elbo
@@ -48,73 +47,6 @@ from .checkpoint import capture_rng, read_checkpoint, remove_stale_temporaries, 
 from .config import TrainConfig, check_selection, make_likelihood
 from .plots import image_grid, plot_elbo_curves, plot_reconstructions, plot_samples, reconstruction_grid
 from .tracking import TensorBoardLog
-
-#: seed of the one-off draws that fix the test set (binarization or dequantization
-#: noise), the same for every run so test ELBOs of different runs are comparable;
-#: the validation set uses the next seed
-TEST_SET_SEED = 2024
-
-
-@dataclass
-class PreparedData:
-    train_x: torch.Tensor  # (N_train, D), as stored; `transform` is applied per minibatch
-    test_x: torch.Tensor  # (N_test, D), transformed once, as the likelihood scores it
-    transform: str  # "none" | "binarize" | "dequantize"
-    binarize: str
-    dequantize: str
-    valid_x: Optional[torch.Tensor] = None  # (N_valid, D), transformed once like the test set
-
-    def to(self, device) -> "PreparedData":
-        """On ``device``, as float32 (the networks' dtype)."""
-        move = lambda t: None if t is None else t.to(device, torch.float32)  # noqa: E731
-        return PreparedData(move(self.train_x), move(self.test_x), self.transform, self.binarize,
-                            self.dequantize, move(self.valid_x))
-
-
-def select_data(config: TrainConfig, dataset: Dataset) -> Dataset:
-    """The examples a run uses: the validation set (``valid_size``, see
-    :meth:`~pyrovae.data.Dataset.hold_out`), then the limits."""
-    return dataset.hold_out(config.valid_size).limit(config.train_limit, config.test_limit)
-
-
-def prepare_data(config: TrainConfig, dataset: Dataset, likelihood) -> PreparedData:
-    """Resolve ``binarize``/``dequantize`` for this data and likelihood, apply the one-off
-    transforms, and check the data against the likelihood's support (once, here)."""
-    binary = dataset.is_binary
-    bern = likelihood.data == "binary"
-    mode_b = config.binarize
-    if mode_b == "auto":
-        mode_b = "dynamic" if bern and not binary else "none"
-    mode_d = config.dequantize
-    if mode_d == "auto":
-        mode_d = "uniform" if not bern and not binary else "none"
-    if binary and mode_d == "uniform":
-        raise ConfigError(f"{dataset.name} is already binary; dequantize=uniform applies to 8-bit grey data")
-
-    train_x, transform = dataset.train_x, "none"
-    if mode_b == "static":  # one draw for the whole run, from the run's seed
-        train_x = binarize(train_x, torch.Generator().manual_seed(config.seed))
-    elif mode_b == "dynamic":
-        transform = "binarize"
-    elif mode_d == "uniform":
-        transform = "dequantize"
-
-    def held_out(x, seed):  # test and validation images: transformed once, with a fixed seed
-        if x is None:
-            return None
-        g = torch.Generator().manual_seed(seed)
-        if mode_b in ("static", "dynamic"):
-            return binarize(x, g)
-        return dequantize(x, g) if mode_d == "uniform" else x
-
-    test_x, valid_x = held_out(dataset.test_x, TEST_SET_SEED), held_out(dataset.valid_x, TEST_SET_SEED + 1)
-    step = TRANSFORMS[transform]
-    seen_train = train_x if step is None else step(train_x, torch.Generator().manual_seed(TEST_SET_SEED))
-    likelihood.check(seen_train, f"the {dataset.name} training data")
-    likelihood.check(test_x, f"the {dataset.name} test data")
-    if valid_x is not None:
-        likelihood.check(valid_x, f"the {dataset.name} validation data")
-    return PreparedData(train_x, test_x, transform, mode_b, mode_d, valid_x)
 
 
 def train(config: TrainConfig, log: Callable[[str], None] = print, dataset: Optional[Dataset] = None,
@@ -187,7 +119,7 @@ class _Run:
         self.dataset = select_data(config, dataset)
         if len(self.dataset.train_x) == 0 or len(self.dataset.test_x) == 0:
             raise ConfigError(f"{self.dataset.name} has no training or no test examples after the limits")
-        _check_shapes(self.dataset)
+        check_shapes(self.dataset)
         likelihood = make_likelihood(config)
         self.data = prepare_data(config, self.dataset, likelihood).to(self.device)  # the one host-to-device copy
         check_selection(config, has_validation=self.data.valid_x is not None)
@@ -462,21 +394,6 @@ class _Run:
         originals, reconstructions, samples = self._figure_data()
         plot_reconstructions(originals, reconstructions, shape, self.out / "reconstructions.png")
         plot_samples(samples, shape, self.out / "samples.png")
-
-
-def _check_shapes(dataset: Dataset) -> None:
-    """Rows of one length, matching the images' shape (the figures and conv nets need it)."""
-    parts = [("training", dataset.train_x), ("test", dataset.test_x), ("validation", dataset.valid_x)]
-    for what, x in parts:
-        if x is not None and (not isinstance(x, torch.Tensor) or x.dim() != 2):
-            raise DataError(f"the {what} data must be a 2-d tensor (N, pixels), got "
-                            f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
-    widths = {x.shape[1] for _, x in parts if x is not None}
-    if len(widths) != 1:
-        raise DataError(f"training, test and validation rows differ in length ({sorted(widths)})")
-    if math.prod(dataset.image_shape) != dataset.x_dim:
-        raise DataError(f"image_shape {tuple(dataset.image_shape)} does not hold the {dataset.x_dim} pixels of a row; "
-                        "give the Dataset its image_shape=(H, W)")
 
 
 def _make_scheduler(config: TrainConfig, optimizer):
