@@ -61,6 +61,15 @@ def config_record(config, command, data, elbo_loss, optimizer, rule: str, out: P
     }
 
 
+def describe(config, name: str, source: str, data, likelihood, elbo_loss, shown: str) -> str:
+    """The line a new run starts with: the data's sizes, likelihood, network, ELBO, device."""
+    return (f"{name} ({source}): {len(data.train_x)} train / "
+            + (f"{len(data.valid_x)} valid / " if data.valid_x is not None else "")
+            + f"{len(data.test_x)} test; {likelihood!r}, {config.arch}, "
+            f"{type(elbo_loss).__name__} x{config.num_particles}, minibatch transform: {data.transform}; "
+            f"device {shown}")
+
+
 def score(vae, data, test: bool, valid: bool, main: bool, world: int, device) -> dict:
     """The validation ELBO (``valid_elbo``), and with ``test`` the test ELBO and its split
     (``test_elbo``, ``test_expected_log_likelihood``, ``test_kl``), per datapoint in nats,

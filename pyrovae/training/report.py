@@ -38,6 +38,16 @@ class Reporter:
             self.tensorboard.close()
 
 
+def epoch_line(record: dict) -> str:
+    """The line logged after an epoch: its ELBOs per datapoint (the training objective
+    during KL warm-up), beta and seconds."""
+    beta = record["kl_scale"]
+    return (f"epoch {record['epoch']:3d}  train {'objective' if beta < 1 else 'ELBO'} {record['train_elbo']:9.3f}  "
+            + (f"valid ELBO {record['valid_elbo']:9.3f}  " if "valid_elbo" in record else "")
+            + (f"test ELBO {record['test_elbo']:9.3f}  " if record["test_elbo"] is not None else "")
+            + (f"(beta {beta:.3f}) " if beta < 1 else "") + f"({record['seconds']:.1f} s)")
+
+
 def figure_data(vae, test_x: torch.Tensor):
     """(originals, reconstructions, samples): 50 test images spread over the whole
     (possibly class-sorted) test set (50, D), their reconstructions (50, D), 100 decoded

@@ -8,10 +8,11 @@
   ``{"epoch", "train_elbo", "valid_elbo", "test_elbo", "kl_scale", "lr", "seconds"}``,
   the final ``test_elbo`` (ELBO per datapoint in nats) and the ``best`` epoch,
   rewritten after every epoch;
-* ``checkpoint.pt``: weights, optimizer and schedule state, settings, counters, history,
-  the unfinished epoch's order and position, and every random state; atomically
+* ``checkpoint.pt``: weights, optimizer state and settings beside the state of each part
+  of the run (:mod:`pyrovae.training.parts`: counters and the unfinished epoch's order and
+  position, selection, schedule, record with the history, every random state); atomically
   replaced after every epoch and every ``checkpoint_every`` steps, so :func:`resume`
-  continues exactly where the run stopped (see :mod:`pyrovae.checkpoint`);
+  continues exactly where the run stopped (see :mod:`pyrovae.training.checkpoint`);
 * ``best.pt``: the weights of the epoch with the best validation ELBO (the last epoch's
   with ``valid_size=0``, which leaves no validation set); the test ELBO is reported,
   never used to choose;
@@ -37,11 +38,11 @@ from ..infer import distributed as ddp
 from ..infer.elbos import make_elbo
 from ..infer.svi import kl_warmup_scale, make_optimizer, run_epoch
 from ..model.vae import VAE
-from .build import build_step, config_record, ensure_writable, place, score
+from .build import build_step, config_record, describe, ensure_writable, place, score
 from .checkpoint import read_checkpoint, remove_stale_temporaries, save_checkpoint, write_json
 from .config import TrainConfig, check_selection, make_likelihood
 from .parts import Counters, RandomState, RunRecord, Schedule, Selection, upgrade
-from .report import Reporter
+from .report import Reporter, epoch_line
 from .signals import StopSignals
 
 
@@ -145,15 +146,11 @@ class Trainer:
                 write_json(self.out / "config.json", config_record(config, command, self.data, self.elbo,
                                                                    self.optimizer, rule, self.out, shown, self.world,
                                                                    self.device))
-            log(f"{self.dataset.name} ({self.dataset.source}): {len(self.data.train_x)} train / "
-                + (f"{len(self.data.valid_x)} valid / " if self.data.valid_x is not None else "")
-                + f"{len(self.data.test_x)} test; {likelihood!r}, {config.arch}, "
-                f"{type(self.elbo).__name__} x{config.num_particles}, minibatch transform: {self.data.transform}; "
-                f"device {shown}")
+            log(describe(config, self.dataset.name, self.dataset.source, self.data, likelihood, self.elbo, shown))
         else:
             self._restore(upgrade(resume_from))
         self.reporter = Reporter(self.out, self.dataset.image_shape,
-                                 f"{self.dataset.name}, {likelihood.name}, {config.elbo}",
+                                 f"{self.dataset.name}, {self.vae.likelihood.name}, {config.elbo}",
                                  tensorboard=config.tensorboard and self.main, start_epoch=self.counters.epoch)
 
     # ------------------------------------------------------------------ state
@@ -240,10 +237,7 @@ class Trainer:
                   "kl_scale": beta, "lr": self.schedule.lr, "seconds": counters.epoch_seconds}
         counters.end_epoch()
         self.record.add(record, getattr(self.step, "mode", "eager"))
-        self.log(f"epoch {epoch:3d}  train {'objective' if beta < 1 else 'ELBO'} {train_elbo:9.3f}  "
-                 + (f"valid ELBO {record['valid_elbo']:9.3f}  " if "valid_elbo" in record else "")
-                 + (f"test ELBO {record['test_elbo']:9.3f}  " if record["test_elbo"] is not None else "")
-                 + (f"(beta {beta:.3f}) " if beta < 1 else "") + f"({counters.epoch_seconds:.1f} s)")
+        self.log(epoch_line(record))
         self._select(record)
         if self.selection.stopped_early and record["test_elbo"] is None:  # the last epoch is always tested
             record.update({k: v for k, v in self._score(test=True, valid=False).items() if k != "valid_elbo"})
