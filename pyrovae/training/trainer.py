@@ -53,8 +53,8 @@ def train(config: TrainConfig, log: Callable[[str], None] = print, dataset: Opti
     ``dataset`` replaces loading ``config.dataset``; ``command`` (the command line that
     started the run) is recorded in ``config.json`` and ``metrics.json``. Each callable
     in ``on_epoch_end`` is called as ``f(epoch, vae, data)`` with the device-resident
-    :class:`PreparedData` before the first epoch (``epoch=0``) and after every epoch;
-    it must not change the VAE or draw from the global random state."""
+    :class:`~pyrovae.data.prepare.PreparedData` before the first epoch (``epoch=0``) and
+    after every epoch; it must not change the VAE or draw from the global random state."""
     config.validate()
     return Trainer(config, log, dataset, command).loop(on_epoch_end)
 
