@@ -7,9 +7,9 @@ import torch
 
 import pyrovae
 from pyrovae.data.datasets import dequantize, load_dataset, read_idx
+from pyrovae.data.prepare import prepare_data
 from pyrovae.infer.svi import EpochState, run_epoch
 from pyrovae.model.likelihoods import get_likelihood
-from pyrovae.training.trainer import prepare_data
 
 
 def write_binarized_npz(path, sizes=(30, 10, 20), seed=0):

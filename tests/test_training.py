@@ -4,7 +4,7 @@ import math
 import torch
 
 import pyrovae
-from pyrovae.training.trainer import TEST_SET_SEED
+from pyrovae.data.prepare import TEST_SET_SEED
 
 
 def factorized_baseline(train_x, test_x):

@@ -21,8 +21,8 @@ GPU ``--fast`` replays a CUDA graph, and a row without it shows what the graph a
 
 :func:`profile_step` lists where the eager step's time goes (the profiler's top entries);
 :func:`time_log_likelihood` times the importance-sampled NLL of a briefly trained network.
-:func:`run_benchmark` is the run behind ``scripts/bench.py``: the sweeps, then ``bench.md`` and
-``bench.json`` (``gpu.md`` and ``gpu.json`` for a run with ``--cuda``).
+:func:`run_benchmark` is the run behind ``scripts/bench.py``: the sweeps, then ``bench.md`` (written by
+:mod:`.bench_report`) and ``bench.json`` (``gpu.md`` and ``gpu.json`` for a run with ``--cuda``).
 """
 import copy
 import statistics
@@ -43,6 +43,7 @@ from ..infer.elbos import ELBO_CLASSES, make_elbo
 from ..infer.svi import SVIStep, make_optimizer
 from ..model.vae import VAE
 from ..training.checkpoint import write_json
+from .bench_report import REFERENCE, markdown, with_ratios
 
 
 def reference_loss(vae: VAE, x: torch.Tensor) -> torch.Tensor:
@@ -87,7 +88,6 @@ def pyrovae_step(vae: VAE, kind: str, fast: bool, lr: float = 1e-3,
     return SVIStep(vae, make_elbo(kind), make_optimizer(vae.parameters(), lr))
 
 
-REFERENCE = "PyTorch by hand (eager, Adam)"
 CONFIGS: Dict[str, Callable[[VAE], Callable]] = {
     REFERENCE: lambda vae: reference_step(vae),
     "PyTorch by hand (torch.compile, fused Adam)": lambda vae: reference_step(vae, compiled=True),
@@ -259,14 +259,14 @@ def run_benchmark(args, command: str, log=print) -> dict:
               "batch_sweep": {}, "width_sweep": {}, "epoch_seconds": None}
     for b in args.batch_sizes:
         log(f"batch {b}, hidden 400")
-        result["batch_sweep"][b] = _with_ratios(time_configs(data, b, (400,), blocks=args.blocks,
+        result["batch_sweep"][b] = with_ratios(time_configs(data, b, (400,), blocks=args.blocks,
                                                              steps_per_block=args.steps_per_block))
     for w in args.widths:
         log(f"batch 128, hidden {w}")
         if w == 400 and 128 in result["batch_sweep"]:  # the same configuration, measured above
             result["width_sweep"][w] = result["batch_sweep"][128]
             continue
-        result["width_sweep"][w] = _with_ratios(time_configs(data, 128, (w,), blocks=args.blocks,
+        result["width_sweep"][w] = with_ratios(time_configs(data, 128, (w,), blocks=args.blocks,
                                                              steps_per_block=args.steps_per_block))
     if args.epoch:
         result["epoch_images"] = min(50000, len(data))
@@ -280,64 +280,6 @@ def run_benchmark(args, command: str, log=print) -> dict:
         result["log_likelihood"] = time_log_likelihood(data, dataset.test_x.to(device), epochs=args.nll_epochs,
                                                        num_samples=args.nll_samples)
     write_json(out / f"{stem}.json", result)
-    (out / f"{stem}.md").write_text(_markdown(result))
+    (out / f"{stem}.md").write_text(markdown(result))
     log((out / f"{stem}.md").read_text())
     return result
-
-
-def _with_ratios(timings: dict) -> dict:
-    ref = timings[REFERENCE]["ms_per_step"]
-    for t in timings.values():
-        t["ratio_to_reference"] = t["ms_per_step"] / ref
-    return timings
-
-
-def _rows(sweep: dict, label: str) -> list:
-    lines = [f"| {label} | configuration | ms / step (median) | IQR (ms) | images / s | ratio to PyTorch by hand | warm-up (s) |",
-             "| ---: | --- | ---: | ---: | ---: | ---: | ---: |"]
-    for key, timings in sweep.items():
-        for name, t in timings.items():
-            lines.append(f"| {key} | {name} | {t['ms_per_step']:.2f} | {t['iqr_ms']:.2f} | "
-                         f"{t['images_per_s']:,.0f} | {t['ratio_to_reference']:.2f}x | {t['warmup_s']:.1f} |")
-    return lines
-
-
-def _markdown(r: dict) -> str:
-    p = r["protocol"]
-    v = r["versions"]
-    cuda = f", CUDA {v['cuda']}, cuDNN {v['cudnn']}, driver {v['driver']}" if "cuda" in v else ""
-    lines = [f"# pyrovae step vs hand-written PyTorch step on {r['device']}", "",
-             f"torch {v['torch']}, pyro {v['pyro']}, Python {v['python']}{cuda}. "
-             f"784-H-{p['z_dim']} MLP VAE, Bernoulli likelihood, {p['optimizer']}, data on the device "
-             f"({p['dataset']}), batches by index. Each configuration trains its own copy of the same initial "
-             f"networks; {p['blocks']} blocks of {p['steps_per_block']} steps per configuration, interleaved, "
-             "median and inter-quartile range over blocks; warm-up (compilation included) before timing.", "",
-             "## Batch size (hidden 400)", "", *_rows(r["batch_sweep"], "batch"), "",
-             "## Hidden width (batch 128)", "", *_rows(r["width_sweep"], "hidden"), ""]
-    if r["epoch_seconds"]:
-        lines += [f"## One epoch of {r['epoch_images']:,} images at batch 128 (hidden 400)", "",
-                  "Median of 3 epochs per configuration, interleaved.", "",
-                  "| configuration | seconds | warm-up before it (s) |", "| --- | ---: | ---: |",
-                  *[f"| {name} | {e['seconds']:.2f} | {e['warmup_s']:.1f} |" for name, e in r["epoch_seconds"].items()], ""]
-    if r.get("profile"):
-        prof = r["profile"]
-        lines += ["## Where the eager pyrovae step's time goes (Trace_ELBO, batch 128, hidden 400)", "",
-                  f"{prof['wall_us_per_step']:.0f} us per step (timed without the profiler); "
-                  f"{prof['operator_cpu_us_per_step']:.0f} us of host time inside PyTorch operators (launches "
-                  "included, measured under the profiler, which inflates it); the rest is Python: Pyro's effect "
-                  "handlers and traces. torch.profiler over 50 steps, the top operators by self CPU time, per step:",
-                  "",
-                  "| operator | calls / step | self CPU (us / step) | share of CPU time | self device (us / step) |",
-                  "| --- | ---: | ---: | ---: | ---: |",
-                  *[f"| `{e['name']}` | {e['calls_per_step']:.0f} | {e['self_cpu_us_per_step']:.0f} | "
-                    f"{e['self_cpu_share']:.1%} | {e['self_device_us_per_step']:.0f} |" for e in prof["top"]], ""]
-    if r.get("log_likelihood"):
-        n = r["log_likelihood"]
-        lines += [f"## Importance-sampled NLL, K={n['num_samples']}, all {n['images']:,} test images", "",
-                  f"{n['arch']} MLP {'-'.join(map(str, n['hidden']))}, z {n['z_dim']}, trained {n['train_epochs']} "
-                  f"epochs with `--fast` ({n['train_seconds']:.1f} s) for the timing only; "
-                  f"{n['batch_size']} images per chunk.", "",
-                  "| seconds | test NLL (nats) |", "| ---: | ---: |",
-                  f"| {n['seconds']:.1f} | {n['nll']:.2f} ± {n['nll_se']:.2f} |", ""]
-    lines += [f"Command: `{r['command']}`", ""]
-    return "\n".join(lines)

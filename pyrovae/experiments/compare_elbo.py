@@ -21,13 +21,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from ..data.datasets import evenly_spaced, load_dataset  # noqa: E402
+from ..data.prepare import prepare_data, select_data  # noqa: E402
 from ..infer.elbos import make_elbo  # noqa: E402
 from ..infer.evaluation import elbo, log_likelihood  # noqa: E402
 from ..training.checkpoint import load, write_json  # noqa: E402
 from ..training.config import TrainConfig  # noqa: E402
+from ..training.trainer import train  # noqa: E402
 
 ELBOS = ("trace", "meanfield")  # the two estimators of the same ELBO that the study compares
-from ..training.trainer import prepare_data, select_data, train  # noqa: E402
 from .grad_variance import gradient_variance  # noqa: E402
 
 LABELS = {"trace": "Trace_ELBO (Monte-Carlo KL)", "meanfield": "TraceMeanField_ELBO (analytic KL)"}

@@ -25,12 +25,12 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.datasets import evenly_spaced, load_dataset
+from ..data.prepare import prepare_data, select_data
 from ..environment import select_device
 from ..errors import ConfigError, DataError
 from ..infer.evaluation import active_units, elbo, log_likelihood
 from ..training.checkpoint import load, read_checkpoint, write_json
 from ..training.config import TrainConfig
-from ..training.trainer import prepare_data, select_data
 
 
 def load_run(run_dir, cuda: bool = False, log: Callable[[str], None] = print, checkpoint: str = "checkpoint.pt"):

@@ -1,1 +1,2 @@
-"""A training run: settings, the run itself (:mod:`.trainer`), checkpoints, TensorBoard, figures."""
+"""A training run: settings, the run itself (:mod:`.trainer`) and its parts (:mod:`.parts`, :mod:`.signals`),
+set-up, checkpoints, TensorBoard and figures (:mod:`.report`)."""
