@@ -22,7 +22,9 @@ import torch
 
 from .data.datasets import DATASETS
 from .errors import Interrupted, PyrovaeError
+from .model.guides import GUIDES
 from .model.likelihoods import BUILT_IN
+from .model.priors import PRIORS
 from .training.config import ARCHS, BINARIZE, DEQUANTIZE, ELBOS, LR_SCHEDULES, TrainConfig
 from .training.trainer import resume, train
 
@@ -63,6 +65,13 @@ def build_parser(description: str = "Train a VAE (Pyro model/guide) with SVI.") 
                    help="bernoulli on grey data: dynamic = fresh draw every minibatch, static = one draw")
     p.add_argument("--dequantize", default=d.dequantize, choices=DEQUANTIZE,
                    help="continuous likelihoods on 8-bit data: uniform noise every minibatch")
+    p.add_argument("--prior", default=d.prior, choices=tuple(PRIORS),
+                   help="p(z): normal = N(0, I), mog = a learned mixture of Gaussians, vamp = VampPrior")
+    p.add_argument("--prior-components", type=int, default=None,
+                   help="mog/vamp: mixture components (pseudo-inputs for vamp; defaults 10 and 500)")
+    p.add_argument("--guide", default=d.guide, choices=tuple(GUIDES),
+                   help="q(z|x): normal = diagonal Gaussian, iaf = inverse autoregressive flow on it")
+    p.add_argument("--flow-steps", type=int, default=None, help="iaf: flow steps (default 2)")
     p.add_argument("--elbo", default=d.elbo, choices=ELBOS,
                    help="trace = Trace_ELBO (Monte-Carlo KL), meanfield = TraceMeanField_ELBO (analytic KL), "
                         "iwae = the importance-weighted bound with --num-particles K per datapoint")
@@ -167,7 +176,10 @@ def _train_config(p: argparse.ArgumentParser, args: dict) -> TrainConfig:
     scale = args.pop("likelihood_scale")
     if scale is not None:
         options["scale"] = scale
-    return TrainConfig(**args, likelihood_options=options)
+    components, steps = args.pop("prior_components"), args.pop("flow_steps")
+    return TrainConfig(**args, likelihood_options=options,
+                       prior_options={} if components is None else {"components": components},
+                       guide_options={} if steps is None else {"steps": steps})
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -28,7 +28,7 @@ NON_NEGATIVE = ["valid_size", "checkpoint_every", "kl_warmup", "early_stopping"]
 SMALL_INTS = st.one_of(st.sampled_from(["1", "2", "3"]), st.sampled_from(["-5", "-1", "0", "x", "1.5", "", "nan"]))
 CHOICES = {
     "likelihood": ["bernoulli", "continuous-bernoulli", "gaussian", "laplace", "beta", "poisson"],
-    "elbo": ["trace", "meanfield", "iwae"],
+    "elbo": ["trace", "meanfield", "iwae", "renyi"],
     "binarize": ["auto", "dynamic", "static", "none", "sometimes"],
     "dequantize": ["auto", "uniform", "none", "gaussian"],
     "arch": ["mlp", "conv", "resnet"],

@@ -64,7 +64,7 @@ def assert_one_clear_line(result, *fragments):
     (["--num-particles", 0], ["num_particles"]),
     (["--lr", -1], ["lr must be a positive"]),
     (["--epochs", "ten"], ["invalid int value"]),
-    (["--elbo", "iwae"], ["invalid choice"]),
+    (["--elbo", "renyi"], ["invalid choice"]),
     (["--binarize", "dynamic", "--likelihood", "gaussian"], ["gaussian likelihood cannot score", "bernoulli"]),
     (["--likelihood-scale", "inf", "--likelihood", "gaussian"], ["scale must be a positive finite number"]),
     (["--likelihood-option", "eps=0.7", "--likelihood", "beta"], ["beta eps must lie in (0, 0.5)"]),

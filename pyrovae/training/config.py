@@ -9,7 +9,9 @@ from typing import Optional, Tuple
 
 from ..errors import ConfigError
 from ..infer.elbos import ELBO_CLASSES
+from ..model.guides import GUIDES
 from ..model.networks import ARCHITECTURES
+from ..model.priors import PRIORS
 
 ELBOS = tuple(ELBO_CLASSES)  # the registries' own keys: one source for each list of names
 ARCHS = ARCHITECTURES
@@ -25,6 +27,10 @@ class TrainConfig:
     download: bool = True
     likelihood: str = "bernoulli"
     likelihood_options: dict = field(default_factory=dict)  # keyword options of the likelihood, e.g. {"scale": 0.1}
+    prior: str = "normal"  # normal | mog (learned mixture of Gaussians) | vamp (VampPrior)
+    prior_options: dict = field(default_factory=dict)  # e.g. {"components": 500}
+    guide: str = "normal"  # normal (diagonal Gaussian) | iaf (inverse autoregressive flow)
+    guide_options: dict = field(default_factory=dict)  # e.g. {"steps": 2}
     binarize: str = "auto"  # auto: dynamic for bernoulli on grey data, else none
     dequantize: str = "auto"  # auto: uniform for other likelihoods on grey 8-bit data
     elbo: str = "trace"  # trace: Trace_ELBO (Monte-Carlo KL); meanfield: TraceMeanField_ELBO
@@ -69,6 +75,11 @@ class TrainConfig:
         _choice("dataset", self.dataset, DATASETS)
         _choice("likelihood", self.likelihood, tuple(BUILT_IN))
         _choice("elbo", self.elbo, ELBOS)
+        _choice("prior", self.prior, tuple(PRIORS))
+        _choice("guide", self.guide, tuple(GUIDES))
+        if self.elbo == "meanfield" and not GUIDES[self.guide].analytic_kl:
+            raise ConfigError(f"--elbo meanfield needs the closed-form KL of the guide, which the {self.guide} guide "
+                              "does not have; use --elbo trace or iwae")
         _choice("arch", self.arch, ARCHS)
         _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         for name in ("lr_patience",):
@@ -96,8 +107,8 @@ class TrainConfig:
         if self.fast and self.distributed:
             raise ConfigError("--fast does not work with --distributed yet; drop one of them")
         if self.elbo == "iwae" and (self.kl_warmup or self.distributed):
-            raise ConfigError(f"--elbo iwae is a bound on log p(x) with unscaled log-densities; it does not take "
-                              f"{'--kl-warmup' if self.kl_warmup else '--distributed'} (drop it, or use --elbo trace)")
+            raise ConfigError(f"--elbo iwae cannot take {'--kl-warmup' if self.kl_warmup else '--distributed'}: it is "
+                              "a bound on log p(x) with unscaled log-densities (drop it, or use --elbo trace)")
         if self.binarize in ("dynamic", "static") and likelihood.data != "binary":
             raise ConfigError(f"binarize={self.binarize} makes binary data, which the {self.likelihood} likelihood "
                               "cannot score; use the bernoulli likelihood")

@@ -124,7 +124,9 @@ class Trainer:
 
         # what learns
         self.vae = VAE(self.dataset.x_dim, config.z_dim, config.hidden, likelihood, arch=config.arch,
-                       image_shape=self.dataset.image_shape, channels=config.channels).to(self.device)
+                       image_shape=self.dataset.image_shape, channels=config.channels, prior=config.prior,
+                       prior_options=config.prior_options, guide=config.guide,
+                       guide_options=config.guide_options).to(self.device)
         self.elbo = make_elbo(config.elbo, config.num_particles)
         self.optimizer = make_optimizer(self.vae.parameters(), config.lr)
         self.schedule = Schedule(self.optimizer, config.lr_schedule, config.epochs, config.lr_min, config.lr_patience)
