@@ -2,6 +2,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from helpers import run_script
@@ -99,3 +100,20 @@ def test_unwritable_out_is_refused_before_training(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     assert_one_clear_line(run_cli("--out", blocker / "run"), "cannot write to the output folder", "--out")
+
+
+@pytest.mark.parametrize("write,fragment", [
+    # unpacked 0/1 rows used to train, exit 0, on the bits of the first 98 pixels
+    (lambda d: np.savez(d / "binarized_mnist.npz", **{k: np.ones((4, 784), dtype=np.uint8)
+                                                      for k in ("train", "valid", "test")}), "found uint8 of shape (4, 784)"),
+    # empty .amat files used to print numpy's warnings before the error line
+    (lambda d: [(d / f"binarized_mnist_{s}.amat").write_text("") for s in ("train", "valid", "test")], "found no data"),
+    # NaN under Bernoulli used to end in torch.bernoulli's traceback
+    (lambda d: [(d / f"binarized_mnist_{s}.amat").write_text("nan " * 784 + "\n") for s in ("train", "valid", "test")],
+     "values such as nan"),
+])
+def test_bad_binarized_mnist_files_fail_with_one_line(write, fragment, tmp_path):
+    write(tmp_path)
+    result = run_cli("--dataset", "binarized-mnist", "--data-dir", tmp_path, "--no-download", "--out", tmp_path / "o")
+    assert result.returncode == 2
+    assert_one_clear_line(result, fragment, "expected")
