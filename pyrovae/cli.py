@@ -14,14 +14,16 @@ exit status 2; a finished job exits 0.
 """
 import argparse
 import os
+import re
 import shlex
 import sys
+from pathlib import Path
 from typing import Callable, List, Optional
 
 import torch
 
 from .data.datasets import DATASETS
-from .errors import Interrupted, PyrovaeError
+from .errors import Interrupted, PyrovaeError, one_line
 from .model.guides import GUIDES
 from .model.likelihoods import BUILT_IN
 from .model.priors import PRIORS
@@ -144,13 +146,27 @@ def _guarded(job: Callable[[], None], out: str) -> int:
     except (MemoryError, RuntimeError) as error:
         if not _out_of_memory(error):
             raise
-        say(f"error: out of memory ({' '.join(str(error).split())[:120] or type(error).__name__}); lower --batch-size, "
-            "--num-particles or the network sizes; the last checkpoint written is in " + out)
+        say(f"error: out of memory ({_allocation(error)}); lower --batch-size, --num-particles or the network sizes; "
+            + _last_checkpoint(out))
         return 2
     except KeyboardInterrupt:
-        print(f"interrupted; the last checkpoint written is in {out}", file=sys.stderr)
+        print(f"interrupted; {_last_checkpoint(out)}", file=sys.stderr)
         return 130
     return 0
+
+
+def _allocation(error: BaseException) -> str:
+    """What an out-of-memory error tried: the size it names, whole, else its message
+    shortened at a word boundary."""
+    size = re.search(r"allocate (?:memory: you tried to allocate )?(\d[\d.,]*(?: ?(?:bytes|[KMGTP]i?B))?)", str(error))
+    return f"tried to allocate {size.group(1)}" if size else one_line(error, 120)
+
+
+def _last_checkpoint(out: str) -> str:
+    """Where the last checkpoint is, said only where one was written."""
+    if (Path(out) / "checkpoint.pt").is_file():
+        return f"the last checkpoint written is in {out}"
+    return f"no checkpoint was written to {out} yet"
 
 
 RESUME_FLAGS = {"epochs", "progress", "cuda", "distributed", "threads"}
@@ -194,12 +210,26 @@ def main(argv: Optional[List[str]] = None) -> int:
     if run_dir is None:
         config = _train_config(p, args)
         return _guarded(lambda: train(config, command=command), config.out_dir())
-    changed = sorted(k for k, v in args.items() if v != p.get_default(k) and k not in RESUME_FLAGS)
+    present = _flags_given(p, argv) - {"resume"}
+    changed = sorted(present - RESUME_FLAGS)
     if changed:
         p.error(f"--resume continues a run with its own settings; drop --{changed[0].replace('_', '-')} "
                 "(only --epochs, --cuda, --distributed, --threads and --no-progress may be given with --resume)")
-    given = {k: args[k] for k in RESUME_FLAGS if args[k] != p.get_default(k)}
+    given = {k: args[k] for k in RESUME_FLAGS & present}
     return _guarded(lambda: resume(run_dir, command=command, **given), run_dir)
+
+
+def _flags_given(p: argparse.ArgumentParser, argv: Optional[List[str]]) -> set:
+    """The settings whose flags are on the command line, whatever their values (a flag given
+    with its default value included): ``argv`` parsed once more with no defaults."""
+    saved = [(action, action.default) for action in p._actions]
+    try:
+        for action, _ in saved:
+            action.default = argparse.SUPPRESS
+        return set(vars(p.parse_args(argv)))
+    finally:
+        for action, default in saved:
+            action.default = default
 
 
 def compare_main(argv: Optional[List[str]] = None) -> int:

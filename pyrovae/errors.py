@@ -23,9 +23,15 @@ class CheckpointError(PyrovaeError):
 
 
 def one_line(error: BaseException, limit: int = 200) -> str:
-    """An exception's message folded onto one line (for messages that quote another error)."""
+    """An exception's message folded onto one line (for messages that quote another error),
+    at most ``limit`` characters, shortened at a word boundary so that no number or name
+    is cut in two."""
     text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 2]  # one more than fits: a word ending exactly at the limit stays whole
+    cut = cut.rsplit(" ", 1)[0] if " " in cut else cut[:-1]
+    return cut.rstrip(",;:") + "..."
 
 
 class TrainingError(PyrovaeError):

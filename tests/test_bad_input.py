@@ -22,7 +22,7 @@ from pyrovae.data.datasets import Dataset, load_mnist_sample
 SAMPLE = load_mnist_sample().limit(120, 40)
 
 POSITIVE = ["z_dim", "hidden", "batch_size", "num_particles", "epochs", "test_frequency", "train_limit",
-            "test_limit", "lr_patience"]
+            "test_limit", "lr_patience", "threads"]
 NON_NEGATIVE = ["valid_size", "checkpoint_every", "kl_warmup", "early_stopping"]
 # valid values drawn about half the time, so that both outcomes are exercised
 SMALL_INTS = st.one_of(st.sampled_from(["1", "2", "3"]), st.sampled_from(["-5", "-1", "0", "x", "1.5", "", "nan"]))
@@ -43,25 +43,49 @@ def _is_int(text, low):
         return False
 
 
+#: (value, valid): a likelihood option whose name some likelihood takes, with a good value, is valid (the
+#: likelihood drawn may still take no such option: a clash); a malformed item or a bad value is not
+LIKELIHOOD_OPTIONS = [("scale=0.1", True), ("min_scale=0.01", True), ("eps=0.01", True), ("scale", False),
+                      ("=1", False), ("scale=x", False), ("scale=-1", False), ("scale=inf", False), ("eps=0.7", False)]
+#: (value, valid) of --seed: 0 .. 2**32 - 1
+SEEDS = [("0", True), ("3", True), (str(2**32 - 1), True), ("-1", False), (str(2**32), False), (str(2**64), False),
+         ("x", False)]
+#: --lr-min, drawn with --lr-schedule cosine: valid when finite, >= 0 and at most --lr
+LR_MINS = ["0", "1e-5", "1e-3", "0.01", "-1", "nan", "inf"]
+
+
 @st.composite
 def command_lines(draw):
     """(argv, expected_valid): a random mix of flags with valid and invalid values."""
     argv, valid = [], True
     values = {}
-    for name in draw(st.lists(st.sampled_from(POSITIVE + NON_NEGATIVE + list(CHOICES) + ["lr", "likelihood_scale"]),
-                              unique=True, max_size=5)):
+    lr_min, schedule = None, "constant"
+    names = POSITIVE + NON_NEGATIVE + list(CHOICES) + ["lr", "likelihood_scale", "likelihood_option", "seed", "lr_min"]
+    for name in draw(st.lists(st.sampled_from(names), unique=True, max_size=5)):
         flag = "--" + name.replace("_", "-")
         if name in CHOICES:
             value = draw(st.one_of(st.sampled_from(CHOICES[name][:-1]), st.just(CHOICES[name][-1])))
             valid &= value in CHOICES[name][:-1]  # the last of each list is not a choice
+            schedule = value if name == "lr_schedule" else schedule
         elif name in ("lr", "likelihood_scale"):
             value = draw(st.one_of(st.sampled_from(["1e-3", "0.5"]), st.sampled_from(["nan", "inf", "-1", "0", "abc"])))
             valid &= value in ("1e-3", "0.5")
+        elif name in ("likelihood_option", "seed"):
+            value, ok = draw(st.sampled_from(LIKELIHOOD_OPTIONS if name == "likelihood_option" else SEEDS))
+            valid &= ok
+        elif name == "lr_min":
+            value = lr_min = draw(st.sampled_from(LR_MINS))
+            argv += ["--lr-schedule", "cosine"]  # a schedule that uses it; a later --lr-schedule wins
+            schedule = "cosine"
         else:
             value = draw(SMALL_INTS)
             valid &= _is_int(value, 1 if name in POSITIVE else 0)
         values[name] = value
         argv += [flag, value]
+    if lr_min is not None:  # judged once the final --lr and --lr-schedule are known
+        lr = float(values["lr"]) if values.get("lr") in ("1e-3", "0.5") else 1e-3
+        low = float(lr_min)
+        valid &= 0 <= low < math.inf and (schedule == "constant" or low <= lr)
     return argv, valid, values
 
 
@@ -82,12 +106,26 @@ def offline_sample(monkeypatch):
                         lambda name, *a, **k: SAMPLE if name == "mnist" else real(name, *a, **k))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@pytest.fixture
+def keep_threads():
+    """--threads N sets torch's global thread count in this process: put it back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=command_lines())
-def test_any_command_line_ends_cleanly(case, offline_sample, tmp_path_factory):
+@example(case=(["--lr-schedule", "cosine", "--lr-min", "0.01"], False, {}))
+@example(case=(["--seed", "-1"], False, {}))
+@example(case=(["--seed", str(2**64)], False, {}))
+@example(case=(["--seed", str(2**32 - 1), "--likelihood-option", "scale=0.1", "--likelihood", "gaussian",
+                "--threads", "1", "--valid-size", "3"], True, {}))
+def test_any_command_line_ends_cleanly(case, offline_sample, keep_threads, tmp_path_factory):
     argv, valid, values = case
     out = tmp_path_factory.mktemp("cli")
-    base = ["--epochs", "1", "--hidden", "8", "--z-dim", "2", "--no-progress", "--out", str(out / "run")]
+    base = ["--epochs", "1", "--hidden", "8", "--z-dim", "2", "--train-limit", "64", "--test-limit", "32",
+            "--no-progress", "--out", str(out / "run")]
     code, err = run_main(base + argv)  # the drawn flags come last and win
     lines = [line for line in err.splitlines() if line.strip()]
     event(f"{'valid' if valid else 'invalid'} values, exit {code}")

@@ -2,6 +2,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from helpers import run_script
@@ -76,6 +77,9 @@ def assert_one_clear_line(result, *fragments):
     (["--valid-size", 0, "--early-stopping", 5], ["--early-stopping 5", "need a validation set"]),
     (["--valid-size", -1], ["valid_size must be a non-negative integer"]),
     (["--threads", 0], ["threads must be a positive integer"]),
+    (["--lr-min", "0.01", "--lr-schedule", "cosine"], ["lr_min 0.01 is above lr 0.001", "cosine"]),
+    (["--seed", -1], ["seed must be an integer from 0 to 2**32 - 1, got -1"]),
+    (["--seed", 2**64], [f"got {2**64}"]),
     (["--z-dim", "100000000000", "--no-download", "--train-limit", "10", "--test-limit", "10"],
      ["out of memory", "lower --batch-size"]),
 ])
@@ -99,3 +103,74 @@ def test_unwritable_out_is_refused_before_training(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     assert_one_clear_line(run_cli("--out", blocker / "run"), "cannot write to the output folder", "--out")
+
+
+@pytest.mark.parametrize("write,fragment", [
+    # unpacked 0/1 rows used to train, exit 0, on the bits of the first 98 pixels
+    (lambda d: np.savez(d / "binarized_mnist.npz", **{k: np.ones((4, 784), dtype=np.uint8)
+                                                      for k in ("train", "valid", "test")}), "found uint8 of shape (4, 784)"),
+    # empty .amat files used to print numpy's warnings before the error line
+    (lambda d: [(d / f"binarized_mnist_{s}.amat").write_text("") for s in ("train", "valid", "test")], "found no data"),
+    # NaN under Bernoulli used to end in torch.bernoulli's traceback
+    (lambda d: [(d / f"binarized_mnist_{s}.amat").write_text("nan " * 784 + "\n") for s in ("train", "valid", "test")],
+     "values such as nan"),
+])
+def test_bad_binarized_mnist_files_fail_with_one_line(write, fragment, tmp_path):
+    write(tmp_path)
+    result = run_cli("--dataset", "binarized-mnist", "--data-dir", tmp_path, "--no-download", "--out", tmp_path / "o")
+    assert result.returncode == 2
+    assert_one_clear_line(result, fragment, "expected")
+
+
+@pytest.mark.parametrize("flag", [["--seed", "0"], ["--lr", "0.001"], ["--dataset", "mnist"], ["--likelihood-option", "a=1"],
+                                  ["--no-download"], ["--z-dim=50"]])
+def test_resume_refuses_a_conflicting_flag_given_with_its_default_value(flag, capsys):
+    from pyrovae.cli import build_parser, main
+
+    dest = build_parser()._option_string_actions[flag[0].split("=")[0]].dest
+    with pytest.raises(SystemExit) as stop:  # refused before the run folder is even read
+        main(["--resume", "some-run", *flag, "--no-progress"])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: --resume continues a run with its own settings; drop --{dest.replace('_', '-')} (only --epochs, "
+        "--cuda, --distributed, --threads and --no-progress may be given with --resume) (see --help)"]
+
+
+def test_resume_passes_the_flags_it_allows_even_at_their_default(monkeypatch):
+    import pyrovae.cli
+
+    calls = []
+    monkeypatch.setattr(pyrovae.cli, "resume", lambda run_dir, command, **given: calls.append(given))
+    assert pyrovae.cli.main(["--resume", "r", "--epochs", "100", "--no-progress"]) == 0
+    assert pyrovae.cli.main(["--resume", "r"]) == 0
+    assert calls == [{"epochs": 100, "progress": False}, {}]
+
+
+@pytest.mark.parametrize("checkpoint", [False, True])
+def test_out_of_memory_line_keeps_the_size_whole_and_tells_the_truth_about_checkpoints(checkpoint, tmp_path,
+                                                                                        monkeypatch, capsys):
+    import pyrovae.cli
+
+    def oom(config, command=None):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 320000000000000 bytes. Error code 12 (Cannot allocate memory)")
+
+    if checkpoint:
+        (tmp_path / "checkpoint.pt").write_bytes(b"")
+    monkeypatch.setattr(pyrovae.cli, "train", oom)
+    assert pyrovae.cli.main(["--out", str(tmp_path)]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith("error: out of memory (tried to allocate 320000000000000 bytes); lower --batch-size")
+    if checkpoint:
+        assert line.endswith(f"the last checkpoint written is in {tmp_path}")
+    else:
+        assert line.endswith(f"no checkpoint was written to {tmp_path} yet")
+
+
+def test_one_line_shortens_at_a_word_boundary():
+    from pyrovae.errors import one_line
+
+    text = one_line(RuntimeError("you tried to allocate " + "1234567890" * 3 + " bytes"), limit=40)
+    assert text == "you tried to allocate..." and len(text) <= 40
+    assert one_line(RuntimeError("x" * 50), limit=20) == "x" * 17 + "..."
+    assert one_line(RuntimeError("short\nmessage")) == "short message"

