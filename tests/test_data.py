@@ -1,5 +1,6 @@
 """Readers for the data formats, the transforms, minibatches, and the preprocessing rules."""
 import gzip
+import re
 import warnings
 
 import numpy as np
@@ -192,3 +193,16 @@ def test_torchvision_arrays_are_what_they_claim(tmp_path, monkeypatch):
     arrays.update(data=torch.zeros(5, 28, 28, dtype=torch.uint8), targets=torch.arange(4))
     with pytest.raises(pyrovae.DataError, match=r"labels .*found int64 of shape \(4,\), expected int64 of shape \(5,\)"):
         load_dataset("mnist", tmp_path, download=False)
+
+
+@pytest.mark.parametrize("bad,fragment", [(float("nan"), "NaN or infinite"), (2.0, "outside [0, 1]"),
+                                          (-1.0, "outside [0, 1]")])
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])  # binarized / dequantized grey data
+def test_grey_levels_are_checked_before_any_transform_reads_them(mnist_sample, bad, fragment, likelihood):
+    train = mnist_sample.train_x[:50].clone()
+    train[3, 100] = bad
+    dataset = pyrovae.Dataset("digits", "a test", train, mnist_sample.test_x[:20])
+    config = pyrovae.TrainConfig(likelihood=likelihood)
+    with pytest.raises(pyrovae.DataError, match=re.escape(fragment)) as caught:
+        prepare_data(config, dataset, get_likelihood(likelihood))
+    assert "training data" in str(caught.value) and "\n" not in str(caught.value)

@@ -55,6 +55,10 @@ def prepare_data(config: "TrainConfig", dataset: Dataset, likelihood) -> Prepare
     if binary and mode_d == "uniform":
         raise ConfigError(f"{dataset.name} is already binary; dequantize=uniform applies to 8-bit grey data")
 
+    if mode_b != "none" or mode_d != "none":  # the transforms read pixels as grey levels: check those first
+        for what, x in (("training", dataset.train_x), ("test", dataset.test_x), ("validation", dataset.valid_x)):
+            _check_grey_levels(x, f"the {dataset.name} {what} data", "binarize" if mode_b != "none" else "dequantize")
+
     train_x, transform = dataset.train_x, "none"
     if mode_b == "static":  # one draw for the whole run, from the run's seed
         train_x = binarize(train_x, torch.Generator().manual_seed(config.seed))
@@ -79,6 +83,18 @@ def prepare_data(config: "TrainConfig", dataset: Dataset, likelihood) -> Prepare
     if valid_x is not None:
         likelihood.check(valid_x, f"the {dataset.name} validation data")
     return PreparedData(train_x, test_x, transform, mode_b, mode_d, valid_x)
+
+
+def _check_grey_levels(x, what: str, transform: str) -> None:
+    """Binarization draws Bernoulli(x) and dequantization spreads 8-bit levels: both need
+    finite values in [0, 1]."""
+    if x is None:
+        return
+    if not bool(torch.isfinite(x).all()):
+        raise DataError(f"{what} has NaN or infinite values, which {transform} cannot use; clean or drop those rows")
+    if len(x) and not bool(((x >= 0) & (x <= 1)).all()):
+        raise DataError(f"{what} has values outside [0, 1] (min {float(x.min()):.4g}, max {float(x.max()):.4g}); "
+                        f"{transform} reads pixels as grey levels in [0, 1]: rescale the data")
 
 
 def check_shapes(dataset: Dataset) -> None:
