@@ -137,10 +137,10 @@ def test_resume_refuses_a_conflicting_flag_given_with_its_default_value(flag, ca
 
 
 def test_resume_passes_the_flags_it_allows_even_at_their_default(monkeypatch):
-    import pyrovae.cli
+    import pyrovae.cli.svi_train
 
     calls = []
-    monkeypatch.setattr(pyrovae.cli, "resume", lambda run_dir, command, **given: calls.append(given))
+    monkeypatch.setattr(pyrovae.cli.svi_train, "resume", lambda run_dir, command, **given: calls.append(given))
     assert pyrovae.cli.main(["--resume", "r", "--epochs", "100", "--no-progress"]) == 0
     assert pyrovae.cli.main(["--resume", "r"]) == 0
     assert calls == [{"epochs": 100, "progress": False}, {}]
@@ -149,7 +149,7 @@ def test_resume_passes_the_flags_it_allows_even_at_their_default(monkeypatch):
 @pytest.mark.parametrize("checkpoint", [False, True])
 def test_out_of_memory_line_keeps_the_size_whole_and_tells_the_truth_about_checkpoints(checkpoint, tmp_path,
                                                                                         monkeypatch, capsys):
-    import pyrovae.cli
+    import pyrovae.cli.svi_train
 
     def oom(config, command=None):
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
@@ -157,7 +157,7 @@ def test_out_of_memory_line_keeps_the_size_whole_and_tells_the_truth_about_check
 
     if checkpoint:
         (tmp_path / "checkpoint.pt").write_bytes(b"")
-    monkeypatch.setattr(pyrovae.cli, "train", oom)
+    monkeypatch.setattr(pyrovae.cli.svi_train, "train", oom)
     assert pyrovae.cli.main(["--out", str(tmp_path)]) == 2
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith("error: out of memory (tried to allocate 320000000000000 bytes); lower --batch-size")

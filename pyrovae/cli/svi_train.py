@@ -1,0 +1,171 @@
+"""``scripts/svi_train.py`` and ``scripts/compare_elbo.py``: flags -> :class:`TrainConfig` ->
+:func:`pyrovae.train` / :func:`pyrovae.resume` (or the ELBO study)."""
+import argparse
+from typing import List, Optional
+
+from ..data.datasets import DATASETS
+from ..model.guides import GUIDES
+from ..model.likelihoods import BUILT_IN
+from ..model.priors import PRIORS
+from ..training.config import ARCHS, BINARIZE, DEQUANTIZE, ELBOS, LR_SCHEDULES, TrainConfig
+from ..training.trainer import resume, train
+from .common import _command, _guarded, _Help, _Parser, _threads_flag
+
+RESUME_FLAGS = {"epochs", "progress", "cuda", "distributed", "threads"}
+
+
+def build_parser(description: str = "Train a VAE (Pyro model/guide) with SVI.") -> argparse.ArgumentParser:
+    d = TrainConfig()
+    p = _Parser(description=description, formatter_class=_Help)
+    p.add_argument("--cuda", action="store_true", help="train on the GPU (fails with one line if there is none)")
+    p.add_argument("--dataset", default=d.dataset, choices=DATASETS, help="the images (see the README's Data)")
+    p.add_argument("--data-dir", default=d.data_dir, help="where data sets are read from / downloaded to")
+    p.add_argument("--no-download", dest="download", action="store_false", help="never try the network")
+    p.add_argument("--likelihood", default=d.likelihood, metavar="{" + ",".join(BUILT_IN) + "}",
+                   help="p(x|z); a callable of your own goes through the Python API")
+    p.add_argument("--likelihood-scale", type=float, default=None,
+                   help="fixed scale for gaussian/laplace (default: learned per pixel); "
+                        "the same as --likelihood-option scale=S")
+    p.add_argument("--likelihood-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a keyword option of the likelihood (repeatable): gaussian/laplace scale, min_scale; "
+                        "beta eps, min_concentration")
+    p.add_argument("--binarize", default=d.binarize, choices=BINARIZE,
+                   help="bernoulli on grey data: dynamic = fresh draw every minibatch, static = one draw")
+    p.add_argument("--dequantize", default=d.dequantize, choices=DEQUANTIZE,
+                   help="continuous likelihoods on 8-bit data: uniform noise every minibatch")
+    p.add_argument("--prior", default=d.prior, choices=tuple(PRIORS),
+                   help="p(z): normal = N(0, I), mog = a learned mixture of Gaussians, vamp = VampPrior")
+    p.add_argument("--prior-components", type=int, default=None,
+                   help="mog/vamp: mixture components (pseudo-inputs for vamp; defaults 10 and 500)")
+    p.add_argument("--guide", default=d.guide, choices=tuple(GUIDES),
+                   help="q(z|x): normal = diagonal Gaussian, iaf = inverse autoregressive flow on it")
+    p.add_argument("--flow-steps", type=int, default=None, help="iaf: flow steps (default 2)")
+    p.add_argument("--elbo", default=d.elbo, choices=ELBOS,
+                   help="trace = Trace_ELBO (Monte-Carlo KL), meanfield = TraceMeanField_ELBO (analytic KL), "
+                        "iwae = the importance-weighted bound with --num-particles K per datapoint")
+    p.add_argument("--num-particles", type=int, default=d.num_particles, help="ELBO particles per step (iwae: importance samples K per datapoint)")
+    p.add_argument("--z-dim", type=int, default=d.z_dim, help="latent dimensions")
+    p.add_argument("--arch", default=d.arch, choices=ARCHS,
+                   help="MLP (softplus units), MLP with gated units, or convolutional encoder/decoder")
+    p.add_argument("--hidden", type=int, nargs="+", default=list(d.hidden),
+                   help="mlp: hidden widths, e.g. --hidden 400 200; conv: the dense layer's width")
+    p.add_argument("--channels", type=int, nargs=2, default=list(d.channels),
+                   help="conv: feature maps at H/2 and H/4")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="passes over the training set")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="images per minibatch")
+    p.add_argument("--lr", type=float, default=d.lr, help="Adam's learning rate")
+    p.add_argument("--lr-schedule", default=d.lr_schedule, choices=LR_SCHEDULES,
+                   help="cosine: anneal to --lr-min over the run; plateau: halve when the validation ELBO "
+                        "has not improved for --lr-patience epochs")
+    p.add_argument("--lr-min", type=float, default=d.lr_min, help="the lowest rate of cosine and plateau")
+    p.add_argument("--lr-patience", type=int, default=d.lr_patience,
+                   help="plateau: epochs without a better validation ELBO before halving")
+    p.add_argument("--kl-warmup", type=int, default=d.kl_warmup,
+                   help="epochs over which the latent site's log-density scale rises linearly to 1 (0: none)")
+    p.add_argument("--early-stopping", type=int, default=d.early_stopping,
+                   help="stop after N epochs without a better validation ELBO (0: never)")
+    p.add_argument("--valid-size", type=int, default=d.valid_size,
+                   help="hold out the last N training images as the validation set that chooses best.pt, the "
+                        "plateau schedule and early stopping (default: the last 10%%; binarized-mnist has its "
+                        "own); 0: no validation set, best.pt is the last epoch")
+    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
+                   help="also write checkpoint.pt every N steps inside an epoch (0: at epoch ends)")
+    p.add_argument("--seed", type=int, default=d.seed, help="seeds torch, numpy and random")
+    p.add_argument("--out", default=None, help="run folder (default: runs/<dataset>-<likelihood>-<elbo>, git-ignored)")
+    p.add_argument("--test-frequency", type=int, default=d.test_frequency, help="evaluate every N epochs")
+    p.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
+    p.add_argument("--test-limit", type=int, default=None, help="use only the first N test images")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no tqdm progress bar")
+    p.add_argument("--distributed", action="store_true",
+                   help="data-parallel training, one process per device, started by torchrun "
+                        "(torchrun --nproc_per_node=N scripts/svi_train.py --distributed ...)")
+    p.add_argument("--tensorboard", action="store_true", help="write scalars and images to <out>/tensorboard")
+    _threads_flag(p)
+    p.add_argument("--fast", action="store_true",
+                   help="capture the SVI step once and replay it compiled (torch.compile); checked against "
+                        "the eager step, falls back to it if the two differ")
+    return p
+
+
+def _train_config(p: argparse.ArgumentParser, args: dict) -> TrainConfig:
+    """The settings of the parsed flags: ``--likelihood-scale`` and every
+    ``--likelihood-option KEY=VALUE`` become ``likelihood_options``."""
+    options = {}
+    for item in args.pop("likelihood_option"):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            p.error(f"--likelihood-option takes KEY=VALUE, got {item!r}")
+        try:
+            options[key.strip()] = float(value)
+        except ValueError:
+            p.error(f"--likelihood-option {key.strip()} needs a number, got {value!r}")
+    scale = args.pop("likelihood_scale")
+    if scale is not None:
+        options["scale"] = scale
+    components, steps = args.pop("prior_components"), args.pop("flow_steps")
+    return TrainConfig(**args, likelihood_options=options,
+                       prior_options={} if components is None else {"components": components},
+                       guide_options={} if steps is None else {"steps": steps})
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """``scripts/svi_train.py``: a new run, or ``--resume RUN_DIR``."""
+    p = build_parser()
+    p.add_argument("--resume", metavar="RUN_DIR", default=None,
+                   help="continue the run in RUN_DIR from its checkpoint, with its own settings "
+                        "(only --epochs, --cuda, --distributed, --threads and --no-progress may change)")
+    args = vars(p.parse_args(argv))
+    command = _command("scripts/svi_train.py", argv)
+    run_dir = args.pop("resume")
+    if run_dir is None:
+        config = _train_config(p, args)
+        return _guarded(lambda: train(config, command=command), config.out_dir())
+    present = _flags_given(p, argv) - {"resume"}
+    changed = sorted(present - RESUME_FLAGS)
+    if changed:
+        p.error(f"--resume continues a run with its own settings; drop --{changed[0].replace('_', '-')} "
+                "(only --epochs, --cuda, --distributed, --threads and --no-progress may be given with --resume)")
+    given = {k: args[k] for k in RESUME_FLAGS & present}
+    return _guarded(lambda: resume(run_dir, command=command, **given), run_dir)
+
+
+def _flags_given(p: argparse.ArgumentParser, argv: Optional[List[str]]) -> set:
+    """The settings whose flags are on the command line, whatever their values (a flag given
+    with its default value included): ``argv`` parsed once more with no defaults."""
+    saved = [(action, action.default) for action in p._actions]
+    try:
+        for action, _ in saved:
+            action.default = argparse.SUPPRESS
+        return set(vars(p.parse_args(argv)))
+    finally:
+        for action, default in saved:
+            action.default = default
+
+
+def compare_main(argv: Optional[List[str]] = None) -> int:
+    """``scripts/compare_elbo.py``: the same model trained with each ELBO, several seeds."""
+    p = build_parser("Train the same VAE with Trace_ELBO and TraceMeanField_ELBO, several seeds each, "
+                     "and compare test ELBO, test NLL, time per epoch and gradient variance.")
+    p.set_defaults(dataset="binarized-mnist", out="runs/elbo_comparison", epochs=50, progress=False)
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds (0 .. N-1)")
+    p.add_argument("--nll-samples", type=int, default=5000, help="importance samples K for the test NLL")
+    p.add_argument("--nll-test-limit", type=int, default=2000, help="test images scored for the NLL")
+    p.add_argument("--grad-epochs", type=int, nargs="+", default=None,
+                   help="epochs after which to measure gradient variance (0 = at initialization)")
+    p.add_argument("--grad-repeats", type=int, default=100, help="gradient draws per measurement")
+    args = vars(p.parse_args(argv))
+    study = {k: args.pop(k) for k in ("seeds", "nll_samples", "nll_test_limit", "grad_epochs", "grad_repeats")}
+    out = args.pop("out")
+    for name in ("seeds", "nll_samples", "nll_test_limit", "grad_repeats"):
+        if study[name] <= 0:
+            p.error(f"--{name.replace('_', '-')} must be a positive integer, got {study[name]}")
+    if study["seeds"] < 2:
+        p.error("--seeds must be at least 2 for a spread over seeds")
+    config = _train_config(p, args)
+    from .experiments.compare_elbo import compare_elbos  # the application loads only when its command runs
+    return _guarded(lambda: compare_elbos(
+        config, out, seeds=range(study["seeds"]), nll_samples=study["nll_samples"],
+        nll_test_limit=study["nll_test_limit"], grad_epochs=study["grad_epochs"] or (),
+        grad_repeats=study["grad_repeats"], command=_command("scripts/compare_elbo.py", argv)), out)
+
+
