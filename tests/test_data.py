@@ -8,8 +8,10 @@ import pytest
 import torch
 
 import pyrovae
-from pyrovae.data.datasets import dequantize, load_dataset, read_idx
+from pyrovae.data.datasets import load_dataset
+from pyrovae.data.files import read_idx
 from pyrovae.data.prepare import prepare_data
+from pyrovae.data.transforms import dequantize
 from pyrovae.infer.svi import EpochState, run_epoch
 from pyrovae.model.likelihoods import get_likelihood
 

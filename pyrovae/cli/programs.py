@@ -24,7 +24,7 @@ def evaluate_main(argv: Optional[List[str]] = None) -> int:
         p.error("--num-samples, --test-limit and --test-subset must be positive integers")
     checkpoint = {"best": "best.pt", "last": "checkpoint.pt", None: None}[args.checkpoint]
     _set_threads(p, args.threads)
-    from .experiments.evaluate import evaluate_run  # the application loads only when its command runs
+    from ..experiments.evaluate import evaluate_run  # the application loads only when its command runs
     return _guarded(lambda: evaluate_run(args.run_dir, args.num_samples, args.cuda, args.test_limit, args.test_subset,
                                          checkpoint=checkpoint, command=_command("scripts/evaluate.py", argv),
                                          progress=args.progress),
@@ -38,7 +38,7 @@ def plot_latent_main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--out", default=None, help="folder for the figures (default: RUN_DIR)")
     args = p.parse_args(argv)
     _set_threads(p, args.threads)
-    from .experiments.plot_latent import plot_latent_run  # the application loads only when its command runs
+    from ..experiments.plot_latent import plot_latent_run  # the application loads only when its command runs
     return _guarded(lambda: plot_latent_run(args.run_dir, args.out, args.cuda), args.run_dir)
 
 
@@ -69,7 +69,7 @@ def bench_main(argv: Optional[List[str]] = None) -> int:
         p.error("--nll-epochs must be 0 or positive")
     if args.blocks < 4:
         p.error("--blocks must be at least 4 for a median and quartiles")
-    from .experiments.bench import run_benchmark  # the application loads only when its command runs
+    from ..experiments.bench import run_benchmark  # the application loads only when its command runs
     return _guarded(lambda: run_benchmark(args, command=_command("scripts/bench.py", argv)), args.out)
 
 
@@ -94,7 +94,7 @@ def bench_ddp_main(argv: Optional[List[str]] = None) -> int:
         p.error("all sizes and counts must be positive")
     if args.epochs < 2:
         p.error("--epochs must be at least 2 (the first epoch is not timed)")
-    from .experiments.bench_ddp import run_scaling  # the application loads only when its command runs
+    from ..experiments.bench_ddp import run_scaling  # the application loads only when its command runs
     return _guarded(lambda: run_scaling(args, command=_command("scripts/bench_ddp.py", argv)), args.out)
 
 
@@ -105,7 +105,7 @@ def nll_table_main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("run_dirs", nargs="+", help="run folders scored by scripts/evaluate.py")
     p.add_argument("--out", default="runs/nll_table", help="path of the table, without suffix")
     args = p.parse_args(argv)
-    from .experiments.nll_table import write_table  # the application loads only when its command runs
+    from ..experiments.nll_table import write_table  # the application loads only when its command runs
     return _guarded(lambda: write_table(args.run_dirs, args.out, command=_command("scripts/nll_table.py", argv)),
                     args.out)
 

@@ -162,7 +162,7 @@ def compare_main(argv: Optional[List[str]] = None) -> int:
     if study["seeds"] < 2:
         p.error("--seeds must be at least 2 for a spread over seeds")
     config = _train_config(p, args)
-    from .experiments.compare_elbo import compare_elbos  # the application loads only when its command runs
+    from ..experiments.compare_elbo import compare_elbos  # the application loads only when its command runs
     return _guarded(lambda: compare_elbos(
         config, out, seeds=range(study["seeds"]), nll_samples=study["nll_samples"],
         nll_test_limit=study["nll_test_limit"], grad_epochs=study["grad_epochs"] or (),

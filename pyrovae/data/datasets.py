@@ -1,4 +1,5 @@
-"""Data sets as tensors and the per-minibatch transforms.
+"""Data sets as tensors (the per-minibatch transforms are in :mod:`pyrovae.data.transforms`,
+the file readers and checks in :mod:`pyrovae.data.files`).
 
 Every loader returns a :class:`Dataset` of ``float32`` tensors in [0, 1] with one
 flattened image per row (N, 784). The training loop moves the whole set to the device
@@ -17,7 +18,6 @@ Sources, in the order they are tried:
 * ``fashion-mnist``: torchvision's FashionMNIST under ``data_dir``, else the Debian
   package's files in ``/usr/share/datasets/fashion-mnist``, else a torchvision download.
 """
-import gzip
 import importlib.util
 import os
 import urllib.request
@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError, one_line
+from .files import _expect, read_idx
 
 DATASETS = ("mnist", "binarized-mnist", "fashion-mnist")
 #: the data sets that come with their own validation split; the others get one held out
@@ -279,73 +280,6 @@ def _load_fashion_mnist(data_dir: Path, download: bool) -> Dataset:
     return Dataset("fashion-mnist", f"torchvision FashionMNIST in {data_dir}", parts[0], parts[2], parts[1], parts[3])
 
 
-def read_idx(path) -> torch.Tensor:
-    """An IDX file (optionally gzipped), as used by MNIST and Fashion-MNIST, as a uint8 tensor."""
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rb") as f:
-        raw = f.read()
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise DataError(f"{path} is not an IDX file of unsigned bytes")
-    ndim = raw[3]
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(shape)):
-        raise DataError(f"{path} is truncated: expected {int(np.prod(shape))} values, found {data.size}")
-    return torch.from_numpy(data.reshape(shape).copy())
-
-
-def _expect(array, what: str, shape: tuple, dtype: str, values: Optional[str] = None, hint: str = "") -> None:
-    """Refuse a source's ``array`` (numpy or torch) unless it is what the source claims to
-    be: ``shape`` (``None``: any number of rows above 0), ``dtype`` (numpy's name) and, with
-    ``values``, "binary" pixels (0 or 1) or "labels" (0 to 9). One :class:`DataError` line
-    says what was found and what was expected."""
-    a = np.asarray(array)
-    dims = ", ".join("N" if n is None else str(n) for n in shape)
-    expected = f"{dtype} of shape ({dims}{',' if len(shape) == 1 else ''})"
-    expected += " with N >= 1" if None in shape else ""
-    expected += {"binary": ", pixels 0 or 1", "labels": ", labels 0 to 9", None: ""}[values]
-    if hint:
-        expected += f" ({hint})"
-    found = f"{a.dtype.name} of shape {tuple(a.shape)}" if a.size else "no data"
-    ok = a.dtype.name == dtype and a.ndim == len(shape) and all(
-        n > 0 if want is None else n == want for want, n in zip(shape, a.shape))
-    if ok and values is not None:
-        allowed = (0, 1) if values == "binary" else range(10)
-        bad = ~np.isin(a, allowed)
-        if bad.any():
-            ok = False
-            shown = ", ".join(f"{v:g}" for v in np.unique(a[bad])[:4])  # NaN last; at most 4 shown
-            found += f" with values such as {shown}"
-    if not ok:
-        raise DataError(f"{what}: found {found}, expected {expected}")
-
-
 def _flat_unit(images: torch.Tensor) -> torch.Tensor:
     """uint8 images (N, 28, 28) or (N, 784) -> float32 (N, 784) in [0, 1]."""
     return images.reshape(len(images), -1).float().div_(255.0)
-
-
-# ------------------------------------------------------- per-minibatch transforms
-def binarize(x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    """One Bernoulli draw per pixel with the grey level as probability (dynamic binarization)."""
-    return torch.bernoulli(x, generator=generator)
-
-
-def dequantize(x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    r"""Uniform dequantization of 8-bit data: :math:`(255 x + u) / 256`, :math:`u \sim U[0, 1)`.
-
-    A continuous density on dequantized data lower-bounds the probability of the discrete
-    pixels (Theis et al. 2016), so its log-likelihoods are comparable in bits per dimension."""
-    noise = torch.rand(x.shape, device=x.device, generator=generator)
-    return (x * 255.0 + noise) / 256.0
-
-
-TRANSFORMS = {"none": None, "binarize": binarize, "dequantize": dequantize}
-
-
-def evenly_spaced(x: torch.Tensor, n: int) -> torch.Tensor:
-    """``n`` rows of ``x`` evenly spaced over all of it (a fair subset where the order is
-    not random: the first 1,000 images of binarized MNIST's test set score about 11 nats
-    worse than the whole)."""
-    return x[torch.linspace(0, len(x) - 1, min(n, len(x)), device=x.device).round().long()]
-

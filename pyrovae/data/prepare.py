@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Optional
 import torch
 
 from ..errors import ConfigError, DataError
-from .datasets import TRANSFORMS, Dataset, binarize, dequantize
+from .datasets import Dataset
+from .transforms import TRANSFORMS, binarize, dequantize
 
 if TYPE_CHECKING:  # the settings' type only; data/ imports nothing from training/ when it runs
     from ..training.config import TrainConfig

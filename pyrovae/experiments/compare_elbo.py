@@ -20,8 +20,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ..data.datasets import evenly_spaced, load_dataset  # noqa: E402
+from ..data.datasets import load_dataset  # noqa: E402
 from ..data.prepare import prepare_data, select_data  # noqa: E402
+from ..data.transforms import evenly_spaced  # noqa: E402
 from ..infer.elbos import make_elbo  # noqa: E402
 from ..infer.evaluation import elbo, log_likelihood  # noqa: E402
 from ..training.checkpoint import load, write_json  # noqa: E402

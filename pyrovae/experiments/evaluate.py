@@ -24,8 +24,9 @@ from typing import Callable, Optional
 import torch
 from tqdm.auto import tqdm
 
-from ..data.datasets import evenly_spaced, load_dataset
+from ..data.datasets import load_dataset
 from ..data.prepare import prepare_data, select_data
+from ..data.transforms import evenly_spaced
 from ..environment import select_device
 from ..errors import ConfigError, DataError
 from ..infer.evaluation import active_units, elbo, log_likelihood

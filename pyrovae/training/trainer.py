@@ -30,8 +30,9 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
-from ..data.datasets import TRANSFORMS, Dataset, load_dataset
+from ..data.datasets import Dataset, load_dataset
 from ..data.prepare import check_shapes, prepare_data, select_data
+from ..data.transforms import TRANSFORMS
 from ..environment import device_name
 from ..errors import CheckpointError, ConfigError
 from ..infer import distributed as ddp
