@@ -140,7 +140,7 @@ def train_args(out, *extra):
 
 @pytest.mark.parametrize("fast", [False, True], ids=["eager", "fast"])
 def test_kill_and_resume_on_the_gpu_is_bit_exact(fast, tmp_path):
-    from test_resume import DRIVER, assert_same_run
+    from runs import DRIVER, assert_same_run
 
     extra = ["--fast"] if fast else []
     whole, cut = tmp_path / "whole", tmp_path / "cut"

@@ -20,7 +20,7 @@ The latent noise is shared too (:class:`SharedNoise`): every rank draws the
 :math:`\epsilon` of the whole global minibatch from the common random stream and uses its
 shard's rows, :math:`z = \mu + \sigma \epsilon`. So W ranks compute what one process
 computes on the whole global minibatch, up to the order of the floating-point sums in the
-``all_reduce``: the world size does not change the run (``tests/test_distributed.py``).
+``all_reduce``: the world size does not change the run (``tests/infer/test_distributed.py``).
 """
 import os
 from typing import Optional, Tuple

@@ -19,7 +19,7 @@ and :math:`s` the surrogate whose gradient is the estimator's, and it reads ever
 site's log-density to the host with ``.item()`` on the way: three or four host
 synchronizations per SVI step, which stall a GPU. Here the same quantities are kept as
 detached tensors, :math:`\ell + (s - \mathrm{sg}(s))`: the same value and the same
-gradient, no host read (``tests/test_elbos.py`` checks both against Pyro's classes,
+gradient, no host read (``tests/infer/test_elbos.py`` checks both against Pyro's classes,
 including a model with a non-reparameterized latent, where :math:`s \ne \ell`).
 """
 import pyro.infer

@@ -19,7 +19,7 @@ encoder's expense.
 
 Pyro's ``RenyiELBO(alpha=0)`` computes the same bound for this model: it sums log-weights
 only over plates that not every site shares, so with all sites in the data plate each
-datapoint keeps its own K weights (``tests/test_iwae.py`` checks value and gradients for
+datapoint keeps its own K weights (``tests/infer/test_iwae.py`` checks value and gradients for
 the same draws). It has no ``differentiable_loss``, though, and reads the loss to the
 host in every ``loss_and_grads``; :class:`IWAE_ELBO` gives the bound as a device tensor,
 so the eager step, ``--fast`` and the CUDA graph take it like the other ELBOs. The

@@ -19,7 +19,7 @@ import pyrovae
 from pyrovae.infer.distributed import shard_bounds
 from pyrovae.training.checkpoint import read_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_shards_are_disjoint_and_cover_every_global_batch():

@@ -8,53 +8,18 @@ on disk is ever unreadable. A non-finite loss stops with one line; bad resume ta
 get one line."""
 import json
 import re
-import textwrap
 from pathlib import Path
 
 import pytest
 import torch
 from helpers import run_python
+from runs import DRIVER, assert_same_run
 
 import pyrovae
 from pyrovae.training.checkpoint import read_checkpoint
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STEPS_PER_EPOCH = 12  # 600 training images in minibatches of 50
-DRIVER = textwrap.dedent("""
-    import io, os, signal, sys
-    import torch
-    import pyrovae.training.trainer as run
-    from pyrovae.cli import main
-
-    mode, at = sys.argv[1], int(sys.argv[2])
-    if mode in ("SIGKILL", "SIGINT", "SIGTERM"):  # the signal after step `at`
-        original, count = run.run_epoch, [0]
-
-        def run_epoch(*args, after_step=None, **kwargs):
-            def hook(state):
-                count[0] += 1
-                if count[0] == at:
-                    os.kill(os.getpid(), getattr(signal, mode))
-                return after_step(state)
-            return original(*args, after_step=hook, **kwargs)
-
-        run.run_epoch = run_epoch
-    elif mode == "in-write":  # SIGKILL halfway through writing the `at`-th checkpoint file
-        real_save, count = torch.save, [0]
-
-        def save(obj, f, *args, **kwargs):
-            count[0] += 1
-            if count[0] == at:
-                buffer = io.BytesIO()
-                real_save(obj, buffer, *args, **kwargs)
-                f.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])
-                f.flush()
-                os.kill(os.getpid(), signal.SIGKILL)
-            return real_save(obj, f, *args, **kwargs)
-
-        torch.save = save
-    sys.exit(main(sys.argv[3:]))
-""")
 
 
 def train_args(tmp_path, out, *extra):
@@ -72,23 +37,6 @@ def drive(tmp_path, mode, at, args):
 
 def resume(tmp_path, out):
     return drive(tmp_path, "none", 0, ["--resume", str(out), "--no-progress"])
-
-
-def assert_same_run(a: Path, b: Path):
-    for name in ("checkpoint.pt", "best.pt"):
-        sa, sb = read_checkpoint(a / name), read_checkpoint(b / name)
-        assert sa["epoch"] == sb["epoch"]
-        for key, value in sa["state_dict"].items():
-            assert torch.equal(value, sb["state_dict"][key]), f"{name}: {key} differs"
-    opt_a, opt_b = read_checkpoint(a / "checkpoint.pt")["optimizer"], read_checkpoint(b / "checkpoint.pt")["optimizer"]
-    for index, state in opt_a["state"].items():
-        for key, value in state.items():
-            assert torch.equal(value, opt_b["state"][index][key]), f"Adam {key} of parameter {index} differs"
-    assert opt_a["param_groups"] == opt_b["param_groups"]
-    ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (a, b))
-    strip = lambda history: [{k: v for k, v in h.items() if k != "seconds"} for h in history]  # noqa: E731
-    assert strip(ma["history"]) == strip(mb["history"])
-    assert (ma["test_elbo"], ma["best"], ma["stopped_early"]) == (mb["test_elbo"], mb["best"], mb["stopped_early"])
 
 
 @pytest.fixture(scope="module")

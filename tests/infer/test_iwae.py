@@ -8,7 +8,7 @@ import pyro
 import pytest
 import torch
 import torch.nn.functional as F
-from test_log_likelihood import data, exact_log_p, linear_gaussian_vae
+from exact_models import data, exact_log_p, linear_gaussian_vae
 
 import pyrovae
 from pyrovae.infer.iwae import IWAE_ELBO

@@ -9,7 +9,7 @@ from helpers import run_script
 
 import pyrovae
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "svi_train.py"
 
 

@@ -10,7 +10,7 @@ import pyrovae
 from pyrovae.experiments.evaluate import evaluate_run
 from pyrovae.experiments.plot_latent import plot_latent_run
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def tiny_run(path, mnist_sample, **settings):
