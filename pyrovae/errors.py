@@ -34,6 +34,15 @@ def one_line(error: BaseException, limit: int = 200) -> str:
     return cut.rstrip(",;:") + "..."
 
 
+class WriteError(PyrovaeError):
+    """A file of a run could not be written (full disk, file size limit, read-only
+    folder); the message names the reason, the file and the last good checkpoint."""
+
+
+class RunInUse(PyrovaeError):
+    """Another process holds the run folder's lock."""
+
+
 class TrainingError(PyrovaeError):
     """Training cannot go on (for example the loss stopped being finite)."""
 

@@ -16,7 +16,6 @@ now is not the data the run was trained on.
 * ``evaluation``: the test ELBO and its split into expected log-likelihood and KL, and the
   number of active latent units.
 """
-import json
 import math
 from pathlib import Path
 from typing import Callable, Optional
@@ -32,6 +31,7 @@ from ..errors import ConfigError, DataError
 from ..infer.evaluation import active_units, elbo, log_likelihood
 from ..training.checkpoint import load, read_checkpoint, write_json
 from ..training.config import TrainConfig
+from ..training.files import read_json
 
 
 def load_run(run_dir, cuda: bool = False, log: Callable[[str], None] = print, checkpoint: str = "checkpoint.pt"):
@@ -44,9 +44,9 @@ def load_run(run_dir, cuda: bool = False, log: Callable[[str], None] = print, ch
             raise ConfigError(f"{run_dir} is not a finished run folder: {name} is missing")
     device = select_device(cuda)
     vae = load(run_dir / checkpoint, map_location=str(device))
-    settings = json.loads((run_dir / "config.json").read_text())["settings"]
-    config = TrainConfig.from_dict(settings)
-    trained_on = json.loads((run_dir / "metrics.json").read_text())["dataset"]
+    settings = read_json(run_dir / "config.json", ("settings",))["settings"]
+    config = TrainConfig.from_dict(settings, source=run_dir / "config.json")
+    trained_on = read_json(run_dir / "metrics.json", ("dataset",))["dataset"]
     dataset = select_data(config, load_dataset(config.dataset, config.data_dir, download=False, log=log))
     if not dataset.matches(trained_on):
         raise DataError(f"the run was trained on {trained_on}, but {dataset.summary()} loads now; "
@@ -97,7 +97,7 @@ def evaluate_run(run_dir, num_samples: int = 5000, cuda: bool = False, test_limi
         d = vae.x_dim
         result["test_bpd"] = (nll + d * math.log(256)) / (d * math.log(2))
     metrics_path = Path(run_dir) / "metrics.json"
-    metrics = json.loads(metrics_path.read_text())
+    metrics = read_json(metrics_path)
     metrics["test_nll"] = nll
     if "test_bpd" in result:
         metrics["test_bpd"] = result["test_bpd"]

@@ -14,16 +14,13 @@ have. :func:`load` then builds the recorded architecture on PyTorch's ``meta`` d
 (no memory) and refuses a file whose tensors do not fit it or are not finite, so a
 crafted architecture (``hidden: [1e7, 1e7]``) cannot make it allocate gigabytes.
 """
-import json
-import os
 import pickle
 import random
 import re
-import tempfile
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Optional
 
 import numpy as np
 import torch
@@ -31,34 +28,9 @@ import torch
 from ..errors import CheckpointError, PyrovaeError, one_line
 from ..model.likelihoods import CallableLikelihood, Likelihood
 from ..model.vae import VAE
+from .files import atomic_write, remove_stale_temporaries, write_json  # noqa: F401 (their old home)
 
 FORMAT = "pyrovae-checkpoint-1"
-
-
-def atomic_write(path: Union[str, Path], write: Callable[[Any], None], mode: str = "wb") -> None:
-    """Write ``path`` through ``write(file)`` so it is replaced whole or not at all."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide results from other users
-        with os.fdopen(fd, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def write_json(path: Union[str, Path], obj: Any) -> None:
-    atomic_write(path, lambda f: json.dump(obj, f, indent=2, sort_keys=False), mode="w")
 
 
 def capture_rng() -> dict:
@@ -84,14 +56,6 @@ def restore_rng(state: dict) -> None:
     np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
     p = state["python"]
     random.setstate((p["version"], tuple(p["state"]), p["gauss_next"]))
-
-
-def remove_stale_temporaries(folder: Union[str, Path]) -> int:
-    """Delete the temporary files of writes that a crash interrupted; their count."""
-    stale = list(Path(folder).glob(".*.tmp"))
-    for path in stale:
-        path.unlink(missing_ok=True)
-    return len(stale)
 
 
 def save_checkpoint(path, vae: VAE, optimizer: Optional[torch.optim.Optimizer] = None, **extra) -> None:

@@ -7,7 +7,7 @@ from it (nanoGPT-style). :meth:`TrainConfig.validate` turns bad values into one
 from dataclasses import asdict, dataclass, field, fields
 from typing import Optional, Tuple
 
-from ..errors import ConfigError
+from ..errors import ConfigError, one_line
 from ..infer.elbos import ELBO_CLASSES
 from ..model.guides import GUIDES
 from ..model.networks import ARCHITECTURES
@@ -134,15 +134,27 @@ class TrainConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict, source=None) -> "TrainConfig":
         """The settings stored in a run's config.json or checkpoint. A run recorded before
-        ``valid_size`` existed had no validation set, and keeps none (``valid_size=0``)."""
+        ``valid_size`` existed had no validation set, and keeps none (``valid_size=0``).
+        Settings that are not a dict are a :class:`~pyrovae.errors.ConfigError`; with
+        ``source`` (the file, named in errors) the settings are validated too."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"{source or 'the run'} holds a {type(d).__name__} where the settings belong, not an object; "
+                              "the run folder is damaged")
         known = {f.name for f in fields(cls)}
         d = dict(d)
         scale = d.pop("likelihood_scale", None)  # before likelihood_options, the one option had its own key
         if scale is not None:
-            d["likelihood_options"] = {"scale": scale, **d.get("likelihood_options", {})}
-        return cls(**{"valid_size": 0, **{k: v for k, v in d.items() if k in known}})
+            d["likelihood_options"] = {"scale": scale, **(d.get("likelihood_options") or {})}
+        config = cls(**{"valid_size": 0, **{k: v for k, v in d.items() if k in known}})
+        if source is None:
+            return config
+        try:
+            return config.validate()
+        except (TypeError, ValueError, AttributeError) as error:  # a ConfigError is a ValueError
+            raise ConfigError(f"{source} holds settings pyrovae cannot use: {one_line(error, 160)}; "
+                              "the run folder is damaged") from None
 
 
 def make_likelihood(config: TrainConfig):

@@ -6,6 +6,8 @@ from typing import Sequence
 
 import torch
 
+from .files import atomic_write
+
 
 def pyplot():
     """matplotlib.pyplot on the Agg backend, imported on first use."""
@@ -15,6 +17,14 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_figure(plt, fig, path: Path, dpi: int) -> None:
+    """``fig`` as a PNG at ``path``, written through :func:`~pyrovae.training.files.atomic_write`; closed."""
+    try:
+        atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight"))
+    finally:
+        plt.close(fig)
 
 
 def image_grid(images: torch.Tensor, image_shape: Sequence[int], ncols: int) -> torch.Tensor:
@@ -34,8 +44,7 @@ def save_grid(grid: torch.Tensor, path: Path, title: str) -> None:
     ax.imshow(grid.numpy(), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
     ax.set_title(title, fontsize=9)
     ax.axis("off")
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(plt, fig, path, dpi=100)
 
 
 def plot_elbo_curves(history: list, path: Path, title: str = "") -> None:
@@ -54,8 +63,7 @@ def plot_elbo_curves(history: list, path: Path, title: str = "") -> None:
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(plt, fig, path, dpi=120)
 
 
 def reconstruction_grid(originals: torch.Tensor, reconstructions: torch.Tensor, image_shape,

@@ -1,7 +1,7 @@
 """A run's reports outside the loop: TensorBoard after every epoch (``--tensorboard``), the
 figures at the end (``elbo_curves.png``, ``reconstructions.png``, ``samples.png``); rank 0 only."""
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -27,11 +27,17 @@ class Reporter:
             self.tensorboard.images(record["epoch"], reconstruction_grid(originals, reconstructions, self.image_shape),
                                     image_grid(samples, self.image_shape, 10))
 
-    def finish(self, history: list, vae, test_x: torch.Tensor) -> None:
+    def finish(self, history: list, vae, test_x: torch.Tensor, stop: Callable[[], bool] = lambda: False) -> None:
+        """Draw the three figures; ``stop()`` true (a signal came) skips those not drawn yet."""
+        if stop():
+            return
         plot_elbo_curves(history, self.out / "elbo_curves.png", self.title)
+        if stop():
+            return
         originals, reconstructions, samples = figure_data(vae, test_x)
         plot_reconstructions(originals, reconstructions, self.image_shape, self.out / "reconstructions.png")
-        plot_samples(samples, self.image_shape, self.out / "samples.png")
+        if not stop():
+            plot_samples(samples, self.image_shape, self.out / "samples.png")
 
     def close(self) -> None:
         if self.tensorboard is not None:

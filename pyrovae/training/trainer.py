@@ -23,6 +23,9 @@ SIGINT and SIGTERM end the current step, save ``checkpoint.pt`` and raise
 loss raises :class:`~pyrovae.errors.TrainingError` naming the epoch and step, and
 leaves the last good checkpoint in place.
 """
+import contextlib
+import json
+import os
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -40,8 +43,9 @@ from ..infer.elbos import make_elbo
 from ..infer.svi import kl_warmup_scale, make_optimizer, run_epoch
 from ..model.vae import VAE
 from .build import build_step, config_record, describe, ensure_writable, place, score
-from .checkpoint import read_checkpoint, remove_stale_temporaries, save_checkpoint, write_json
+from .checkpoint import read_checkpoint, save_checkpoint
 from .config import TrainConfig, check_selection, make_likelihood
+from .files import RunLock, read_json, remove_stale_temporaries, write_json
 from .parts import Counters, RandomState, RunRecord, Schedule, Selection, upgrade
 from .report import Reporter, epoch_line
 from .signals import StopSignals
@@ -57,7 +61,8 @@ def train(config: TrainConfig, log: Callable[[str], None] = print, dataset: Opti
     :class:`~pyrovae.data.prepare.PreparedData` before the first epoch (``epoch=0``) and
     after every epoch; it must not change the VAE or draw from the global random state."""
     config.validate()
-    return Trainer(config, log, dataset, command).loop(on_epoch_end)
+    with _locked(Path(config.out_dir())):
+        return Trainer(config, log, dataset, command).loop(on_epoch_end)
 
 
 def resume(run_dir, log: Callable[[str], None] = print, dataset: Optional[Dataset] = None,
@@ -71,9 +76,45 @@ def resume(run_dir, log: Callable[[str], None] = print, dataset: Optional[Datase
     history, the unfinished epoch and every random state come back, so the resumed run
     is the run that was interrupted."""
     run_dir = Path(run_dir)
-    state = read_checkpoint(run_dir / "checkpoint.pt")
-    if "loop" not in state:
-        raise CheckpointError(f"{run_dir / 'checkpoint.pt'} holds weights only (no training state to resume)")
+    with _locked(run_dir) if run_dir.is_dir() else contextlib.nullcontext():
+        state = read_checkpoint(run_dir / "checkpoint.pt")
+        if "loop" not in state:
+            raise CheckpointError(f"{run_dir / 'checkpoint.pt'} holds weights only (no training state to resume)")
+        _check_own_checkpoint(run_dir, state["config"])
+        return _resume(run_dir, state, log, dataset, command, epochs, progress, cuda, distributed, threads,
+                       on_epoch_end)
+
+
+def _locked(out: Path):
+    """The run folder's lock (rank 0 only: the other ranks of a distributed run write nothing)."""
+    if os.environ.get("RANK", "0") != "0":
+        return contextlib.nullcontext()
+    ensure_writable(out)
+    return RunLock(out)
+
+
+#: settings that ``--resume`` may change, and where the data lies: config.json and the checkpoint may differ in them
+_CHANGEABLE = {"out", "epochs", "progress", "cuda", "distributed", "threads", "data_dir", "download"}
+
+
+def _check_own_checkpoint(run_dir: Path, recorded: dict) -> None:
+    """Refuse a checkpoint whose settings are not those of the run's ``config.json``
+    (a checkpoint copied in from another run)."""
+    path = run_dir / "config.json"
+    if not path.is_file():
+        return
+    settings = read_json(path, ("settings",))["settings"]
+    if not isinstance(settings, dict):
+        raise ConfigError(f"{path} has no settings object; the run folder is damaged")
+    plain = lambda value: json.loads(json.dumps(value, default=str))  # noqa: E731 (tuples as lists)
+    for key in sorted(set(settings) & set(recorded) - _CHANGEABLE):
+        if plain(settings[key]) != plain(recorded[key]):
+            raise CheckpointError(f"{run_dir / 'checkpoint.pt'} belongs to another run: its {key} is "
+                                  f"{plain(recorded[key])!r}, but {path} says {plain(settings[key])!r}; "
+                                  "put this run's own checkpoint back, or start a new run")
+
+
+def _resume(run_dir, state, log, dataset, command, epochs, progress, cuda, distributed, threads, on_epoch_end):
     config = TrainConfig.from_dict(state["config"])
     config.out = str(run_dir)
     if epochs is not None:
@@ -106,7 +147,7 @@ class Trainer:
         self.out = Path(config.out_dir())
         if self.main:
             ensure_writable(self.out)
-            removed = remove_stale_temporaries(self.out) if resume_from is not None else 0
+            removed = remove_stale_temporaries(self.out)  # the run's lock is held: nobody else writes here
             if removed:
                 log(f"removed {removed} temporary file(s) of an interrupted write in {self.out}")
         pyro.set_rng_seed(config.seed)  # torch (CPU and CUDA), numpy and random: the same on every rank
@@ -178,6 +219,8 @@ class Trainer:
             if part is not self.schedule:
                 part.load_state_dict(state[name])
         self.record.resumed(self.counters.epoch, self.counters.global_step, self.command)
+        if self.main:  # the files agree with the checkpoint, even where a kill came between them
+            write_json(self.out / "metrics.json", self.record.metrics(self.selection))
         self.log(f"resuming {self.out} at {self.counters.where()} (step {self.counters.global_step})")
 
     # ------------------------------------------------------------------- loop
@@ -194,8 +237,11 @@ class Trainer:
                         callback(counters.epoch, self.vae, self.data)
                     if self.signals.agreed(counters.global_step, now=True):
                         raise self.signals.interrupted(counters.global_step, self.out)
-            if self.main:
-                self.reporter.finish(self.record.history, self.vae, self.data.test_x)
+                if self.main:  # a signal here skips the figures left; a resume draws them
+                    self.reporter.finish(self.record.history, self.vae, self.data.test_x,
+                                         stop=lambda: self.signals.signal is not None)
+                if self.signals.signal is not None:
+                    raise self.signals.interrupted(counters.global_step, self.out)
         except BaseException:
             if config.distributed:
                 ddp.teardown(wait=False)  # the other ranks may never get here

@@ -1,0 +1,165 @@
+"""A run's files: every write goes through :func:`atomic_write`, the folder is held by
+:class:`RunLock`, JSON is read back with :func:`read_json`.
+
+:func:`atomic_write` writes a temporary ``.<name>.<random>.tmp`` in the same folder,
+flushes, fsyncs and moves it over the file with ``os.replace``, so a crash leaves the old
+file or the new one. A write the disk refuses (no space, ``ulimit -f``, a read-only folder)
+becomes one :class:`~pyrovae.errors.WriteError` naming the reason, the file and the last
+good checkpoint, instead of PyTorch's ``[enforce fail at inline_container.cc]``."""
+import errno
+import fcntl
+import json
+import os
+import re
+import resource
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Union
+
+from ..errors import ConfigError, RunInUse, WriteError, one_line
+
+#: the temporary files :func:`atomic_write` makes (mkstemp's 8 random characters)
+TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+
+_REASONS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+            errno.EFBIG: "file size limit exceeded", errno.EROFS: "read-only or not writable",
+            errno.EACCES: "read-only or not writable", errno.EPERM: "read-only or not writable"}
+#: what PyTorch's zip writer says when the file under it refuses a write
+_TORCH_WRITER = ("inline_container", "PytorchStreamWriter", "unexpected pos", "file write failed")
+
+
+def last_checkpoint(folder: Path) -> str:
+    checkpoint = Path(folder) / "checkpoint.pt"
+    return f"the last good checkpoint is {checkpoint}" if checkpoint.is_file() else "no checkpoint was written yet"
+
+
+def _reason(error: BaseException, folder: Path) -> str:
+    for cause in (error, error.__cause__, error.__context__):
+        if isinstance(cause, OSError) and cause.errno is not None:
+            return _REASONS.get(cause.errno, cause.strerror or one_line(cause, 120))
+    # PyTorch's writer keeps no errno: tell from the folder and the limits
+    try:
+        if os.statvfs(folder).f_bavail == 0:
+            return "no space left on device"
+    except OSError:
+        pass
+    if resource.getrlimit(resource.RLIMIT_FSIZE)[0] != resource.RLIM_INFINITY:
+        return "file size limit exceeded (ulimit -f)"
+    if not os.access(folder, os.W_OK):
+        return "read-only or not writable"
+    return f"the write failed ({one_line(error, 120)})"
+
+
+def _is_write_failure(error: BaseException) -> bool:
+    return isinstance(error, OSError) or (isinstance(error, RuntimeError)
+                                          and any(mark in str(error) for mark in _TORCH_WRITER))
+
+
+def atomic_write(path: Union[str, Path], write: Callable[[Any], None], mode: str = "wb") -> None:
+    """Write ``path`` through ``write(file)`` so it is replaced whole or not at all; a
+    refused write raises :class:`~pyrovae.errors.WriteError`."""
+    path = Path(path)
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide results from other users
+        with os.fdopen(fd, mode) as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        tmp = None
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except BaseException as error:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
+        if isinstance(error, Exception) and _is_write_failure(error):
+            raise WriteError(f"{_reason(error, path.parent)} while writing {path}; "
+                             f"{last_checkpoint(path.parent)}") from None
+        raise
+
+
+def write_json(path: Union[str, Path], obj: Any) -> None:
+    atomic_write(path, lambda f: json.dump(obj, f, indent=2, sort_keys=False), mode="w")
+
+
+def read_json(path: Union[str, Path], keys: tuple = ()) -> dict:
+    """A JSON object from ``path`` that has ``keys``; anything else is a
+    :class:`~pyrovae.errors.ConfigError` in one line."""
+    path = Path(path)
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ConfigError(f"{path} is not readable JSON ({one_line(error, 120)}); "
+                          "the run folder is damaged") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path} holds a JSON {type(value).__name__}, not an object; the run folder is damaged")
+    missing = [key for key in keys if key not in value]
+    if missing:
+        raise ConfigError(f"{path} has no {missing[0]!r} entry; the run folder is damaged")
+    return value
+
+
+def remove_stale_temporaries(folder: Union[str, Path]) -> int:
+    """Delete the temporary files of writes that a crash interrupted (only names
+    :func:`atomic_write` makes); their count."""
+    stale = [p for p in Path(folder).glob(".*.tmp") if TEMPORARY.match(p.name) and p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
+
+
+class RunLock:
+    """An exclusive ``fcntl.flock`` on ``<folder>/.lock`` (which holds the owner's pid) for
+    the life of a run: a second run or resume of the folder gets
+    :class:`~pyrovae.errors.RunInUse` naming the pid. The kernel drops the lock when its
+    process dies, so a killed run's folder is free again at once; the file is removed on
+    release."""
+
+    def __init__(self, folder: Union[str, Path]):
+        self.path = Path(folder) / ".lock"
+        self.fd = None
+
+    def acquire(self) -> "RunLock":
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 32).decode(errors="replace").strip()
+                os.close(fd)
+                raise RunInUse(f"{self.path.parent} is in use by another run (pid {holder or 'unknown'} holds "
+                               f"{self.path}); wait for it to end, or choose another --out") from None
+            except OSError:  # a file system without flock: run unlocked
+                os.close(fd)
+                return self
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:  # not a file its last holder removed while we opened it
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+        return self
+
+    def release(self) -> None:
+        if self.fd is not None:
+            try:
+                self.path.unlink(missing_ok=True)
+            finally:
+                os.close(self.fd)  # closing drops the lock
+                self.fd = None
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> bool:
+        self.release()
+        return False
