@@ -24,8 +24,6 @@ loss raises :class:`~pyrovae.errors.TrainingError` naming the epoch and step, an
 leaves the last good checkpoint in place.
 """
 import contextlib
-import json
-import os
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -45,7 +43,8 @@ from ..model.vae import VAE
 from .build import build_step, config_record, describe, ensure_writable, place, score
 from .checkpoint import read_checkpoint, save_checkpoint
 from .config import TrainConfig, check_selection, make_likelihood
-from .files import RunLock, read_json, remove_stale_temporaries, write_json
+from .files import remove_stale_temporaries, write_json
+from .folder import check_own_checkpoint, locked
 from .parts import Counters, RandomState, RunRecord, Schedule, Selection, upgrade
 from .report import Reporter, epoch_line
 from .signals import StopSignals
@@ -61,7 +60,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print, dataset: Opti
     :class:`~pyrovae.data.prepare.PreparedData` before the first epoch (``epoch=0``) and
     after every epoch; it must not change the VAE or draw from the global random state."""
     config.validate()
-    with _locked(Path(config.out_dir())):
+    with locked(Path(config.out_dir())):
         return Trainer(config, log, dataset, command).loop(on_epoch_end)
 
 
@@ -76,42 +75,13 @@ def resume(run_dir, log: Callable[[str], None] = print, dataset: Optional[Datase
     history, the unfinished epoch and every random state come back, so the resumed run
     is the run that was interrupted."""
     run_dir = Path(run_dir)
-    with _locked(run_dir) if run_dir.is_dir() else contextlib.nullcontext():
+    with locked(run_dir) if run_dir.is_dir() else contextlib.nullcontext():
         state = read_checkpoint(run_dir / "checkpoint.pt")
         if "loop" not in state:
             raise CheckpointError(f"{run_dir / 'checkpoint.pt'} holds weights only (no training state to resume)")
-        _check_own_checkpoint(run_dir, state["config"])
+        check_own_checkpoint(run_dir, state["config"])
         return _resume(run_dir, state, log, dataset, command, epochs, progress, cuda, distributed, threads,
                        on_epoch_end)
-
-
-def _locked(out: Path):
-    """The run folder's lock (rank 0 only: the other ranks of a distributed run write nothing)."""
-    if os.environ.get("RANK", "0") != "0":
-        return contextlib.nullcontext()
-    ensure_writable(out)
-    return RunLock(out)
-
-
-#: settings that ``--resume`` may change, and where the data lies: config.json and the checkpoint may differ in them
-_CHANGEABLE = {"out", "epochs", "progress", "cuda", "distributed", "threads", "data_dir", "download"}
-
-
-def _check_own_checkpoint(run_dir: Path, recorded: dict) -> None:
-    """Refuse a checkpoint whose settings are not those of the run's ``config.json``
-    (a checkpoint copied in from another run)."""
-    path = run_dir / "config.json"
-    if not path.is_file():
-        return
-    settings = read_json(path, ("settings",))["settings"]
-    if not isinstance(settings, dict):
-        raise ConfigError(f"{path} has no settings object; the run folder is damaged")
-    plain = lambda value: json.loads(json.dumps(value, default=str))  # noqa: E731 (tuples as lists)
-    for key in sorted(set(settings) & set(recorded) - _CHANGEABLE):
-        if plain(settings[key]) != plain(recorded[key]):
-            raise CheckpointError(f"{run_dir / 'checkpoint.pt'} belongs to another run: its {key} is "
-                                  f"{plain(recorded[key])!r}, but {path} says {plain(settings[key])!r}; "
-                                  "put this run's own checkpoint back, or start a new run")
 
 
 def _resume(run_dir, state, log, dataset, command, epochs, progress, cuda, distributed, threads, on_epoch_end):

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import run_python, run_script
+from helpers import ROOT, run_python, run_script
 
 from pyrovae.training.checkpoint import read_checkpoint
 
@@ -201,7 +201,7 @@ def test_a_second_writer_in_a_running_folder_is_refused_with_the_holders_pid(tmp
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
     first = subprocess.Popen([sys.executable, str(driver(tmp_path)), "hold", str(marker), *args(tmp_path, out)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                             cwd=Path(__file__).resolve().parents[1])
+                             cwd=ROOT)
     try:
         deadline = time.time() + 120
         while not Path(str(marker) + ".started").exists():
