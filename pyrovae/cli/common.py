@@ -12,6 +12,7 @@ from typing import Callable, List, Optional
 import torch
 
 from ..errors import Interrupted, PyrovaeError, one_line
+from ..training.files import last_checkpoint
 
 
 class _Help(argparse.ArgumentDefaultsHelpFormatter):
@@ -90,9 +91,7 @@ def _allocation(error: BaseException) -> str:
 
 def _last_checkpoint(out: str) -> str:
     """Where the last checkpoint is, said only where one was written."""
-    if (Path(out) / "checkpoint.pt").is_file():
-        return f"the last checkpoint written is in {out}"
-    return f"no checkpoint was written to {out} yet"
+    return last_checkpoint(Path(out))
 
 
 def _out_of_memory(error: BaseException) -> bool:

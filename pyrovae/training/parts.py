@@ -13,6 +13,7 @@ import torch
 from ..errors import TrainingError
 from ..infer.svi import EpochState
 from .checkpoint import capture_rng, restore_rng
+from .files import last_checkpoint
 
 
 class Selection:
@@ -134,8 +135,7 @@ class Counters:
         if first_bad >= 0:
             step = self.global_step - state.position + first_bad + 1
             raise TrainingError(f"the loss is not finite in epoch {self.epoch + 1} at minibatch {first_bad + 1} "
-                                f"(step {step}); lower --lr (now {lr}) or check the data; "
-                                f"the last good checkpoint is in {out}")
+                                f"(step {step}); lower --lr (now {lr}) or check the data; {last_checkpoint(out)}")
 
     def where(self) -> str:
         if self.epoch_state is not None:

@@ -241,3 +241,32 @@ def test_sigterm_while_the_figures_are_drawn_is_the_promised_line(uninterrupted,
     assert all((out / name).is_file() for name in ("elbo_curves.png", "reconstructions.png", "samples.png"))
     got, want = (json.loads((d / "metrics.json").read_text()) for d in (out, uninterrupted))
     assert strip_seconds(got) == strip_seconds(want)
+
+
+# 9, 10 ----------------------------------------------------------------------------------
+def test_ctrl_c_while_the_libraries_load_is_one_line(tmp_path):
+    """A KeyboardInterrupt raised by the import of torch (what Ctrl-C during the first
+    seconds does), made certain by an import hook in sitecustomize."""
+    (tmp_path / "sitecustomize.py").write_text(textwrap.dedent("""
+        import sys
+
+        class Interrupt:
+            def find_spec(self, name, path=None, target=None):
+                if name == "torch":
+                    raise KeyboardInterrupt
+
+        sys.meta_path.insert(0, Interrupt())
+    """))
+    for script in ("svi_train.py", "evaluate.py", "bench.py"):
+        result = run_script(script, "--help", env={"PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"})
+        assert result.returncode == 130, (script, result.stderr)
+        assert result.stderr.strip().splitlines() == ["interrupted while loading; nothing was run or written"]
+
+
+def test_a_non_finite_loss_before_any_checkpoint_says_there_is_none(tmp_path):
+    out = tmp_path / "run"
+    result = run_script("svi_train.py", *args(tmp_path, out), "--lr", "1e10")  # no --checkpoint-every
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: the loss is not finite in epoch 1") and line.endswith("no checkpoint was written yet")
+    assert not (out / "checkpoint.pt").exists()
