@@ -74,10 +74,10 @@ def _guarded(job: Callable[[], None], out: str) -> int:
         if not _out_of_memory(error):
             raise
         say(f"error: out of memory ({_allocation(error)}); lower --batch-size, --num-particles or the network sizes; "
-            + _last_checkpoint(out))
+            + last_checkpoint(Path(out)))
         return 2
     except KeyboardInterrupt:
-        print(f"interrupted; {_last_checkpoint(out)}", file=sys.stderr)
+        print(f"interrupted; {last_checkpoint(Path(out))}", file=sys.stderr)
         return 130
     return 0
 
@@ -87,11 +87,6 @@ def _allocation(error: BaseException) -> str:
     shortened at a word boundary."""
     size = re.search(r"allocate (?:memory: you tried to allocate )?(\d[\d.,]*(?: ?(?:bytes|[KMGTP]i?B))?)", str(error))
     return f"tried to allocate {size.group(1)}" if size else one_line(error, 120)
-
-
-def _last_checkpoint(out: str) -> str:
-    """Where the last checkpoint is, said only where one was written."""
-    return last_checkpoint(Path(out))
 
 
 def _out_of_memory(error: BaseException) -> bool:

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from pyro.distributions.torch_distribution import TorchDistributionMixin
 
 from ..errors import ConfigError, DataError
+from ._pyro_wrapped import PyroWrapped
 
 
 class Likelihood:
@@ -222,7 +223,7 @@ class CallableLikelihood(Likelihood):
                 f"likelihood {self.name!r} returned {type(d).__name__}, not a distribution"
             )
         if not isinstance(d, TorchDistributionMixin):
-            d = _PyroWrapped(d)
+            d = PyroWrapped(d)
         if d.event_dim == 0:
             d = d.to_event(1)
         if d.event_dim != 1:
@@ -234,38 +235,6 @@ class CallableLikelihood(Likelihood):
 
     def config(self):
         return {"name": self.name, "outputs_per_pixel": self.outputs_per_pixel, "custom": True}
-
-
-class _PyroWrapped(dist.TorchDistribution):
-    """A plain ``torch.distributions`` object given Pyro's interface (score parts,
-    ``to_event``, ``expand``) by delegation."""
-
-    arg_constraints: dict = {}  # the wrapped distribution validated its own arguments
-
-    def __init__(self, base: torch.distributions.Distribution):
-        self.base = base
-        super().__init__(base.batch_shape, base.event_shape)
-        self.has_rsample = base.has_rsample
-
-    @property
-    def support(self):
-        return self.base.support
-
-    @property
-    def mean(self):
-        return self.base.mean
-
-    def expand(self, batch_shape, _instance=None):
-        return _PyroWrapped(self.base.expand(batch_shape))
-
-    def sample(self, sample_shape=torch.Size()):
-        return self.base.sample(sample_shape)
-
-    def rsample(self, sample_shape=torch.Size()):
-        return self.base.rsample(sample_shape)
-
-    def log_prob(self, value):
-        return self.base.log_prob(value)
 
 
 BUILT_IN: Dict[str, Type[Likelihood]] = {
