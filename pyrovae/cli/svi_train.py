@@ -7,7 +7,7 @@ from ..data.datasets import DATASETS
 from ..model.guides import GUIDES
 from ..model.likelihoods import BUILT_IN
 from ..model.priors import PRIORS
-from ..training.config import ARCHS, BINARIZE, DEQUANTIZE, ELBOS, LR_SCHEDULES, TrainConfig
+from ..training.config import ARCHS, BINARIZE, DEQUANTIZE, ELBOS, LR_SCHEDULES, PLACEMENTS, STANDARDIZE, TrainConfig
 from ..training.trainer import resume, train
 from .common import _command, _guarded, _Help, _Parser, _threads_flag
 
@@ -18,9 +18,24 @@ def build_parser(description: str = "Train a VAE (Pyro model/guide) with SVI.") 
     d = TrainConfig()
     p = _Parser(description=description, formatter_class=_Help)
     p.add_argument("--cuda", action="store_true", help="train on the GPU (fails with one line if there is none)")
-    p.add_argument("--dataset", default=d.dataset, choices=DATASETS, help="the images (see the README's Data)")
-    p.add_argument("--data-dir", default=d.data_dir, help="where data sets are read from / downloaded to")
+    p.add_argument("--dataset", default=d.dataset, metavar="NAME_OR_PATH",
+                   help=f"a data set name ({', '.join(DATASETS)}) or the path of your own data: a .npy/.npz "
+                        "array, a folder of images (class subfolders are labels), a .csv/.parquet table "
+                        "(see the README's Your own data)")
+    p.add_argument("--data-dir", default=d.data_dir, help="where named data sets are read from / downloaded to")
     p.add_argument("--no-download", dest="download", action="store_false", help="never try the network")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="image folders and celeba: resize images to SIZE x SIZE")
+    p.add_argument("--test-size", type=int, default=None,
+                   help="data without its own test split: test rows of the seeded split (default: 10%%)")
+    p.add_argument("--split-seed", type=int, default=d.split_seed,
+                   help="seed of that split (its rows are recorded in metrics.json)")
+    p.add_argument("--standardize", default=d.standardize, choices=STANDARDIZE,
+                   help="columns: (x - mean) / std per column, from the training rows, undone on decode; "
+                        "auto: for tables with a real-valued likelihood")
+    p.add_argument("--data-placement", default=d.data_placement, choices=PLACEMENTS,
+                   help="device: the data moves to the GPU once; host: it stays in pinned host memory and "
+                        "minibatches stream with overlapped copies; auto: device when it fits")
     p.add_argument("--likelihood", default=d.likelihood, metavar="{" + ",".join(BUILT_IN) + "}",
                    help="p(x|z); a callable of your own goes through the Python API")
     p.add_argument("--likelihood-scale", type=float, default=None,

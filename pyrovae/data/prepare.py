@@ -2,14 +2,14 @@
 their preprocessing for the chosen likelihood (:func:`prepare_data` -> :class:`PreparedData`).
 """
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Optional
 
 import torch
 
 from ..errors import ConfigError, DataError
 from .datasets import Dataset
-from .transforms import TRANSFORMS, binarize, dequantize
+from .transforms import binarize, dequantize, make_transform
 
 if TYPE_CHECKING:  # the settings' type only; data/ imports nothing from training/ when it runs
     from ..training.config import TrainConfig
@@ -22,18 +22,26 @@ TEST_SET_SEED = 2024
 
 @dataclass
 class PreparedData:
-    train_x: torch.Tensor  # (N_train, D), as stored; `transform` is applied per minibatch
+    train_x: torch.Tensor  # (N_train, D), as stored (standardized if asked); `transform` is applied per minibatch
     test_x: torch.Tensor  # (N_test, D), transformed once, as the likelihood scores it
     transform: str  # "none" | "binarize" | "dequantize"
     binarize: str
     dequantize: str
     valid_x: Optional[torch.Tensor] = None  # (N_valid, D), transformed once like the test set
+    levels: Optional[int] = None  # grey levels L of the data (dequantization spreads them), None: continuous
+    standardization: Optional[dict] = None  # {"mean": (D,), "std": (D,)} of the training rows, or None
 
     def to(self, device) -> "PreparedData":
         """On ``device``, as float32 (the networks' dtype)."""
         move = lambda t: None if t is None else t.to(device, torch.float32)  # noqa: E731
-        return PreparedData(move(self.train_x), move(self.test_x), self.transform, self.binarize,
-                            self.dequantize, move(self.valid_x))
+        return replace(self, train_x=move(self.train_x), test_x=move(self.test_x), valid_x=move(self.valid_x))
+
+    def record(self) -> dict:
+        """What the preprocessing resolved to, for ``config.json``."""
+        std = self.standardization
+        return {"binarize": self.binarize, "dequantize": self.dequantize, "minibatch_transform": self.transform,
+                "levels": self.levels,
+                "standardize": None if std is None else {k: v.tolist() for k, v in std.items()}}
 
 
 def select_data(config: "TrainConfig", dataset: Dataset) -> Dataset:
@@ -43,24 +51,48 @@ def select_data(config: "TrainConfig", dataset: Dataset) -> Dataset:
 
 
 def prepare_data(config: "TrainConfig", dataset: Dataset, likelihood) -> PreparedData:
-    """Resolve ``binarize``/``dequantize`` for this data and likelihood, apply the one-off
-    transforms, and check the data against the likelihood's support (once, here)."""
+    """Resolve ``binarize``/``dequantize``/``standardize`` for this data and likelihood, apply
+    the one-off transforms, and check the data against the likelihood's support (once, here).
+
+    * binarize (``auto``): dynamic for the bernoulli likelihood on grey data;
+    * dequantize (``auto``): uniform for other likelihoods on grey images with known
+      levels :math:`L > 2` (``dataset.levels``, else detected), spreading the :math:`L` levels;
+    * standardize (``auto``): for real-valued likelihoods on vector data (no image shape),
+      :math:`x' = (x - m) / s` per column with the mean and standard deviation of the
+      training rows (a constant column keeps :math:`s = 1`)."""
     binary = dataset.is_binary
     bern = likelihood.data == "binary"
+    is_image = getattr(dataset, "image_shape", None) is not None
+    levels = getattr(dataset, "levels", None)
+    if levels is None and not binary:
+        levels = detect_levels(dataset.train_x)
     mode_b = config.binarize
     if mode_b == "auto":
         mode_b = "dynamic" if bern and not binary else "none"
+    mode_s = config.standardize
+    if mode_s == "auto":
+        mode_s = "columns" if not is_image and likelihood.data == "real" else "none"
     mode_d = config.dequantize
     if mode_d == "auto":
-        mode_d = "uniform" if not bern and not binary else "none"
+        mode_d = "uniform" if not bern and not binary and is_image and levels and mode_s == "none" else "none"
     if binary and mode_d == "uniform":
-        raise ConfigError(f"{dataset.name} is already binary; dequantize=uniform applies to 8-bit grey data")
+        raise ConfigError(f"{dataset.name} is already binary; dequantize=uniform applies to data with grey levels")
+    if mode_d == "uniform" and not levels:
+        raise ConfigError(f"{dataset.name} has continuous values, not a known number of grey levels; "
+                          "dequantize=uniform applies to discrete levels: drop --dequantize uniform")
+    if mode_d == "uniform" and mode_s != "none":
+        raise ConfigError("dequantize=uniform and standardize=columns do not combine; choose one")
 
     if mode_b != "none" or mode_d != "none":  # the transforms read pixels as grey levels: check those first
         for what, x in (("training", dataset.train_x), ("test", dataset.test_x), ("validation", dataset.valid_x)):
             _check_grey_levels(x, f"the {dataset.name} {what} data", "binarize" if mode_b != "none" else "dequantize")
 
-    train_x, transform = dataset.train_x, "none"
+    train_x, test_x, valid_x, std = dataset.train_x, dataset.test_x, dataset.valid_x, None
+    if mode_s == "columns":
+        std = _column_statistics(train_x, f"the {dataset.name} training data")
+        train_x, test_x = _standardize(train_x, std), _standardize(test_x, std)
+        valid_x = None if valid_x is None else _standardize(valid_x, std)
+    transform = "none"
     if mode_b == "static":  # one draw for the whole run, from the run's seed
         train_x = binarize(train_x, torch.Generator().manual_seed(config.seed))
     elif mode_b == "dynamic":
@@ -74,16 +106,52 @@ def prepare_data(config: "TrainConfig", dataset: Dataset, likelihood) -> Prepare
         g = torch.Generator().manual_seed(seed)
         if mode_b in ("static", "dynamic"):
             return binarize(x, g)
-        return dequantize(x, g) if mode_d == "uniform" else x
+        return dequantize(x, g, levels) if mode_d == "uniform" else x
 
-    test_x, valid_x = held_out(dataset.test_x, TEST_SET_SEED), held_out(dataset.valid_x, TEST_SET_SEED + 1)
-    step = TRANSFORMS[transform]
+    test_x, valid_x = held_out(test_x, TEST_SET_SEED), held_out(valid_x, TEST_SET_SEED + 1)
+    step = make_transform(transform, levels)
     seen_train = train_x if step is None else step(train_x, torch.Generator().manual_seed(TEST_SET_SEED))
     likelihood.check(seen_train, f"the {dataset.name} training data")
     likelihood.check(test_x, f"the {dataset.name} test data")
     if valid_x is not None:
         likelihood.check(valid_x, f"the {dataset.name} validation data")
-    return PreparedData(train_x, test_x, transform, mode_b, mode_d, valid_x)
+    return PreparedData(train_x, test_x, transform, mode_b, mode_d, valid_x, levels if not binary else 2, std)
+
+
+def _column_statistics(x: torch.Tensor, what: str) -> dict:
+    """Per-column mean and standard deviation (float64 sums, stored as float32)."""
+    if not bool(torch.isfinite(x).all()):
+        raise DataError(f"{what} has NaN or infinite values; clean or drop those rows")
+    if len(x) < 2:
+        raise DataError(f"{what} has {len(x)} row(s); standardizing columns needs at least 2")
+    x64 = x.double()
+    mean, std = x64.mean(0), x64.std(0)
+    std = torch.where(std > 1e-12 * (1 + mean.abs()), std, torch.ones_like(std))  # a constant column stays as it is
+    return {"mean": mean.float(), "std": std.float()}
+
+
+def _standardize(x: torch.Tensor, stats: dict) -> torch.Tensor:
+    return ((x.double() - stats["mean"].double()) / stats["std"].double()).float()
+
+
+def detect_levels(x: torch.Tensor, max_levels: int = 256, sample: int = 1 << 20) -> Optional[int]:
+    r"""The number of grey levels :math:`L` of data whose values are :math:`k / (L - 1)`,
+    read from up to ``sample`` evenly spaced entries; None for continuous data (more than
+    ``max_levels`` distinct values, or values off that grid, or outside [0, 1])."""
+    flat = x.reshape(-1)
+    if len(flat) == 0:
+        return None
+    if len(flat) > sample:
+        flat = flat[torch.linspace(0, len(flat) - 1, sample).long()]
+    values = torch.unique(flat.double())
+    if len(values) > max_levels or values[0] < 0 or values[-1] > 1:
+        return None
+    if len(values) < 2:
+        return None
+    steps = round(1.0 / float((values[1:] - values[:-1]).min()))
+    if steps < 1 or steps + 1 > max_levels or not bool(((values * steps - (values * steps).round()).abs() < 1e-4).all()):
+        return None
+    return steps + 1
 
 
 def _check_grey_levels(x, what: str, transform: str) -> None:
@@ -108,6 +176,6 @@ def check_shapes(dataset: Dataset) -> None:
     widths = {x.shape[1] for _, x in parts if x is not None}
     if len(widths) != 1:
         raise DataError(f"training, test and validation rows differ in length ({sorted(widths)})")
-    if math.prod(dataset.image_shape) != dataset.x_dim:
+    if dataset.image_shape is not None and math.prod(dataset.image_shape) != dataset.x_dim:
         raise DataError(f"image_shape {tuple(dataset.image_shape)} does not hold the {dataset.x_dim} pixels of a row; "
-                        "give the Dataset its image_shape=(H, W)")
+                        "give the Dataset its image_shape=(H, W) or (C, H, W), or None for vector data")

@@ -1,5 +1,6 @@
 """The per-minibatch transforms of data, and an evenly spaced subset."""
-from typing import Optional
+import functools
+from typing import Callable, Optional
 
 import torch
 
@@ -9,16 +10,27 @@ def binarize(x: torch.Tensor, generator: Optional[torch.Generator] = None) -> to
     return torch.bernoulli(x, generator=generator)
 
 
-def dequantize(x: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-    r"""Uniform dequantization of 8-bit data: :math:`(255 x + u) / 256`, :math:`u \sim U[0, 1)`.
+def dequantize(x: torch.Tensor, generator: Optional[torch.Generator] = None, levels: int = 256) -> torch.Tensor:
+    r"""Uniform dequantization of data with ``levels`` grey levels :math:`x = k / (L - 1)`,
+    :math:`k = 0, \dots, L - 1`: :math:`y = ((L - 1) x + u) / L`, :math:`u \sim U[0, 1)`, so
+    level :math:`k` fills the bin :math:`[k / L, (k + 1) / L)` (8-bit data: :math:`(255 x + u) / 256`).
 
     A continuous density on dequantized data lower-bounds the probability of the discrete
-    pixels (Theis et al. 2016), so its log-likelihoods are comparable in bits per dimension."""
+    levels (Theis et al. 2016): :math:`\log P(k) \ge \mathbb{E}_u \log p(y) - D \log L`, so its
+    log-likelihoods are comparable in bits per dimension."""
     noise = torch.rand(x.shape, device=x.device, generator=generator)
-    return (x * 255.0 + noise) / 256.0
+    return (x * (levels - 1) + noise) / levels
 
 
 TRANSFORMS = {"none": None, "binarize": binarize, "dequantize": dequantize}
+
+
+def make_transform(name: str, levels: Optional[int] = None) -> Optional[Callable]:
+    """The per-minibatch transform ``name`` (:data:`TRANSFORMS`), with dequantization
+    spreading the data's own number of ``levels``; None for ``"none"``."""
+    if name == "dequantize" and levels is not None and levels != 256:
+        return functools.partial(dequantize, levels=levels)
+    return TRANSFORMS[name]
 
 
 def evenly_spaced(x: torch.Tensor, n: int) -> torch.Tensor:

@@ -10,9 +10,9 @@ now is not the data the run was trained on.
 * ``test_nll``: :math:`-\frac{1}{N}\sum_n \log \hat p_K(x_n)`, importance-sampled
   (:func:`pyrovae.log_likelihood`), nats per datapoint, with its standard error over
   datapoints;
-* ``test_bpd`` for dequantized 8-bit data: the NLL of the discrete pixels in bits per
-  dimension, :math:`(\mathrm{NLL} + D \log 256) / (D \log 2)` (the density lives on
-  [0, 1], the discrete levels on bins of width 1/256);
+* ``test_bpd`` for dequantized data of :math:`L` grey levels (256 for 8-bit): the NLL of
+  the discrete pixels in bits per dimension, :math:`(\mathrm{NLL} + D \log L) / (D \log 2)`
+  (the density lives on [0, 1], the discrete levels on bins of width 1/L);
 * ``evaluation``: the test ELBO and its split into expected log-likelihood and KL, and the
   number of active latent units.
 """
@@ -23,34 +23,36 @@ from typing import Callable, Optional
 import torch
 from tqdm.auto import tqdm
 
-from ..data.datasets import load_dataset
-from ..data.prepare import prepare_data, select_data
+from ..data.prepare import prepare_data
 from ..data.transforms import evenly_spaced
 from ..environment import select_device
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError
 from ..infer.evaluation import active_units, elbo, log_likelihood
 from ..training.checkpoint import load, read_checkpoint, write_json
 from ..training.config import TrainConfig
 from ..training.files import read_json
+from ..training.rundata import run_dataset
 
 
-def load_run(run_dir, cuda: bool = False, log: Callable[[str], None] = print, checkpoint: str = "checkpoint.pt"):
+def load_run(run_dir, cuda: bool = False, log: Callable[[str], None] = print, checkpoint: str = "checkpoint.pt",
+             dataset=None, likelihood=None):
     """(vae, config, dataset, prepared) of the run in ``run_dir``, on the chosen device,
     with the weights of ``checkpoint`` (``checkpoint.pt``: the last epoch; ``best.pt``:
-    the best by the validation ELBO, or the last epoch without a validation set)."""
+    the best by the validation ELBO, or the last epoch without a validation set).
+    ``dataset`` and ``likelihood`` are needed again where the run was trained on arrays
+    given in Python or with a callable likelihood."""
     run_dir = Path(run_dir)
     for name in ("config.json", "metrics.json", checkpoint):
         if not (run_dir / name).is_file():
             raise ConfigError(f"{run_dir} is not a finished run folder: {name} is missing")
     device = select_device(cuda)
-    vae = load(run_dir / checkpoint, map_location=str(device))
+    vae = load(run_dir / checkpoint, map_location=str(device), likelihood=likelihood)
     settings = read_json(run_dir / "config.json", ("settings",))["settings"]
+    if likelihood is not None:
+        settings = {**settings, "likelihood": vae.likelihood}  # the callable, wrapped as the run recorded it
     config = TrainConfig.from_dict(settings, source=run_dir / "config.json")
     trained_on = read_json(run_dir / "metrics.json", ("dataset",))["dataset"]
-    dataset = select_data(config, load_dataset(config.dataset, config.data_dir, download=False, log=log))
-    if not dataset.matches(trained_on):
-        raise DataError(f"the run was trained on {trained_on}, but {dataset.summary()} loads now; "
-                        "run from the folder the run was started in, with the same data")
+    dataset = run_dataset(config, dataset, log, recorded=trained_on, download=False)
     prepared = prepare_data(config, dataset, vae.likelihood)
     return vae, config, dataset, prepared
 
@@ -93,9 +95,9 @@ def evaluate_run(run_dir, num_samples: int = 5000, cuda: bool = False, test_limi
         "checkpoint": checkpoint,
         "checkpoint_epoch": read_checkpoint(Path(run_dir) / checkpoint)["epoch"],
     }
-    if prepared.dequantize == "uniform":
-        d = vae.x_dim
-        result["test_bpd"] = (nll + d * math.log(256)) / (d * math.log(2))
+    if prepared.dequantize == "uniform":  # the discrete levels' NLL: + D log L (bins of width 1/L)
+        d, levels = vae.x_dim, prepared.levels or 256
+        result["test_bpd"] = (nll + d * math.log(levels)) / (d * math.log(2))
     metrics_path = Path(run_dir) / "metrics.json"
     metrics = read_json(metrics_path)
     metrics["test_nll"] = nll

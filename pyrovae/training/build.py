@@ -50,8 +50,7 @@ def config_record(config, command, data, elbo_loss, optimizer, rule: str, out: P
     return {
         "command": command,
         "settings": config.to_dict(),
-        "resolved": {"binarize": data.binarize, "dequantize": data.dequantize,
-                     "minibatch_transform": data.transform,
+        "resolved": {**data.record(),
                      "elbo_class": f"{type(elbo_loss).__module__}.{type(elbo_loss).__name__}",
                      "optimizer": f"Adam{' (fused)' if optimizer.defaults.get('fused') else ''}",
                      "selection": rule, "out": str(out)},

@@ -5,7 +5,9 @@ from it (nanoGPT-style). :meth:`TrainConfig.validate` turns bad values into one
 :class:`~pyrovae.errors.ConfigError` that says which setting and what is allowed.
 """
 from dataclasses import asdict, dataclass, field, fields
-from typing import Optional, Tuple
+from dataclasses import replace as dataclasses_replace
+from pathlib import Path
+from typing import Any, Optional, Tuple
 
 from ..errors import ConfigError, one_line
 from ..infer.elbos import ELBO_CLASSES
@@ -18,23 +20,29 @@ ARCHS = ARCHITECTURES
 LR_SCHEDULES = ("constant", "cosine", "plateau")
 BINARIZE = ("auto", "dynamic", "static", "none")
 DEQUANTIZE = ("auto", "uniform", "none")
+STANDARDIZE = ("auto", "columns", "none")
+PLACEMENTS = ("auto", "device", "host")
 #: seeds are below this: pyro.set_rng_seed seeds numpy's global state too, which takes 32 bits
 SEED_LIMIT = 2**32
 
 
 @dataclass
 class TrainConfig:
-    dataset: str = "mnist"
+    dataset: str = "mnist"  # a name (pyrovae.data.datasets) or the path of a file or folder (stored absolute)
     data_dir: str = "./data"
     download: bool = True
-    likelihood: str = "bernoulli"
+    image_size: Optional[int] = None  # image folders and celeba: resize to this side (square)
+    test_size: Optional[int] = None  # sources without a test split: test rows of the seeded split (None: 10%)
+    split_seed: int = 0  # the seed of that split, independent of the training seed
+    likelihood: Any = "bernoulli"  # a built-in name, a Likelihood or a callable (stored as its config() dict)
     likelihood_options: dict = field(default_factory=dict)  # keyword options of the likelihood, e.g. {"scale": 0.1}
     prior: str = "normal"  # normal | mog (learned mixture of Gaussians) | vamp (VampPrior)
     prior_options: dict = field(default_factory=dict)  # e.g. {"components": 500}
     guide: str = "normal"  # normal (diagonal Gaussian) | iaf (inverse autoregressive flow)
     guide_options: dict = field(default_factory=dict)  # e.g. {"steps": 2}
     binarize: str = "auto"  # auto: dynamic for bernoulli on grey data, else none
-    dequantize: str = "auto"  # auto: uniform for other likelihoods on grey 8-bit data
+    dequantize: str = "auto"  # auto: uniform for other likelihoods on grey data with known levels
+    standardize: str = "auto"  # auto: columns of vector data (no image shape) for real-valued likelihoods
     elbo: str = "trace"  # trace: Trace_ELBO (Monte-Carlo KL); meanfield: TraceMeanField_ELBO
     num_particles: int = 1
     z_dim: int = 50
@@ -63,6 +71,7 @@ class TrainConfig:
     distributed: bool = False  # one process per device under torchrun (pyrovae.distributed)
     tensorboard: bool = False  # scalars and images into <out>/tensorboard (pyrovae.tracking)
     threads: Optional[int] = None  # torch.set_num_threads(N) for the run; None: PyTorch's default
+    data_placement: str = "auto"  # device: all data moved once; host: pinned host memory, streamed minibatches
 
     def validate(self) -> "TrainConfig":
         from ..data.datasets import DATASETS, WITH_VALIDATION_SPLIT
@@ -74,8 +83,16 @@ class TrainConfig:
             raise ConfigError(f"channels takes two numbers (feature maps at H/2 and H/4), got {list(self.channels)}")
         for c in self.channels:
             _positive("channels", c)
-        _choice("dataset", self.dataset, DATASETS)
-        _choice("likelihood", self.likelihood, tuple(BUILT_IN))
+        self.dataset = _dataset_spec(self.dataset, DATASETS)
+        if isinstance(self.likelihood, str):
+            _choice("likelihood", self.likelihood, tuple(BUILT_IN))
+        for name in ("image_size", "test_size"):
+            if getattr(self, name) is not None:
+                _positive(name, getattr(self, name))
+        if isinstance(self.split_seed, bool) or not isinstance(self.split_seed, int) or not 0 <= self.split_seed < SEED_LIMIT:
+            raise ConfigError(f"split_seed must be an integer from 0 to 2**32 - 1, got {self.split_seed!r}")
+        _choice("standardize", self.standardize, STANDARDIZE)
+        _choice("data_placement", self.data_placement, PLACEMENTS)
         _choice("elbo", self.elbo, ELBOS)
         _choice("prior", self.prior, tuple(PRIORS))
         _choice("guide", self.guide, tuple(GUIDES))
@@ -117,18 +134,36 @@ class TrainConfig:
             raise ConfigError(f"--elbo iwae cannot take {'--kl-warmup' if self.kl_warmup else '--distributed'}: it is "
                               "a bound on log p(x) with unscaled log-densities (drop it, or use --elbo trace)")
         if self.binarize in ("dynamic", "static") and likelihood.data != "binary":
-            raise ConfigError(f"binarize={self.binarize} makes binary data, which the {self.likelihood} likelihood "
+            raise ConfigError(f"binarize={self.binarize} makes binary data, which the {likelihood.name} likelihood "
                               "cannot score; use the bernoulli likelihood")
         if self.dequantize == "uniform" and likelihood.data == "binary":
-            raise ConfigError(f"dequantize=uniform makes continuous data, which the {self.likelihood} likelihood "
+            raise ConfigError(f"dequantize=uniform makes continuous data, which the {likelihood.name} likelihood "
                               "cannot score")
+        if self.standardize == "columns" and likelihood.data != "real":
+            raise ConfigError(f"standardize=columns makes real-valued data, which the {likelihood.name} likelihood "
+                              "cannot score; use --likelihood gaussian or laplace")
         return self
 
     def out_dir(self) -> str:
-        return self.out or f"runs/{self.dataset}-{self.likelihood}-{self.elbo}"
+        data = self.dataset if self.dataset_is_name() else Path(self.dataset).stem
+        return self.out or f"runs/{data}-{self.likelihood_name()}-{self.elbo}"
+
+    def dataset_is_name(self) -> bool:
+        from ..data.datasets import DATASETS
+
+        return self.dataset in DATASETS
+
+    def likelihood_name(self) -> str:
+        return self.likelihood if isinstance(self.likelihood, str) else make_likelihood(self).name
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        """Plain values (JSON): a likelihood object or callable becomes its ``config()`` dict,
+        which rebuilds a built-in likelihood (a user's callable must be passed again)."""
+        likelihood = self.likelihood
+        if not isinstance(likelihood, (str, dict)):
+            likelihood = make_likelihood(self).config()
+        d = asdict(dataclasses_replace(self, likelihood=None))
+        d["likelihood"] = likelihood
         d["hidden"] = list(self.hidden)
         d["channels"] = list(self.channels)
         return d
@@ -158,14 +193,26 @@ class TrainConfig:
 
 
 def make_likelihood(config: TrainConfig):
-    """The run's likelihood: the built-in ``config.likelihood`` with ``config.likelihood_options``."""
+    """The run's likelihood: ``config.likelihood`` (a built-in name or ``config()`` dict with
+    ``config.likelihood_options``, or a :class:`~pyrovae.model.likelihoods.Likelihood` or
+    callable used as it is)."""
     from ..model.likelihoods import get_likelihood
 
     if not isinstance(config.likelihood_options, dict):
         raise ConfigError(f"likelihood_options must be a dict of option names to values, got "
                           f"{config.likelihood_options!r}")
+    spec = config.likelihood
+    if isinstance(spec, dict) and spec.get("custom"):
+        raise ConfigError(f"the run was trained with the likelihood {spec.get('name')!r}, a callable of its user's "
+                          "that settings cannot hold; continue it from Python: pyrovae.resume(run_dir, "
+                          "likelihood=<that callable>)")
+    if not isinstance(spec, (str, dict)):
+        if config.likelihood_options:
+            raise ConfigError("likelihood_options apply to a built-in likelihood named by a string; "
+                              "configure your likelihood object or callable itself")
+        return get_likelihood(spec)
     try:
-        return get_likelihood(config.likelihood, **config.likelihood_options)
+        return get_likelihood(spec, **config.likelihood_options)
     except TypeError:
         raise ConfigError(f"the {config.likelihood} likelihood takes no option named "
                           f"{', '.join(map(repr, config.likelihood_options))}; see --help for its options") from None
@@ -181,6 +228,20 @@ def check_selection(config: TrainConfig, has_validation: bool) -> None:
     if needs:
         raise ConfigError(f"{' and '.join(needs)} need a validation set, but --valid-size 0 leaves none (the test set "
                           "is never used for selection); leave --valid-size unset (10% of the training set) or give N > 0")
+
+
+def _dataset_spec(spec, names) -> str:
+    """A data set's name, or the absolute path of a file or folder that exists (so a resumed
+    or evaluated run finds it from any working directory)."""
+    if not isinstance(spec, str) or not spec:
+        raise ConfigError(f"dataset must be a name or a path, got {spec!r}")
+    if spec in names:
+        return spec
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise ConfigError(f"dataset {spec!r} is neither a data set name ({', '.join(names)}) nor an existing "
+                          "file or folder; give a name, or the path of a .npy/.npz/.csv/.parquet file or an image folder")
+    return str(path.resolve())
 
 
 def _choice(name, value, allowed):

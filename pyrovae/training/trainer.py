@@ -31,9 +31,9 @@ import pyro
 import torch
 from tqdm.auto import tqdm
 
-from ..data.datasets import Dataset, load_dataset
-from ..data.prepare import check_shapes, prepare_data, select_data
-from ..data.transforms import TRANSFORMS
+from ..data.datasets import Dataset
+from ..data.prepare import check_shapes, prepare_data
+from ..data.transforms import make_transform
 from ..environment import device_name
 from ..errors import CheckpointError, ConfigError
 from ..infer import distributed as ddp
@@ -47,6 +47,7 @@ from .files import remove_stale_temporaries, write_json
 from .folder import check_own_checkpoint, locked
 from .parts import Counters, RandomState, RunRecord, Schedule, Selection, upgrade
 from .report import Reporter, epoch_line
+from .rundata import run_dataset
 from .signals import StopSignals
 
 
@@ -67,11 +68,13 @@ def train(config: TrainConfig, log: Callable[[str], None] = print, dataset: Opti
 def resume(run_dir, log: Callable[[str], None] = print, dataset: Optional[Dataset] = None,
            command: Optional[str] = None, epochs: Optional[int] = None, progress: Optional[bool] = None,
            cuda: Optional[bool] = None, distributed: Optional[bool] = None, threads: Optional[int] = None,
-           on_epoch_end: Sequence[Callable] = ()) -> dict:
+           on_epoch_end: Sequence[Callable] = (), likelihood=None) -> dict:
     """Continue the run in ``run_dir`` from its ``checkpoint.pt`` with its own settings
     (``epochs`` may raise the number of epochs; ``progress``, ``cuda``, ``distributed``
     and ``threads`` change only the display, the device, the number of processes and
-    the number of CPU threads). Network weights, optimizer and schedule state, counters,
+    the number of CPU threads). A run trained on arrays given in Python needs them again as
+    ``dataset``, and one trained with a callable likelihood needs it again as ``likelihood``.
+    Network weights, optimizer and schedule state, counters,
     history, the unfinished epoch and every random state come back, so the resumed run
     is the run that was interrupted."""
     run_dir = Path(run_dir)
@@ -81,11 +84,14 @@ def resume(run_dir, log: Callable[[str], None] = print, dataset: Optional[Datase
             raise CheckpointError(f"{run_dir / 'checkpoint.pt'} holds weights only (no training state to resume)")
         check_own_checkpoint(run_dir, state["config"])
         return _resume(run_dir, state, log, dataset, command, epochs, progress, cuda, distributed, threads,
-                       on_epoch_end)
+                       on_epoch_end, likelihood)
 
 
-def _resume(run_dir, state, log, dataset, command, epochs, progress, cuda, distributed, threads, on_epoch_end):
+def _resume(run_dir, state, log, dataset, command, epochs, progress, cuda, distributed, threads, on_epoch_end,
+            likelihood):
     config = TrainConfig.from_dict(state["config"])
+    if likelihood is not None:
+        config.likelihood = _same_likelihood(likelihood, config.likelihood)
     config.out = str(run_dir)
     if epochs is not None:
         config.epochs = epochs
@@ -99,6 +105,16 @@ def _resume(run_dir, state, log, dataset, command, epochs, progress, cuda, distr
         config.threads = threads
     config.validate()
     return Trainer(config, log, dataset, command, resume_from=state).loop(on_epoch_end)
+
+
+def _same_likelihood(likelihood, recorded):
+    """A user's likelihood given again on resume, wrapped like the recorded one (its
+    ``outputs_per_pixel`` and name)."""
+    from ..model.likelihoods import CallableLikelihood, Likelihood
+
+    if isinstance(likelihood, Likelihood) or not isinstance(recorded, dict):
+        return likelihood
+    return CallableLikelihood(likelihood, recorded.get("outputs_per_pixel", 1), recorded.get("name"))
 
 
 class Trainer:
@@ -122,10 +138,9 @@ class Trainer:
                 log(f"removed {removed} temporary file(s) of an interrupted write in {self.out}")
         pyro.set_rng_seed(config.seed)  # torch (CPU and CUDA), numpy and random: the same on every rank
 
-        # the data, checked and on the device
-        if dataset is None:
-            dataset = load_dataset(config.dataset, config.data_dir, config.download, log)
-        self.dataset = select_data(config, dataset)
+        # the data (the run's own on a resume), checked and on the device
+        recorded = None if resume_from is None else upgrade(resume_from)["record"]["dataset"]
+        self.dataset = run_dataset(config, dataset, log, recorded)
         if len(self.dataset.train_x) == 0 or len(self.dataset.test_x) == 0:
             raise ConfigError(f"{self.dataset.name} has no training or no test examples after the limits")
         check_shapes(self.dataset)
@@ -138,13 +153,15 @@ class Trainer:
         self.vae = VAE(self.dataset.x_dim, config.z_dim, config.hidden, likelihood, arch=config.arch,
                        image_shape=self.dataset.image_shape, channels=config.channels, prior=config.prior,
                        prior_options=config.prior_options, guide=config.guide,
-                       guide_options=config.guide_options).to(self.device)
+                       guide_options=config.guide_options,
+                       **({} if self.data.standardization is None else {"standardization": self.data.standardization})
+                       ).to(self.device)
         self.elbo = make_elbo(config.elbo, config.num_particles)
         self.optimizer = make_optimizer(self.vae.parameters(), config.lr)
         self.schedule = Schedule(self.optimizer, config.lr_schedule, config.epochs, config.lr_min, config.lr_patience)
         self.step = build_step(config, self.vae, self.elbo, self.optimizer, len(self.data.train_x), self.rank,
                                self.world, log)
-        self.transform = TRANSFORMS[self.data.transform]
+        self.transform = make_transform(self.data.transform, self.data.levels)
 
         # the parts of the run's state, in the order a resume loads them (the random state last)
         shown = device_name(self.device) if self.world == 1 else f"{self.world} x {device_name(self.device)}"
@@ -182,9 +199,6 @@ class Trainer:
         except (RuntimeError, KeyError, ValueError) as error:
             raise CheckpointError(f"the checkpoint in {self.out} does not match its own settings: "
                                   f"{' '.join(str(error).split())[:200]}") from None
-        if not self.dataset.matches(state["record"]["dataset"]):
-            raise ConfigError(f"the run was trained on {state['record']['dataset']}, but "
-                              f"{self.record.state['dataset']} loads now; resume with the same data")
         for name, part in self.parts.items():  # the random state last
             if part is not self.schedule:
                 part.load_state_dict(state[name])
