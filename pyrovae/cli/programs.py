@@ -1,5 +1,5 @@
 """The other programs' command lines: ``evaluate.py``, ``plot_latent.py``, ``bench.py``,
-``bench_ddp.py``, ``nll_table.py``. Each imports its application
+``bench_ddp.py``, ``nll_table.py``, ``encode.py``. Each imports its application
 (:mod:`pyrovae.experiments`) only when it runs."""
 from typing import List, Optional
 
@@ -109,3 +109,36 @@ def nll_table_main(argv: Optional[List[str]] = None) -> int:
     return _guarded(lambda: write_table(args.run_dirs, args.out, command=_command("scripts/nll_table.py", argv)),
                     args.out)
 
+
+
+def encode_main(argv: Optional[List[str]] = None) -> int:
+    """``scripts/encode.py RUN_DIR DATA --out latents.npz``: the run's guide over a data set."""
+    p = _run_dir_parser("Run the trained guide of a run over a data set and write per row loc and scale of "
+                        "q(z|x) (and with --score the ELBO, with --num-samples K the importance-sampled log p(x), "
+                        "an outlier score: lower = more unusual) into one .npz, streamed in chunks.")
+    p.add_argument("data", help="a .npy file ((N, D) or image-shaped; uint8 or float), or test / train / all: "
+                                "the run's own data")
+    p.add_argument("--out", required=True, help="the .npz to write (its folder must exist)")
+    p.add_argument("--batch-size", type=int, default=1024, help="rows read and scored at a time")
+    p.add_argument("--score", action="store_true", help="also write the per-row ELBO and its split, in nats")
+    p.add_argument("--num-samples", type=int, default=None, metavar="K",
+                   help="also write log_px, log p(x) importance-sampled with K samples (implies --score)")
+    p.add_argument("--num-particles", type=int, default=10, help="draws from q averaged in each row's ELBO")
+    p.add_argument("--checkpoint", choices=("best", "last", "best.pt", "checkpoint.pt"), default=None,
+                   help="best.pt (the best epoch by the validation ELBO) or checkpoint.pt (the last); "
+                        "default: best.pt where the run kept one")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    args = p.parse_args(argv)
+    if args.batch_size <= 0 or args.num_particles <= 0:
+        p.error("--batch-size and --num-particles must be positive integers")
+    if args.num_samples is not None and args.num_samples < 1:
+        p.error(f"--num-samples must be a positive integer (K >= 1), got {args.num_samples}")
+    checkpoint = {"best": "best.pt", "last": "checkpoint.pt"}.get(args.checkpoint, args.checkpoint)
+    _set_threads(p, args.threads)
+    from ..experiments.encode import encode_run  # the application loads only when its command runs
+    return _guarded(lambda: encode_run(args.run_dir, args.data, args.out, args.cuda, args.batch_size,
+                                       score=args.score or args.num_samples is not None,
+                                       num_samples=args.num_samples or 0, num_particles=args.num_particles,
+                                       checkpoint=checkpoint, progress=args.progress,
+                                       command=_command("scripts/encode.py", argv)),
+                    args.run_dir)

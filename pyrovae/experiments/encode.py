@@ -1,0 +1,176 @@
+r"""The trained guide of a run over a data set (``scripts/encode.py``): latents and scores per row.
+
+:func:`encode_run` loads the run's VAE (``best.pt`` where the run kept one, else
+``checkpoint.pt``), reads the rows through :func:`read_rows` and writes them with
+:func:`pyrovae.encode_dataset`.
+
+The data set ``DATA`` is a ``.npy`` file (memory-mapped; (N, D) or image-shaped; uint8 read as
+x/255, bool, or float in the data's units; pickled arrays refused), or a keyword naming the
+run's own data: ``test``, ``train`` (the run's training rows, without the validation rows) or
+``all`` (training, validation, test, in that order; ``info`` in the file gives the ranges).
+
+Preprocessing, as the run scored its held-out data (``config.json`` "resolved"): ``loc`` and
+``scale`` are computed on the rows as given (a Bernoulli run on grey digits encodes the grey
+digit: deterministic latents, the usual choice); the scores (``elbo``, ``log_px``) see what
+the likelihood scores: one fixed Bernoulli draw per pixel (binarize ``static``/``dynamic``) or
+fixed uniform dequantization noise, drawn from ``torch.Generator(TEST_SET_SEED)`` for the test
+rows and for a ``.npy``, ``TEST_SET_SEED + 1`` for validation rows (exactly the draws of
+:func:`~pyrovae.data.prepare.prepare_data`, so ``test`` reproduces the run's test ELBO up to Monte
+Carlo), and for training rows the run's own seed under static binarization, else ``TEST_SET_SEED``.
+"""
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..data.prepare import TEST_SET_SEED
+from ..environment import select_device
+from ..errors import ConfigError, DataError, Interrupted, one_line
+from ..infer.encoding import _check_out, encode_dataset, held_out_transform
+from ..training.checkpoint import load
+from ..training.files import read_json
+
+#: keywords of DATA naming the run's own data set
+KEYWORDS = ("test", "train", "all")
+
+
+@dataclass
+class Rows:
+    """What to encode: blocks of rows read one after another, with per-block preprocessing for
+    the scores and labels (None where unknown), and how they were found (for ``info``)."""
+
+    blocks: list
+    preprocess: list
+    labels: list
+    parts: List[dict] = field(default_factory=list)
+    source: str = ""
+
+
+def read_rows(spec: str, run_dir: Path, resolved: dict, seed: int, cuda: bool = False, checkpoint: str = "checkpoint.pt",
+              log: Callable[[str], None] = print) -> Rows:
+    """The rows named by ``spec`` (a keyword of :data:`KEYWORDS` or a ``.npy`` path), with the
+    run's preprocessing (``resolved``, from ``config.json``) for scoring."""
+    transform = lambda s: held_out_transform(resolved.get("binarize", "none"), resolved.get("dequantize", "none"),  # noqa: E731
+                                             s, resolved.get("levels"))
+    if spec in KEYWORDS:
+        from .evaluate import load_run  # the run's own data, checked against what it was trained on
+
+        _, _, dataset, _ = load_run(run_dir, cuda, log, checkpoint)
+        train_seed = seed if resolved.get("binarize") == "static" else TEST_SET_SEED
+        named = {"train": (dataset.train_x, dataset.train_y, train_seed),
+                 "valid": (dataset.valid_x, None, TEST_SET_SEED + 1),
+                 "test": (dataset.test_x, dataset.test_y, TEST_SET_SEED)}
+        names = ["train", "valid", "test"] if spec == "all" else [spec]
+        names = [name for name in names if named[name][0] is not None]
+        rows = Rows([], [], [], source=f"the run's {spec} data ({dataset.name})")
+        start = 0
+        for name in names:
+            x, y, s = named[name]
+            rows.blocks.append(x)
+            rows.labels.append(y)
+            rows.preprocess.append(transform(s))
+            rows.parts.append({"part": name, "rows": [start, start + len(x)], "preprocess_seed": s})
+            start += len(x)
+        return rows
+    path = Path(spec)
+    if path.suffix != ".npy":
+        raise DataError(f"{spec} is neither a .npy file nor one of {', '.join(KEYWORDS)} (the run's own data)")
+    if not path.is_file():
+        raise DataError(f"{path} does not exist")
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)  # read chunk by chunk, never whole
+    except ValueError as error:
+        if "allow_pickle" in str(error) or "object" in str(error).lower():
+            raise DataError(f"{path} holds Python objects, which would need pickle to load (refused); "
+                            "save a numeric array") from None
+        raise DataError(f"{path} is not a readable .npy file ({one_line(error, 120)})") from None
+    except OSError as error:
+        raise DataError(f"{path} is not a readable .npy file ({one_line(error, 120)})") from None
+    if array.dtype.hasobject:
+        raise DataError(f"{path} holds Python objects, which would need pickle to load (refused); save a numeric array")
+    return Rows([array], [transform(TEST_SET_SEED)], [None],
+                [{"part": "file", "rows": [0, len(array)], "preprocess_seed": TEST_SET_SEED}], str(path.resolve()))
+
+
+def encode_run(run_dir, data: str, out, cuda: bool = False, batch_size: int = 1024, score: bool = False,
+               num_samples: int = 0, num_particles: int = 10, checkpoint: Optional[str] = None,
+               progress: bool = False, log: Callable[[str], None] = print, command: Optional[str] = None) -> dict:
+    """Encode ``data`` (see :func:`read_rows`) with the guide of the run in ``run_dir`` into
+    ``out`` (.npz); the summary of :func:`pyrovae.encode_dataset`."""
+    run_dir = Path(run_dir)
+    out = _check_out(out)  # before anything slow
+    if not run_dir.is_dir():
+        raise ConfigError(f"{run_dir} is not a run folder: it does not exist")
+    if checkpoint is None:
+        checkpoint = "best.pt" if (run_dir / "best.pt").is_file() else "checkpoint.pt"
+    for name in ("config.json", checkpoint):
+        if not (run_dir / name).is_file():
+            raise ConfigError(f"{run_dir} is not a finished run folder: {name} is missing")
+    record = read_json(run_dir / "config.json", ("settings", "resolved"))
+    resolved, seed = record["resolved"], int(record["settings"].get("seed", 0))
+    device = select_device(cuda)
+    rows = read_rows(data, run_dir, resolved, seed, cuda, checkpoint, log)
+    vae = load(run_dir / checkpoint, map_location=str(device))
+    n = sum(len(b) for b in rows.blocks)
+    scores = (", ELBO" if score else "") + (f", log p(x) with K={num_samples}" if num_samples else "")
+    log(f"encoding {n} rows of {rows.source} with {run_dir / checkpoint} on {device}{scores}")
+    info = {"run_dir": str(run_dir.resolve()), "checkpoint": checkpoint, "data": rows.source, "parts": rows.parts,
+            "preprocess": {k: resolved.get(k) for k in ("binarize", "dequantize", "levels") if k in resolved},
+            "command": command}
+    bar = _Bar(n, progress)
+    with bar, _sigterm_interrupts(out):
+        summary = encode_dataset(vae, rows.blocks, out, batch_size=batch_size, score=score, num_samples=num_samples,
+                                 num_particles=num_particles, preprocess=rows.preprocess, labels=rows.labels,
+                                 progress=bar.update, info=info)
+    means = "".join(f", mean {k[5:]} {v:.3f}" for k, v in summary.items() if k.startswith("mean_"))
+    log(f"wrote {out}: {', '.join(summary['arrays'])} for {n} rows in {summary['seconds']:.1f} s{means}")
+    return summary
+
+
+class _Bar:
+    """A tqdm bar over rows that appears with the first finished chunk, so that input refused
+    before any row is encoded prints nothing but its one error line."""
+
+    def __init__(self, total: int, enabled: bool):
+        self.total, self.enabled, self.bar = total, enabled, None
+
+    def update(self, n: int) -> None:
+        if self.enabled and self.bar is None:
+            self.bar = tqdm(total=self.total, desc="encode", unit="row")
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
+        return False
+
+
+class _sigterm_interrupts:
+    """Ctrl-C and SIGTERM stop the encoding with one line (nothing was written to ``out``)."""
+
+    def __init__(self, out: Path):
+        self.out, self.previous = out, None
+
+    def _stop(self, signum, frame):
+        raise Interrupted(f"interrupted; nothing was written to {self.out}", 128 + signum)
+
+    def __enter__(self):
+        try:
+            self.previous = signal.signal(signal.SIGTERM, self._stop)
+        except ValueError:  # not the main thread: leave signals alone
+            self.previous = None
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+        if kind is KeyboardInterrupt:
+            raise Interrupted(f"interrupted; nothing was written to {self.out}", 130) from None
+        return False

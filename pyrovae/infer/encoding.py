@@ -1,0 +1,269 @@
+r"""Amortized inference over a whole data set, streamed into one ``.npz`` file.
+
+:func:`encode_dataset` runs the trained guide over ``rows`` chunk by chunk and writes, per row n:
+
+* ``loc``, ``scale`` (N, z_dim) float32: the parameters of the guide's base Normal,
+  :math:`q(z \mid x_n) = \mathcal{N}(\mathrm{loc}_n, \mathrm{diag}(\mathrm{scale}_n^2))`
+  (:meth:`~pyrovae.VAE.encode`; with a flow guide, its base distribution), of the rows
+  **as given**: grey pixels stay grey, no noise is added, so the latents are a deterministic
+  function of the data;
+* ``row`` (N,) int64: the source row index; ``y`` (N,) int64 where labels are given;
+* with ``score=True``: ``elbo``, ``expected_log_likelihood``, ``kl`` (N,) float32 in nats,
+  :math:`\mathrm{ELBO}(x) = \mathbb{E}_q[\log p(x \mid z)] - \mathrm{KL}(q(z \mid x) \,\|\, p(z))`
+  (:func:`pyrovae.elbo`: closed-form KL where the guide and prior have one, else Monte Carlo);
+* with ``num_samples=K``: ``log_px`` (N,) float32, the importance-sampled
+  :math:`\log \hat p_K(x_n) = \log \frac{1}{K} \sum_k p(x_n, z_k) / q(z_k \mid x_n)`
+  (:func:`pyrovae.log_likelihood`), a lower bound in expectation; low values flag unusual rows;
+* ``info``: a 0-d string, JSON of what was run (readable with ``allow_pickle=False``).
+
+The scores are computed on ``preprocess(x)``: the data the likelihood scores (a run with a
+Bernoulli likelihood on grey data scores fixed binarized draws, :func:`held_out_transform`).
+
+Memory stays constant in N: one chunk of ``batch_size`` rows is read (a NumPy memmap is read
+only there), moved to the device and written into ``.npy`` memmaps in a temporary folder
+beside ``out_path``; those are then stored uncompressed into the ``.npz``, which replaces
+``out_path`` in one ``os.replace``. An error or Ctrl-C leaves no partial file and nothing
+overwritten.
+"""
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from ..data.prepare import TEST_SET_SEED
+from ..data.transforms import binarize as _binarize
+from ..data.transforms import dequantize as _dequantize
+from ..errors import ConfigError, DataError, WriteError, one_line
+from .evaluation import elbo, log_likelihood
+
+Preprocess = Callable[[torch.Tensor], torch.Tensor]
+
+
+def held_out_transform(binarize: str = "none", dequantize: str = "none", seed: int = TEST_SET_SEED,
+                       levels: Optional[int] = None) -> Optional[Preprocess]:
+    """A run's one-off transform of held-out rows (``config.json`` "resolved"), as a callable
+    applied to consecutive CPU chunks: Bernoulli draws (binarize ``static``/``dynamic``) or
+    uniform dequantization (``uniform``) from one ``torch.Generator(seed)``, chunk after chunk,
+    which on the CPU are the same numbers as one draw over all rows (what
+    :func:`~pyrovae.data.prepare.prepare_data` scores); None where the run scores rows as they are."""
+    if binarize not in ("none", "static", "dynamic") or dequantize not in ("none", "uniform"):
+        raise ConfigError(f"unknown preprocessing binarize={binarize!r}, dequantize={dequantize!r}")
+    if binarize == "none" and dequantize == "none":
+        return None
+    generator = torch.Generator().manual_seed(seed)
+
+    def transform(x: torch.Tensor) -> torch.Tensor:
+        if binarize != "none":
+            return _binarize(x, generator)
+        if levels in (None, 256):
+            return _dequantize(x, generator)
+        return _dequantize(x, generator, levels=levels)
+
+    return transform
+
+
+def _layout(rows, x_dim: int, image_shape, what: str) -> Callable[[np.ndarray], np.ndarray]:
+    """How a chunk of ``rows`` (B, ...) becomes (B, x_dim): checked once, from the shape."""
+    shape = tuple(rows.shape[1:])
+    image = tuple(image_shape) if image_shape is not None else None
+    flat = lambda c: c.reshape(len(c), x_dim)  # noqa: E731
+    if len(rows.shape) < 2:
+        raise DataError(f"{what} has shape {tuple(rows.shape)}; give rows of shape (N, {x_dim}) or (N, *image shape)")
+    if math.prod(shape) != x_dim:
+        raise DataError(f"{what} rows hold {math.prod(shape)} values (shape {tuple(rows.shape)}), "
+                        f"but the VAE takes x_dim={x_dim}; encode data of the kind the run was trained on")
+    if len(shape) == 1 or image is None or shape == image:
+        return flat
+    if len(image) == 2 and shape in ((1, *image), (*image, 1)):
+        return flat
+    if len(image) == 3 and shape == (*image[1:], image[0]):  # (H, W, C) -> (C, H, W)
+        return lambda c: flat(np.ascontiguousarray(np.moveaxis(np.asarray(c), -1, 1)))
+    raise DataError(f"{what} has rows of shape {shape}, but the VAE's images are {image}; give (N, {x_dim}) rows "
+                    "or images of that shape")
+
+
+def _read(rows, start: int, stop: int, layout, scale: Optional[float]) -> torch.Tensor:
+    """Rows ``start:stop`` as a float32 CPU tensor (B, x_dim): a copy of that chunk only."""
+    chunk = rows[start:stop]
+    if isinstance(chunk, torch.Tensor):
+        chunk = chunk.detach().cpu().numpy()
+    chunk = layout(np.array(chunk, dtype=np.float32))  # (B, ...) -> (B, x_dim)
+    x = torch.from_numpy(chunk)
+    return x / scale if scale is not None else x
+
+
+def _scale_of(rows, what: str) -> Optional[float]:
+    """255 for uint8 (x/255), None for bool and floats; other dtypes are refused."""
+    dtype = rows.dtype
+    if isinstance(dtype, torch.dtype):
+        dtype = torch.empty(0, dtype=dtype).numpy().dtype
+    dtype = np.dtype(dtype)
+    if dtype == np.uint8:
+        return 255.0
+    if dtype == np.bool_ or dtype.kind == "f":
+        return None
+    raise DataError(f"{what} has dtype {dtype}; give uint8 (0..255), bool or floats in the data's units")
+
+
+def _per_block(value, n: int, name: str, shared: bool) -> list:
+    """``value`` for each of ``n`` blocks: a list as is, else one value for one block (or,
+    where ``shared``, the same for all blocks)."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != n:
+            raise ConfigError(f"{name} has {len(value)} entries for {n} blocks of rows; give one per block")
+        return list(value)
+    if n == 1 or shared or value is None:
+        return [value] * n
+    raise ConfigError(f"the rows come in {n} blocks; give {name} as a list, one per block")
+
+
+def _check_out(out_path) -> Path:
+    out = Path(out_path)
+    if out.suffix != ".npz":
+        raise ConfigError(f"the output {out} must end in .npz")
+    if not out.parent.is_dir():
+        raise ConfigError(f"the folder of the output {out} does not exist; create {out.parent} first")
+    if out.is_dir():
+        raise ConfigError(f"the output {out} is a folder; give a file name ending in .npz")
+    return out
+
+
+@torch.no_grad()
+def encode_dataset(vae, rows, out_path, batch_size: int = 1024, score: bool = False, num_samples: int = 0,
+                   num_particles: int = 10, preprocess=None, labels=None, row_ids=None,
+                   progress: Optional[Callable[[int], None]] = None, seed: Optional[int] = 0,
+                   info: Optional[dict] = None) -> dict:
+    """Encode every row of ``rows`` with ``vae``'s guide (and score it), into ``out_path`` (.npz).
+
+    :param rows: (N, D) or (N, *image shape) torch tensor, NumPy array or memmap, uint8
+        (read as x/255), bool or float in the data's units; or a list of such blocks, read
+        one after another as one set of rows.
+    :param batch_size: rows read, moved to the device and scored at a time.
+    :param score: write the per-row ELBO and its split, averaged over ``num_particles`` draws.
+    :param num_samples: K > 0 also writes ``log_px`` with K importance samples per row.
+    :param preprocess: what the scores see: a callable on consecutive (B, D) float CPU chunks
+        (e.g. :func:`held_out_transform`), or a list of them, one per block; None: rows as given.
+    :param labels: (N,) integers (a list: one per block, None where unknown) -> ``y``, written
+        when every block has them.
+    :param row_ids: (N,) source row indices -> ``row`` (default 0..N-1).
+    :param progress: called with the number of rows after each chunk.
+    :param seed: seeds the Monte-Carlo draws (the caller's random state is left as it was);
+        None draws from the global random state.
+    :param info: extra JSON-able facts recorded in the file's ``info``.
+    :returns: a summary: path, rows, the arrays written, means of the scores, seconds.
+    """
+    if batch_size < 1 or num_samples < 0 or num_particles < 1:
+        raise ConfigError("batch_size and num_particles must be positive and num_samples 0 or positive")
+    out = _check_out(out_path)
+    blocks = list(rows) if isinstance(rows, (list, tuple)) else [rows]
+    preprocess = _per_block(preprocess, len(blocks), "preprocess", shared=True)
+    labels = _per_block(labels, len(blocks), "labels", shared=False)
+    image_shape = getattr(vae, "image_shape", None)
+    what = lambda i: "the data" if len(blocks) == 1 else f"block {i} of the data"  # noqa: E731
+    layouts = [_layout(b, vae.x_dim, image_shape, what(i)) for i, b in enumerate(blocks)]
+    scales = [_scale_of(b, what(i)) for i, b in enumerate(blocks)]
+    n = sum(len(b) for b in blocks)
+    if n == 0:
+        raise DataError("the data has no rows: there is nothing to encode")
+    with_y = all(y is not None for y in labels)
+    if with_y and any(len(y) != len(b) for y, b in zip(labels, blocks)):
+        raise DataError("the labels and the rows differ in number")
+    if row_ids is not None and len(row_ids) != n:
+        raise DataError(f"row_ids has {len(row_ids)} entries for {n} rows")
+    device = next(vae.parameters()).device
+    to_model = getattr(vae, "to_model_space", None)  # standardized runs score in model space
+    specs = {"loc": ((n, vae.z_dim), np.float32), "scale": ((n, vae.z_dim), np.float32), "row": ((n,), np.int64)}
+    if with_y:
+        specs["y"] = ((n,), np.int64)
+    if score:
+        specs.update({k: ((n,), np.float32) for k in ("elbo", "expected_log_likelihood", "kl")})
+    if num_samples:
+        specs["log_px"] = ((n,), np.float32)
+    record = {"rows": n, "z_dim": vae.z_dim, "batch_size": batch_size, "seed": seed,
+              "num_particles": num_particles if score else None, "num_samples": num_samples or None,
+              "encoded": "rows as given (no noise)", **(info or {})}
+    started = time.time()
+    try:
+        parts = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".parts"))
+    except OSError as error:
+        raise WriteError(f"cannot write beside {out} ({one_line(error, 120)})") from None
+    try:
+        arrays = {k: np.lib.format.open_memmap(parts / f"{k}.npy", mode="w+", dtype=t, shape=s)
+                  for k, (s, t) in specs.items()}
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
+            offset = 0
+            for i, block in enumerate(blocks):
+                for start in range(0, len(block), batch_size):
+                    stop = min(start + batch_size, len(block))
+                    x = _read(block, start, stop, layouts[i], scales[i])  # (B, D) float32, CPU
+                    where = slice(offset + start, offset + stop)
+                    _check_finite(x, offset + start)
+                    loc, scale = vae.encode(x.to(device))  # (B, z_dim) each
+                    arrays["loc"][where], arrays["scale"][where] = loc.cpu().numpy(), scale.cpu().numpy()
+                    if score or num_samples:
+                        scored = x if preprocess[i] is None else preprocess[i](x)
+                        scored = scored.to(device)
+                        scored = scored if to_model is None else to_model(scored)
+                        if score:
+                            split = elbo(vae, scored, num_particles=num_particles, batch_size=len(scored))
+                            arrays["elbo"][where] = split.elbo.cpu().numpy()
+                            arrays["expected_log_likelihood"][where] = split.expected_log_likelihood.cpu().numpy()
+                            arrays["kl"][where] = split.kl.cpu().numpy()
+                        if num_samples:
+                            arrays["log_px"][where] = log_likelihood(vae, scored, num_samples=num_samples).cpu().numpy()
+                    if with_y:
+                        arrays["y"][where] = np.asarray(labels[i][start:stop], dtype=np.int64)
+                    arrays["row"][where] = (np.arange(where.start, where.stop) if row_ids is None
+                                            else np.asarray(row_ids[where], dtype=np.int64))
+                    if progress is not None:
+                        progress(stop - start)
+                offset += len(block)
+        summary = {k: float(np.mean(arrays[k], dtype=np.float64)) for k in ("elbo", "log_px") if k in arrays}
+        for array in arrays.values():
+            array.flush()
+        del arrays
+        np.save(parts / "info.npy", np.array(json.dumps(record)))
+        _store(parts, [*specs, "info"], out)
+    finally:
+        shutil.rmtree(parts, ignore_errors=True)
+    seconds = time.time() - started
+    return {"out": str(out), "rows": n, "arrays": list(specs), "seconds": seconds,
+            "rows_per_second": n / max(seconds, 1e-9), **{f"mean_{k}": v for k, v in summary.items()}}
+
+
+def _check_finite(x: torch.Tensor, first: int) -> None:
+    bad = ~torch.isfinite(x).all(dim=1)
+    if bool(bad.any()):
+        raise DataError(f"row {first + int(bad.nonzero()[0])} of the data has NaN or infinite values; "
+                        "clean or drop those rows")
+
+
+def _store(parts: Path, names: Sequence[str], out: Path) -> None:
+    """Zip ``parts/<name>.npy`` uncompressed into ``out`` (an ``.npz``), replacing it whole;
+    each member is copied in blocks, so memory stays small."""
+    tmp = parts / "out.npz"
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+            for name in names:
+                archive.write(parts / f"{name}.npy", arcname=f"{name}.npy")
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+        folder = os.open(out.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+    except OSError as error:
+        raise WriteError(f"could not write {out} ({one_line(error, 120)}); nothing was written over") from None
