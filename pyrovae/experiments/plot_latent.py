@@ -1,5 +1,7 @@
 """Latent-space figures of a finished run (``scripts/plot_latent.py``): posterior means, the
-decoder over the prior's quantiles, decoded interpolations."""
+decoder over the prior's quantiles, decoded interpolations. Images may be grey (H, W) or have
+channels (C, H, W); for a table (``image_shape`` None) only the posterior means are drawn.
+The prepared test rows are in model space; the figures are in data units."""
 from pathlib import Path
 from typing import Callable
 
@@ -9,26 +11,30 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from ..training.plots import image_grid, save_grid  # noqa: E402
+from ..training.plots import channel_note, image_grid, save_grid  # noqa: E402
 from .evaluate import load_run  # noqa: E402
 
 
 @torch.no_grad()
 def plot_latent_run(run_dir, out_dir=None, cuda: bool = False, log: Callable[[str], None] = print) -> list:
     """latent.png (posterior means: the 2-d latent itself, or a 2-d PCA), manifold.png
-    (2-d latents only: the decoder over a grid of prior quantiles) and
-    interpolations.png (decoded straight lines between posterior means)."""
+    (images with 2-d latents only: the decoder over a grid of prior quantiles) and
+    interpolations.png (images only: decoded straight lines between posterior means)."""
     vae, config, dataset, prepared = load_run(run_dir, cuda, log)
     out = Path(out_dir or run_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = next(vae.parameters()).device
-    test_x = prepared.test_x.to(device)
+    test_x = vae.to_data_space(prepared.test_x.to(device))  # (N, D) in data units
+    image_shape = dataset.image_shape
     means = torch.cat([vae.encode(c)[0] for c in test_x.split(1000)]).cpu()  # (N, z_dim)
-    written = [out / "latent.png", out / "interpolations.png"]
+    written = [out / "latent.png"] + ([out / "interpolations.png"] if image_shape is not None else [])
+    if image_shape is None:
+        log("the data are a table (no image shape): drawing latent.png only, not manifold.png or interpolations.png")
     if vae.z_dim == 2:
         coords, axis_names = means, ("z1", "z2")
-        _plot_manifold(vae, dataset.image_shape, out / "manifold.png")
-        written.append(out / "manifold.png")
+        if image_shape is not None:
+            _plot_manifold(vae, image_shape, out / "manifold.png")
+            written.append(out / "manifold.png")
     else:
         centered = means - means.mean(0)
         _, s, v = torch.linalg.svd(centered, full_matrices=False)
@@ -36,8 +42,10 @@ def plot_latent_run(run_dir, out_dir=None, cuda: bool = False, log: Callable[[st
         share = (s[:2] ** 2 / (s**2).sum()).tolist()
         axis_names = (f"PC1 ({share[0]:.0%} of variance)", f"PC2 ({share[1]:.0%})")
     _plot_scatter(coords, dataset.test_y, axis_names, out / "latent.png",
-                  f"posterior means of {len(coords)} test images ({'z' if vae.z_dim == 2 else 'PCA of z'}, z_dim={vae.z_dim})")
-    _plot_interpolations(vae, test_x, dataset.test_y, dataset.image_shape, out / "interpolations.png")
+                  f"posterior means of {len(coords)} test {'images' if image_shape is not None else 'rows'} "
+                  f"({'z' if vae.z_dim == 2 else 'PCA of z'}, z_dim={vae.z_dim})")
+    if image_shape is not None:
+        _plot_interpolations(vae, test_x, dataset.test_y, image_shape, out / "interpolations.png")
     log(f"wrote {', '.join(str(p) for p in written)}")
     return written
 
@@ -62,8 +70,9 @@ def _plot_manifold(vae, image_shape, path, n: int = 20):
     # rows go down z2 (high at the top), columns along z1: (n, n, 2) -> (n*n, 2)
     grid = torch.stack(torch.meshgrid(values.flip(0), values, indexing="ij")[::-1], dim=-1).reshape(-1, 2)
     device = next(vae.parameters()).device
-    images = vae.likelihood(vae.decoder(grid.to(device))).mean.cpu()
-    save_grid(image_grid(images, image_shape, n), path, "decoder mean over the prior's quantiles (z1 across, z2 up)")
+    images = vae.to_data_space(vae.likelihood(vae.decoder(grid.to(device))).mean).cpu()  # (n*n, D)
+    save_grid(image_grid(images, image_shape, n), path,
+              "decoder mean over the prior's quantiles (z1 across, z2 up)" + channel_note(image_shape), image_shape)
 
 
 def _plot_interpolations(vae, test_x, labels, image_shape, path, pairs: int = 8, steps: int = 10):
@@ -77,7 +86,8 @@ def _plot_interpolations(vae, test_x, labels, image_shape, path, pairs: int = 8,
     loc = vae.encode(test_x[idx.flatten()])[0].view(pairs, 2, -1)  # (pairs, 2, z_dim)
     t = torch.linspace(0, 1, steps, device=loc.device).view(1, steps, 1)
     z = (1 - t) * loc[:, :1] + t * loc[:, 1:]  # (pairs, steps, z_dim)
-    images = vae.likelihood(vae.decoder(z)).mean.reshape(pairs * steps, -1).cpu()
+    images = vae.to_data_space(vae.likelihood(vae.decoder(z)).mean).reshape(pairs * steps, -1).cpu()
     save_grid(image_grid(images, image_shape, steps), path,
-          "decoded straight lines between the posterior means of two test images")
+              "decoded straight lines between the posterior means of two test images" + channel_note(image_shape),
+              image_shape)
 

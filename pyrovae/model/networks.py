@@ -11,15 +11,18 @@ Two architectures (``make_networks(arch, ...)``):
 * ``"gated"``: the same MLPs with gated hidden units, :math:`h = (W x + b) \odot
   \sigma(V x + c)` (:class:`GatedLinear`; Dauphin et al. 2017, as in the VampPrior
   paper's VAEs);
-* ``"conv"``: :class:`ConvEncoder` and :class:`ConvDecoder` for one-channel images whose
-  sides divide by 4: two stride-2 convolution stages down to a (C, H/4, W/4) feature
-  map and the mirror image up, ELU units, dense layers between map and latent.
+* ``"conv"``: :class:`ConvEncoder` and :class:`ConvDecoder` for images (C, H, W) of any
+  channel count (``(H, W)``: one channel) and sides of at least 4: the input is zero-padded
+  at the bottom and right to sides H', W' that divide by 4, two stride-2 convolution stages
+  go down to a (C2, H'/4, W'/4) feature map and the mirror image up, the output is cropped
+  back to (H, W); ELU units, dense layers between map and latent. Rows are images
+  flattened channel-first, row-major: pixel (c, h, w) is entry c*H*W + h*W + w.
 
 All accept any leading batch dimensions (``(..., in) -> (..., out)``), so vectorized
 ELBO particles pass through unchanged. They import nothing from the rest of the package.
 """
 import math
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -91,74 +94,95 @@ def _deconv_stage(c_in: int, c_out: int) -> nn.Sequential:
                          nn.Conv2d(c_out, c_out, 3, padding=1), nn.ELU())
 
 
-def _check_image_shape(image_shape: Sequence[int]) -> Tuple[int, int]:
-    h, w = (int(s) for s in image_shape)
-    if h % 4 or w % 4:
-        raise ValueError(f"the conv networks need image sides divisible by 4, got {h}x{w}")
-    return h, w
+def image_dims(image_shape: Optional[Sequence[int]]) -> Tuple[int, int, int]:
+    """``(H, W)`` (one channel) or ``(C, H, W)`` -> ``(C, H, W)``; sides of at least 4 pixels."""
+    if image_shape is None:
+        raise ValueError("the conv networks need images; this data has no image shape (a table): "
+                         "use --arch mlp or gated")
+    dims = tuple(int(s) for s in image_shape)
+    if len(dims) not in (2, 3) or min(dims) <= 0:
+        raise ValueError(f"image_shape must be (H, W) or (C, H, W) of positive sizes, got {tuple(image_shape)}")
+    c, h, w = dims if len(dims) == 3 else (1, *dims)
+    if h < 4 or w < 4:
+        raise ValueError(f"the conv networks need images of at least 4x4 pixels, got {h}x{w}")
+    return c, h, w
+
+
+def _padded(side: int) -> int:
+    """The side rounded up to a multiple of 4 (two stride-2 stages)."""
+    return -(-side // 4) * 4
 
 
 class ConvEncoder(nn.Module):
-    r"""``x (..., H*W) -> (loc, scale)``, each ``(..., z_dim)``: images (1, H, W) through
-    ``channels[0]`` then ``channels[1]`` feature maps at H/2 and H/4, a dense layer of
-    ``hidden`` units, and :math:`\sigma = \mathrm{softplus}(h) + \sigma_{min}`."""
+    r"""``x (..., C*H*W) -> (loc, scale)``, each ``(..., z_dim)``: images (C, H, W), zero-padded
+    at the bottom and right to (C, H', W') with H', W' the next multiples of 4, through
+    ``channels[0]`` then ``channels[1]`` feature maps at H'/2 and H'/4, a dense layer of
+    ``hidden`` units, and :math:`\sigma = \mathrm{softplus}(h) + \sigma_{min}`.
+    ``image_shape`` (H, W) means one channel."""
 
     def __init__(self, image_shape: Sequence[int], z_dim: int, channels: Sequence[int] = (32, 64),
                  hidden: int = 256, min_scale: float = 1e-4):
         super().__init__()
-        self.h, self.w = _check_image_shape(image_shape)
+        self.c, self.h, self.w = image_dims(image_shape)
+        self.pad = (0, _padded(self.w) - self.w, 0, _padded(self.h) - self.h)  # F.pad order: left, right, top, bottom
         c1, c2 = channels
-        self.features = nn.Sequential(_conv_stage(1, c1), _conv_stage(c1, c2), nn.Flatten())
-        self.head = nn.Sequential(nn.Linear(c2 * (self.h // 4) * (self.w // 4), hidden), nn.ELU(),
+        self.features = nn.Sequential(_conv_stage(self.c, c1), _conv_stage(c1, c2), nn.Flatten())
+        self.head = nn.Sequential(nn.Linear(c2 * (_padded(self.h) // 4) * (_padded(self.w) // 4), hidden), nn.ELU(),
                                   nn.Linear(hidden, 2 * z_dim))
         self.min_scale = min_scale
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         lead = x.shape[:-1]
-        images = x.reshape(-1, 1, self.h, self.w)  # (..., H*W) -> (M, 1, H, W)
+        images = x.reshape(-1, self.c, self.h, self.w)  # (..., C*H*W) -> (M, C, H, W), channel-first rows
+        if any(self.pad):
+            images = F.pad(images, self.pad)  # (M, C, H', W'), zeros below and to the right
         out = self.head(self.features(images)).reshape(*lead, -1)  # (M, 2 z_dim) -> (..., 2 z_dim)
         loc, raw_scale = out.chunk(2, dim=-1)
         return loc, F.softplus(raw_scale) + self.min_scale
 
 
 class ConvDecoder(nn.Module):
-    """``z (..., z_dim) -> o (..., k*H*W)``: a dense layer to a (channels[1], H/4, W/4)
-    map, two upsampling stages, and a 1x1 convolution to ``k = outputs_per_pixel``
-    channels, laid out as k blocks of H*W like the MLP decoder's."""
+    """``z (..., z_dim) -> o (..., k*C*H*W)``: a dense layer to a (channels[1], H'/4, W'/4)
+    map, two upsampling stages to (H', W') (the next multiples of 4), a 1x1 convolution to
+    ``k*C`` channels (``k = outputs_per_pixel``), cropped to (H, W) and laid out as k blocks
+    of C*H*W (each a channel-first image), like the MLP decoder's k blocks of D."""
 
     def __init__(self, z_dim: int, image_shape: Sequence[int], outputs_per_pixel: int = 1,
                  channels: Sequence[int] = (32, 64), hidden: int = 256):
         super().__init__()
-        self.h, self.w = _check_image_shape(image_shape)
+        self.c, self.h, self.w = image_dims(image_shape)
         c1, c2 = channels
-        self.map_shape = (c2, self.h // 4, self.w // 4)
+        self.map_shape = (c2, _padded(self.h) // 4, _padded(self.w) // 4)
         self.head = nn.Sequential(nn.Linear(z_dim, hidden), nn.ELU(),
                                   nn.Linear(hidden, math.prod(self.map_shape)), nn.ELU())
         self.upsample = nn.Sequential(_deconv_stage(c2, c1), _deconv_stage(c1, c1),
-                                      nn.Conv2d(c1, outputs_per_pixel, 1))
+                                      nn.Conv2d(c1, outputs_per_pixel * self.c, 1))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         lead = z.shape[:-1]
-        maps = self.head(z.reshape(-1, z.shape[-1])).reshape(-1, *self.map_shape)  # (M, C, H/4, W/4)
-        out = self.upsample(maps)  # (M, k, H, W)
-        return out.reshape(*lead, -1)  # (..., k*H*W): k blocks of H*W
+        maps = self.head(z.reshape(-1, z.shape[-1])).reshape(-1, *self.map_shape)  # (M, C2, H'/4, W'/4)
+        out = self.upsample(maps)[..., :self.h, :self.w]  # (M, k*C, H', W') -> (M, k*C, H, W)
+        # channel j*C + c is output j of image channel c: flattening gives k blocks of C*H*W
+        return out.reshape(*lead, -1)  # (..., k*C*H*W)
 
 
 ARCHITECTURES = ("mlp", "gated", "conv")
 
 
 def make_networks(arch: str, x_dim: int, z_dim: int, outputs_per_pixel: int, hidden: Sequence[int] = (400,),
-                  image_shape: Sequence[int] = (28, 28), channels: Sequence[int] = (32, 64)) -> Tuple[nn.Module, nn.Module]:
+                  image_shape: Optional[Sequence[int]] = (28, 28),
+                  channels: Sequence[int] = (32, 64)) -> Tuple[nn.Module, nn.Module]:
     """(encoder, decoder) of architecture ``arch``. For ``"mlp"`` and ``"gated"``, ``hidden`` are the
-    encoder's widths (the decoder mirrors them); for ``"conv"``, ``hidden[0]`` is the
-    width of the dense layer beside the latent, ``channels`` the feature maps at H/2 and
-    H/4, and ``x_dim`` must equal H*W."""
+    encoder's widths (the decoder mirrors them) and ``image_shape`` is not used (any D, None for
+    vector data); for ``"conv"``, ``hidden[0]`` is the width of the dense layer beside the
+    latent, ``channels`` the feature maps at H'/2 and H'/4, and ``x_dim`` must equal C*H*W."""
     if arch in ("mlp", "gated"):
         gated = arch == "gated"
         return (Encoder(x_dim, z_dim, hidden, gated=gated),
                 Decoder(z_dim, outputs_per_pixel * x_dim, hidden, gated=gated))
     if arch == "conv":
-        if math.prod(image_shape) != x_dim:
+        dims = image_dims(image_shape)
+        if math.prod(dims) != x_dim:
             raise ValueError(f"image_shape {tuple(image_shape)} does not hold x_dim={x_dim} pixels")
         width = hidden[0] if hidden else 256
         if len(channels) != 2 or min(channels) <= 0:

@@ -25,6 +25,17 @@ instance's ``name`` (a fresh random one by default), so two VAEs in one process 
 share or overwrite each other's parameters. Inside ``with vae.local_params():`` nothing
 is registered: the parameters stay the modules' own, for a ``torch.optim`` optimizer
 that holds them (pyrovae's training loop) and for capturing a step as a graph.
+
+Standardized data (``standardization={"mean": m, "std": s}``, for tables): the model and
+guide work in model space, :math:`x_{model} = (x - m)/s` (the rows a run trains on), so
+``model``, ``guide`` and the ELBOs and log-likelihoods computed from their traces are in model
+space; :meth:`VAE.encode` and :meth:`VAE.posterior` take data units and :meth:`VAE.reconstruct`
+and :meth:`VAE.sample` return data units. Densities on the data's scale are
+
+.. math::
+    \log p_{data}(x) = \log p_{model}\big((x - m)/s\big) - \sum_d \log s_d
+
+(:meth:`VAE.log_det_standardization` is :math:`\sum_d \log s_d`, 0 without a standardization).
 """
 import copy
 import uuid
@@ -41,6 +52,7 @@ from .guides import get_guide
 from .likelihoods import Likelihood, get_likelihood
 from .networks import make_networks
 from .priors import StandardNormal, get_prior
+from .standardize import Standardize
 
 
 class VAE(nn.Module):
@@ -57,7 +69,8 @@ class VAE(nn.Module):
         (e.g. ``{"scale": 0.1}``) or ``outputs_per_pixel`` of a callable.
     :param str name: prefix of this VAE's entries in Pyro's param store.
     :param str arch: ``"mlp"``, ``"gated"`` or ``"conv"`` (see :mod:`pyrovae.model.networks`).
-    :param image_shape: (H, W) of one image, for ``arch="conv"`` (H * W = D).
+    :param image_shape: (H, W) of one grey image or (C, H, W) of one with C channels
+        (C * H * W = D), needed by ``arch="conv"``; None for vector data (a table's rows).
     :param channels: feature maps of the two conv stages, for ``arch="conv"``.
     :param prior: ``"normal"`` (default), ``"mog"``, ``"vamp"``, a
         :class:`~pyrovae.model.priors.Prior` or a callable ``n -> Distribution``.
@@ -65,6 +78,10 @@ class VAE(nn.Module):
     :param guide: ``"normal"`` (default), ``"iaf"``, a
         :class:`~pyrovae.model.guides.GuideFamily` or a callable ``(loc, scale) -> Distribution``.
     :param dict guide_options: e.g. ``{"steps": 2}`` for ``"iaf"``.
+    :param dict standardization: ``{"mean": m, "std": s}``, D values each: the model works on
+        ``(x - m) / s`` (see the module's docstring); held as buffers of ``vae.standardizer``.
+    :param bool standardized: with no ``standardization``, placeholder buffers (mean 0, std 1)
+        for ``load_state_dict`` to fill; what :meth:`config` records.
     """
 
     def __init__(
@@ -76,12 +93,14 @@ class VAE(nn.Module):
         likelihood_options: Optional[dict] = None,
         name: Optional[str] = None,
         arch: str = "mlp",
-        image_shape: Sequence[int] = (28, 28),
+        image_shape: Optional[Sequence[int]] = (28, 28),
         channels: Sequence[int] = (32, 64),
         prior: Union[str, dict, Callable] = "normal",
         prior_options: Optional[dict] = None,
         guide: Union[str, dict, Callable] = "normal",
         guide_options: Optional[dict] = None,
+        standardization: Optional[dict] = None,
+        standardized: bool = False,
     ):
         super().__init__()
         hidden = tuple(int(h) for h in hidden)
@@ -89,7 +108,8 @@ class VAE(nn.Module):
             if not (isinstance(value, int) and value > 0):
                 raise ConfigError(f"{label} must be a positive integer, got {value!r}")
         self.x_dim, self.z_dim, self.hidden = int(x_dim), int(z_dim), hidden
-        self.arch, self.image_shape = arch, tuple(int(s) for s in image_shape)
+        self.arch = arch
+        self.image_shape = None if image_shape is None else tuple(int(s) for s in image_shape)
         self.channels = tuple(int(c) for c in channels)
         self.likelihood = get_likelihood(likelihood, **(likelihood_options or {}))
         try:
@@ -99,6 +119,7 @@ class VAE(nn.Module):
             raise ConfigError(str(error)) from None
         self.prior = get_prior(prior, self.z_dim, self.x_dim, **(prior_options or {}))
         self.posterior_family = get_guide(guide, self.z_dim, **(guide_options or {}))
+        self.standardizer = _standardizer(standardization, standardized, self.x_dim)
         self.name = name or f"vae-{uuid.uuid4().hex[:12]}"
         self._register_params = True
 
@@ -150,38 +171,52 @@ class VAE(nn.Module):
             loc, scale = self.encoder(x)  # (N, x_dim) -> 2 x (N, z_dim)
             return pyro.sample("z", self.posterior_family.distribution(loc, scale))
 
+    # ------------------------------------------------------- standardization
+    def to_model_space(self, x: torch.Tensor) -> torch.Tensor:
+        """Data units -> what the model sees: ``(x - mean) / std`` (identity without a standardization)."""
+        return x if self.standardizer is None else self.standardizer(x)
+
+    def to_data_space(self, y: torch.Tensor) -> torch.Tensor:
+        """Model space -> data units: ``y * std + mean`` (identity without a standardization)."""
+        return y if self.standardizer is None else self.standardizer.inverse(y)
+
+    def log_det_standardization(self) -> float:
+        r""":math:`\sum_d \log s_d` (0 without a standardization): log p_data(x) = log p_model(x_model) minus this."""
+        return 0.0 if self.standardizer is None else self.standardizer.log_det()
+
     # ------------------------------------------------------------ inference
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Amortized posterior parameters ``(loc, scale)``, each (N, z_dim) (with a flow
-        guide: those of its base distribution)."""
-        return self.encoder(self._as_input(x))
+        """Amortized posterior parameters ``(loc, scale)``, each (N, z_dim), of rows ``x`` (N, x_dim)
+        in data units (with a flow guide: those of its base distribution)."""
+        return self.encoder(self.to_model_space(self._as_input(x)))
 
     def posterior(self, x: torch.Tensor) -> dist.TorchDistribution:
-        """``q(z|x)``, by default ``dist.Normal(loc, scale).to_event(1)``: batch (N,), event (z_dim,)."""
+        """``q(z|x)`` of rows in data units, by default ``dist.Normal(loc, scale).to_event(1)``:
+        batch (N,), event (z_dim,)."""
         loc, scale = self.encode(x)
         return self.posterior_family.distribution(loc, scale)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """Mean of p(x | z = z*): (N, x_dim), z* the posterior mean (with a flow guide, the
-        flow's image of its base mean)."""
+        """Mean of p(x | z = z*) in data units: (N, x_dim), z* the posterior mean of x (data
+        units; with a flow guide, the flow's image of its base mean)."""
         loc, scale = self.encode(x)
         q = self.posterior_family.distribution(loc, scale)
         for t in getattr(q, "transforms", ()):
             loc = t(loc)
-        return self.likelihood(self.decoder(loc)).mean
+        return self.to_data_space(self.likelihood(self.decoder(loc)).mean)
 
     @torch.no_grad()
     def sample(self, n: int, mean: bool = True, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """``n`` images from the model, (n, x_dim): the likelihood's mean at z ~ p(z)
-        (``mean=False`` draws x from it instead)."""
+        """``n`` rows from the model in data units, (n, x_dim): the likelihood's mean at
+        z ~ p(z) (``mean=False`` draws x from it instead, from the global random stream)."""
         if isinstance(self.prior, StandardNormal):
             z = torch.randn(n, self.z_dim, device=self._device(), generator=generator)
         else:  # drawn from the prior's own distribution (the global random stream)
             z = self.prior.distribution(n, self.encoder).sample()
         p_x = self.likelihood(self.decoder(z))
-        return p_x.mean if mean else p_x.sample()
+        return self.to_data_space(p_x.mean if mean else p_x.sample())
 
     # ---------------------------------------------------------------- helpers
     def config(self) -> dict:
@@ -192,10 +227,11 @@ class VAE(nn.Module):
             "hidden": list(self.hidden),
             "likelihood": self.likelihood.config(),
             "arch": self.arch,
-            "image_shape": list(self.image_shape),
+            "image_shape": None if self.image_shape is None else list(self.image_shape),
             **({"channels": list(self.channels)} if self.arch == "conv" else {}),
             **({"prior": self.prior.config()} if self.prior.name != "normal" else {}),
             **({"guide": self.posterior_family.config()} if self.posterior_family.name != "normal" else {}),
+            **({"standardized": True} if self.standardizer is not None else {}),
         }
 
     def _device(self) -> torch.device:
@@ -212,6 +248,20 @@ class VAE(nn.Module):
             raise DataError("x contains NaN or infinite values; clean or drop those rows")
         weight = next(self.decoder.parameters())
         return x.to(weight.device, weight.dtype)
+
+
+def _standardizer(standardization: Optional[dict], standardized: bool, x_dim: int) -> Optional[Standardize]:
+    """The :class:`Standardize` module of ``standardization``, placeholders (mean 0, std 1) when only
+    ``standardized``, or None."""
+    if standardization is None:
+        return Standardize(torch.zeros(x_dim), torch.ones(x_dim), x_dim) if standardized else None
+    if not (isinstance(standardization, dict) and set(standardization) == {"mean", "std"}):
+        raise ConfigError(f'standardization must be a dict {{"mean": [...], "std": [...]}} of x_dim values each, '
+                          f"got {standardization!r:.80}")
+    try:
+        return Standardize(standardization["mean"], standardization["std"], x_dim)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise ConfigError(str(error).splitlines()[0]) from None
 
 
 def _data_plate(n: int, full_size: Optional[int], subsample: Optional[torch.Tensor]):

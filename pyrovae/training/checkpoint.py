@@ -12,7 +12,10 @@ anywhere in the tensor data is caught), that it loads with ``weights_only=True``
 carries pyrovae's format tag, and that its parts have the types a checkpoint's parts
 have. :func:`load` then builds the recorded architecture on PyTorch's ``meta`` device
 (no memory) and refuses a file whose tensors do not fit it or are not finite, so a
-crafted architecture (``hidden: [1e7, 1e7]``) cannot make it allocate gigabytes.
+crafted architecture (``hidden: [1e7, 1e7]``) cannot make it allocate gigabytes. A VAE
+recorded as ``"standardized": True`` is built with placeholder buffers that its
+``state_dict`` then fills (the column means and standard deviations of its run), and
+``image_shape`` is rebuilt as recorded: (H, W), (C, H, W) or None.
 """
 import pickle
 import random
@@ -185,6 +188,9 @@ def load(path, map_location="cpu", likelihood=None) -> VAE:
         vae.load_state_dict(state["state_dict"])
     except RuntimeError as error:
         raise CheckpointError(f"{path} does not match its recorded architecture: {one_line(error)}") from None
+    if vae.standardizer is not None and not bool((vae.standardizer.std > 0).all()):
+        raise CheckpointError(f"{path} records a standardization with a std that is not positive; "
+                              "the file is damaged or was edited")
     device = map_location if isinstance(map_location, (str, torch.device)) else "cpu"
     return vae.to(device).eval()
 

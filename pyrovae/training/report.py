@@ -1,20 +1,29 @@
 """A run's reports outside the loop: TensorBoard after every epoch (``--tensorboard``), the
-figures at the end (``elbo_curves.png``, ``reconstructions.png``, ``samples.png``); rank 0 only."""
+figures at the end (``elbo_curves.png``, ``reconstructions.png``, ``samples.png``); rank 0 only.
+
+Figures are in data units (the VAE's ``to_data_space``): image mosaics (grey or RGB) for
+images, per-column scatters and histograms (:mod:`~pyrovae.training.table_plots`) for tables."""
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 
 from .plots import image_grid, plot_elbo_curves, plot_reconstructions, plot_samples, reconstruction_grid
+from .table_plots import plot_table_reconstructions, plot_table_samples
 from .tracking import TensorBoardLog
 
 
 class Reporter:
     """``epoch(record, vae, test_x)`` after each epoch, ``finish(history, vae, test_x)`` at the
-    end of the run, ``close()`` always. ``start_epoch`` is the last epoch already logged."""
+    end of the run, ``close()`` always. ``start_epoch`` is the last epoch already logged.
 
-    def __init__(self, out: Path, image_shape, title: str, tensorboard: bool, start_epoch: int = 0):
-        self.out, self.image_shape, self.title = out, image_shape, title
+    ``test_x`` is in model space (the rows the run trains on, standardized where the VAE holds a
+    standardization). ``image_shape`` is (H, W), (C, H, W) or None (a table, whose figures
+    name the first 6 of ``columns`` where given)."""
+
+    def __init__(self, out: Path, image_shape, title: str, tensorboard: bool, start_epoch: int = 0,
+                 columns: Optional[Sequence[str]] = None):
+        self.out, self.image_shape, self.title, self.columns = out, image_shape, title, columns
         self.tensorboard: Optional[TensorBoardLog] = (TensorBoardLog(out / "tensorboard", start_epoch)
                                                       if tensorboard else None)
 
@@ -22,7 +31,7 @@ class Reporter:
         if self.tensorboard is None:
             return
         self.tensorboard.epoch(record)
-        if record["test_elbo"] is not None:
+        if record["test_elbo"] is not None and self.image_shape is not None:
             originals, reconstructions, samples = figure_data(vae, test_x)
             self.tensorboard.images(record["epoch"], reconstruction_grid(originals, reconstructions, self.image_shape),
                                     image_grid(samples, self.image_shape, 10))
@@ -33,6 +42,12 @@ class Reporter:
             return
         plot_elbo_curves(history, self.out / "elbo_curves.png", self.title)
         if stop():
+            return
+        if self.image_shape is None:
+            originals, reconstructions, samples = table_figure_data(vae, test_x)
+            plot_table_reconstructions(originals, reconstructions, self.out / "reconstructions.png", self.columns)
+            if not stop():
+                plot_table_samples(originals, samples, self.out / "samples.png", self.columns)
             return
         originals, reconstructions, samples = figure_data(vae, test_x)
         plot_reconstructions(originals, reconstructions, self.image_shape, self.out / "reconstructions.png")
@@ -54,11 +69,29 @@ def epoch_line(record: dict) -> str:
             + (f"(beta {beta:.3f}) " if beta < 1 else "") + f"({record['seconds']:.1f} s)")
 
 
+def _spread(test_x: torch.Tensor, n: int) -> torch.Tensor:
+    """``min(n, N)`` rows spread over the whole (possibly class-sorted) test set."""
+    return test_x[torch.linspace(0, len(test_x) - 1, min(n, len(test_x)), device=test_x.device).long()]
+
+
 def figure_data(vae, test_x: torch.Tensor):
-    """(originals, reconstructions, samples): 50 test images spread over the whole
-    (possibly class-sorted) test set (50, D), their reconstructions (50, D), 100 decoded
-    prior draws (100, D)."""
+    """(originals, reconstructions, samples) in data units: 50 test images spread over the
+    whole test set (50, D), their reconstructions (50, D), 100 decoded prior draws (100, D).
+    ``test_x`` is in model space."""
     vae = vae.eval()
-    originals = test_x[torch.linspace(0, len(test_x) - 1, min(50, len(test_x)), device=test_x.device).long()]
+    originals = vae.to_data_space(_spread(test_x, 50))
     generator = torch.Generator(device=test_x.device).manual_seed(0)
     return originals, vae.reconstruct(originals), vae.sample(100, generator=generator)
+
+
+@torch.no_grad()
+def table_figure_data(vae, test_x: torch.Tensor, n: int = 500):
+    """(originals, reconstructions, samples) in data units for a table: up to ``n`` test rows
+    spread over the test set, their reconstructions, and ``n`` draws z ~ p(z), x ~ p(x|z) (on a
+    forked random stream seeded 0, so drawing them leaves the run's random state alone)."""
+    vae = vae.eval()
+    originals = vae.to_data_space(_spread(test_x, n))
+    with torch.random.fork_rng(devices=[test_x.device] if test_x.is_cuda else []):
+        torch.manual_seed(0)
+        samples = vae.sample(n, mean=False)
+    return originals, vae.reconstruct(originals), samples

@@ -43,9 +43,11 @@ class TensorBoardLog:
         self.writer.flush()
 
     def images(self, epoch: int, reconstructions: torch.Tensor, samples: torch.Tensor) -> None:
-        """Two (H, W) grids in [0, 1] (see :func:`pyrovae.training.plots.image_grid`)."""
-        self.writer.add_image("reconstructions", reconstructions.clamp(0, 1).unsqueeze(0), epoch)
-        self.writer.add_image("samples", samples.clamp(0, 1).unsqueeze(0), epoch)
+        """Two grids in [0, 1], (H, W) or (C, H, W) with C = 1 (grey) or 3 (RGB)
+        (see :func:`pyrovae.training.plots.image_grid`)."""
+        for tag, grid in (("reconstructions", reconstructions), ("samples", samples)):
+            grid = grid.unsqueeze(0) if grid.dim() == 2 else grid
+            self.writer.add_image(tag, grid.clamp(0, 1), epoch)  # (C, H, W)
         self.writer.flush()
 
     def close(self) -> None:
