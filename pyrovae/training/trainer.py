@@ -154,8 +154,7 @@ class Trainer:
                        image_shape=self.dataset.image_shape, channels=config.channels, prior=config.prior,
                        prior_options=config.prior_options, guide=config.guide,
                        guide_options=config.guide_options,
-                       **({} if self.data.standardization is None else {"standardization": self.data.standardization})
-                       ).to(self.device)
+                       standardization=self.data.standardization).to(self.device)
         self.elbo = make_elbo(config.elbo, config.num_particles)
         self.optimizer = make_optimizer(self.vae.parameters(), config.lr)
         self.schedule = Schedule(self.optimizer, config.lr_schedule, config.epochs, config.lr_min, config.lr_patience)
@@ -182,7 +181,8 @@ class Trainer:
             self._restore(upgrade(resume_from))
         self.reporter = Reporter(self.out, self.dataset.image_shape,
                                  f"{self.dataset.name}, {self.vae.likelihood.name}, {config.elbo}",
-                                 tensorboard=config.tensorboard and self.main, start_epoch=self.counters.epoch)
+                                 tensorboard=config.tensorboard and self.main, start_epoch=self.counters.epoch,
+                                 columns=getattr(self.dataset, "columns", None))
 
     # ------------------------------------------------------------------ state
     def _save(self) -> None:
