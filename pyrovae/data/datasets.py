@@ -31,7 +31,7 @@ from typing import Callable, Optional
 import torch
 
 from ..errors import ConfigError, DataError
-from .arrays import as_labels, as_rows, detect_levels, image_layout, to_numpy
+from .arrays import as_labels, as_rows, detect_levels, image_layout, to_numpy, value_scale
 from .builtin import BUILT_IN, load_built_in, load_mnist_sample  # noqa: F401 (load_mnist_sample: public here)
 from .splits import seeded_split, sha256_tensors
 from .vision import VISION, load_vision
@@ -164,7 +164,8 @@ def build_dataset(train, test=None, valid=None, *, train_y=None, test_y=None, im
     """The :class:`Dataset` of arrays ``train`` (and ``test``, ``valid``) as in
     :meth:`Dataset.from_arrays`; ``what`` names the three in messages (a file and key)."""
     train_shape = tuple(to_numpy(train).shape)
-    image_layout(train_shape, what[0], image_shape)  # a wrong shape is named before any split
+    value_scale(to_numpy(train), what[0], levels)  # a wrong dtype or shape is named before any split
+    image_layout(train_shape, what[0], image_shape)
     train_rows = test_rows = split = None
     notes = list(notes)
     if test is None:

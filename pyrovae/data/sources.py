@@ -80,12 +80,15 @@ def _pickle_refused(path: Path, error: BaseException) -> DataError:
 
 def _read_npy(path: Path) -> np.ndarray:
     """The array of a .npy file, memory-mapped read-only (an object array is refused)."""
+    with open(path, "rb") as f:
+        if f.read(6) != b"\x93NUMPY":  # else np.load would try the file as a pickle
+            raise DataError(f"{path} is not a .npy file (no NumPy header); save arrays with np.save")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             array = np.load(path, mmap_mode="r", allow_pickle=False)
     except ValueError as error:
-        if "pickle" in str(error).lower():
+        if "pickle" in str(error).lower() or "python objects" in str(error).lower():
             raise _pickle_refused(path, error) from None
         raise DataError(f"{path} is not a readable .npy array ({one_line(error)})") from None
     except _LOAD_ERRORS as error:
@@ -97,6 +100,8 @@ def _read_npy(path: Path) -> np.ndarray:
 
 def _read_npz(path: Path) -> dict:
     """The arrays of a .npz archive by key (read into memory; object arrays are refused)."""
+    if not zipfile.is_zipfile(path):  # else np.load would try the file as a pickle
+        raise DataError(f"{path} is not a readable .npz archive (not a zip file); save arrays with np.savez")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
