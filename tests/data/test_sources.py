@@ -212,3 +212,25 @@ def test_built_in_names_record_levels_and_origin(tmp_path):
 
 def test_sample_mnist_has_256_levels(mnist_sample):
     assert mnist_sample.levels == 256 and mnist_sample.origin == {"kind": "name", "name": "mnist"}
+
+
+def test_cifar10_files_are_read_channel_last_with_torchvision_split(tmp_path, monkeypatch):
+    import torchvision.datasets
+
+    class FakeCIFAR10:  # torchvision's layout: .data (N, 32, 32, 3) uint8, .targets list, .classes
+        classes = [str(k) for k in range(10)]
+
+        def __init__(self, root, train=True, download=False):
+            rows = slice(0, 50) if train else slice(50, 60)
+            big = GREY8[rows].repeat(4, axis=1).repeat(4, axis=2)  # (n, 32, 32): real digits, 4x4 blocks
+            self.data = np.stack([big, big // 2, 255 - big], axis=-1)
+            self.targets = list(DIGITS.target[rows])
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", FakeCIFAR10)
+    ds = load_dataset("cifar10", tmp_path, download=False)
+    assert ds.image_shape == (3, 32, 32) and ds.levels == 256 and ds.split is None
+    assert (len(ds.train_x), len(ds.test_x)) == (50, 10) and torch.equal(ds.test_y, torch.from_numpy(DIGITS.target[50:60]))
+    assert float(ds.test_x[0, 2 * 1024]) == pytest.approx((255 - GREY8[50, 0, 0]) / 255)  # channel 2, pixel (0, 0)
+    assert ds.origin == {"kind": "name", "name": "cifar10"}
+    one_line_error("cifar10", pyrovae.ConfigError, "--image-size resizes image folders and celeba", data_dir=tmp_path,
+                   image_size=16)
