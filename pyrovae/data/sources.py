@@ -1,0 +1,123 @@
+"""Data sets from a path: ``.npy`` / ``.npz`` arrays here, tables in :mod:`.tables`, image
+folders in :mod:`.images`. Each reader only reads (nothing is written) and turns every
+malformed file into one :class:`~pyrovae.errors.DataError` line naming the file.
+
+``.npy``: one array, memory-mapped (``mmap_mode="r"``), no pickle; the seeded split.
+
+``.npz`` (no pickle), one of:
+
+* ``train`` and ``test`` (the source's own split), optional ``valid``, ``train_y``,
+  ``test_y`` (integer labels);
+* ``x`` with optional ``y`` (labels): the seeded split;
+* a single array under any key: the seeded split.
+"""
+import warnings
+import zipfile
+import zlib
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from ..errors import ConfigError, DataError, one_line
+from .datasets import Dataset, build_dataset
+from .splits import sha256_file
+
+ARRAY_SUFFIXES = (".npy", ".npz")
+TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
+NPZ_SPLIT_KEYS = ("train", "test", "valid", "train_y", "test_y")
+_LOAD_ERRORS = (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
+
+
+def load_path(path: Path, *, image_size: Optional[int] = None, test_size: Optional[int] = None,
+              split_seed: int = 0) -> Dataset:
+    """The data set at ``path`` (absolute): a folder of images, or a file by its suffix."""
+    from .images import IMAGE_SUFFIXES, load_image_folder
+
+    if path.is_dir():
+        return load_image_folder(path, image_size=image_size, test_size=test_size, split_seed=split_seed)
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        raise DataError(f"{path} is one image; give the folder that holds the images")
+    if suffix not in ARRAY_SUFFIXES + TABLE_SUFFIXES:
+        raise DataError(f"{path} is not a data set pyrovae reads (unknown extension {suffix or 'none'!r}); give a "
+                        ".npy, .npz, .csv or .parquet file, or a folder of images")
+    if image_size is not None:
+        raise ConfigError(f"--image-size resizes image folders and celeba; {path.name} is a {suffix} file: drop it")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path} is empty (0 bytes); give a file with data")
+    if suffix in TABLE_SUFFIXES:
+        from .tables import load_table
+
+        return load_table(path, test_size=test_size, split_seed=split_seed)
+    fmt = suffix[1:]
+    origin = {"kind": "file", "path": str(path), "format": fmt, "sha256": sha256_file(path)}
+    common = dict(name=path.stem, source=f"{fmt} file {path}", test_size=test_size, split_seed=split_seed,
+                  origin=origin)
+    if fmt == "npy":
+        return build_dataset(_read_npy(path), what=(str(path),) * 3, **common)
+    arrays = _read_npz(path)
+    keys = sorted(arrays)
+    if "train" in arrays or "test" in arrays:
+        if "train" not in arrays or "test" not in arrays or set(keys) - set(NPZ_SPLIT_KEYS):
+            raise DataError(f"{path} has the arrays {keys}; a split archive has train and test, optionally valid, "
+                            "train_y and test_y (or give one array, or x and y, for a seeded split)")
+        what = tuple(f"{path} {k!r}" for k in ("train", "test", "valid"))
+        return build_dataset(arrays["train"], arrays["test"], arrays.get("valid"), train_y=arrays.get("train_y"),
+                             test_y=arrays.get("test_y"), what=what, **common)
+    if set(keys) in ({"x"}, {"x", "y"}):
+        return build_dataset(arrays["x"], train_y=arrays.get("y"), what=(f"{path} 'x'",) * 3, **common)
+    if len(keys) == 1:
+        return build_dataset(arrays[keys[0]], what=(f"{path} {keys[0]!r}",) * 3, **common)
+    raise DataError(f"{path} has the arrays {keys}; give one array, or x (and y), or train and test "
+                    "(optionally valid, train_y, test_y)")
+
+
+def _pickle_refused(path: Path, error: BaseException) -> DataError:
+    return DataError(f"{path} holds Python objects that only pickle could load ({one_line(error, 80)}); pyrovae "
+                     "loads arrays without pickle: save numeric arrays, e.g. np.save(path, x.astype(np.float32))")
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    """The array of a .npy file, memory-mapped read-only (an object array is refused)."""
+    with open(path, "rb") as f:
+        if f.read(6) != b"\x93NUMPY":  # else np.load would try the file as a pickle
+            raise DataError(f"{path} is not a .npy file (no NumPy header); save arrays with np.save")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except ValueError as error:
+        if "pickle" in str(error).lower() or "python objects" in str(error).lower():
+            raise _pickle_refused(path, error) from None
+        raise DataError(f"{path} is not a readable .npy array ({one_line(error)})") from None
+    except _LOAD_ERRORS as error:
+        raise DataError(f"{path} is not a readable .npy array ({one_line(error)})") from None
+    if not isinstance(array, np.ndarray):
+        raise DataError(f"{path} is not a .npy array (it reads as {type(array).__name__}); give a .npy or .npz file")
+    return array
+
+
+def _read_npz(path: Path) -> dict:
+    """The arrays of a .npz archive by key (read into memory; object arrays are refused)."""
+    if not zipfile.is_zipfile(path):  # else np.load would try the file as a pickle
+        raise DataError(f"{path} is not a readable .npz archive (not a zip file); save arrays with np.savez")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            archive = np.load(path, allow_pickle=False)
+            if not isinstance(archive, np.lib.npyio.NpzFile):
+                raise DataError(f"{path} is a .npy array, not a .npz archive; rename it to .npy")
+            with archive:
+                arrays = {key: archive[key] for key in archive.files}
+    except ValueError as error:
+        if isinstance(error, DataError):
+            raise
+        if "pickle" in str(error).lower():
+            raise _pickle_refused(path, error) from None
+        raise DataError(f"{path} is not a readable .npz archive ({one_line(error)})") from None
+    except _LOAD_ERRORS as error:
+        raise DataError(f"{path} is not a readable .npz archive ({one_line(error)})") from None
+    if not arrays:
+        raise DataError(f"{path} is an empty .npz archive (no arrays); give at least one array")
+    return arrays
