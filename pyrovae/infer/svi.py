@@ -23,14 +23,17 @@ by scaling the log-densities of the latent site ``"z"`` in model and guide by
 KL through the scaled log-densities, the closed form through the guide site's scale).
 The model itself is never changed: evaluation always scores the true ELBO.
 """
+import contextlib
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 import pyro
 import torch
 from pyro.infer import ELBO
 from pyro.poutine.messenger import Messenger
 from tqdm.auto import tqdm
+
+from ..data.placement import HostRows
 
 
 def make_optimizer(parameters, lr: float) -> torch.optim.Adam:
@@ -116,7 +119,7 @@ class EpochState:
 
 def run_epoch(
     step: Callable[..., torch.Tensor],
-    x: torch.Tensor,
+    x: Union[torch.Tensor, HostRows],
     state: EpochState,
     batch_size: int,
     transform: Optional[Callable] = None,
@@ -125,29 +128,41 @@ def run_epoch(
     progress: Optional[tqdm] = None,
     after_step: Optional[Callable[[EpochState], bool]] = None,
 ) -> bool:
-    """Go on with the epoch ``state`` over ``x`` (N, D), already on the training device,
-    minibatch by minibatch; return True when it is done, False when ``after_step``
-    (called after every step) asked to stop early.
+    """Go on with the epoch ``state`` over ``x`` (N, D), minibatch by minibatch; return
+    True when it is done, False when ``after_step`` (called after every step) asked to
+    stop early.
+
+    ``x`` is a tensor already on the training device, where each minibatch is gathered,
+    or :class:`~pyrovae.data.placement.HostRows` in host memory: then the epoch's order
+    is copied to the host once, each minibatch is gathered there and copied to the device
+    while the step before it computes (:meth:`HostRows.batches`), and the steps see the
+    same rows in the same order.
 
     Nothing here reads the device back to the host, except the progress bar's refresh
-    every 25 steps: the loss, and the index of the first non-finite one, accumulate on
-    the device. Pyro's checks run on the first step when ``validate_first_step`` (the data
-    themselves were checked against the likelihood's support before training)."""
+    every 25 steps (and, for ``HostRows``, the order once per call): the loss, and the index
+    of the first non-finite one, accumulate on the device. Pyro's checks run on the first
+    step when ``validate_first_step`` (the data themselves were checked against the
+    likelihood's support before training)."""
     batches = state.order.split(batch_size)
-    for i in range(state.position, len(batches)):
-        batch = x[batches[i]]  # (B, D), gathered on the device
-        if transform is not None:
-            batch = transform(batch)
-        loss = step(batch, validate=validate_first_step and i == 0, kl_scale=kl_scale, indices=batches[i])
-        state.total += loss
-        bad = (~torch.isfinite(loss)) & (state.first_bad < 0)
-        state.first_bad = torch.where(bad, torch.full_like(state.first_bad, i), state.first_bad)
-        state.position = i + 1
-        if progress is not None and not progress.disable:
-            progress.update(len(batches[i]))
-            if i % 25 == 0:  # the only host read inside the epoch, for the display
-                seen = min(len(state.order), (i + 1) * batch_size)  # all but the last batch are full
-                progress.set_postfix_str(f"-ELBO {state.total.item() / seen:.2f}", refresh=False)
-        if after_step is not None and after_step(state) and state.position < len(batches):
-            return False
+    if isinstance(x, HostRows):
+        on_host = state.order.cpu().split(batch_size)  # the one device-to-host copy of the call
+        rows = x.batches(on_host[state.position:], state.order.device)
+    else:
+        rows = (x[b] for b in batches[state.position:])  # (B, D), gathered on the device
+    with contextlib.closing(rows):
+        for i, batch in zip(range(state.position, len(batches)), rows):
+            if transform is not None:
+                batch = transform(batch)
+            loss = step(batch, validate=validate_first_step and i == 0, kl_scale=kl_scale, indices=batches[i])
+            state.total += loss
+            bad = (~torch.isfinite(loss)) & (state.first_bad < 0)
+            state.first_bad = torch.where(bad, torch.full_like(state.first_bad, i), state.first_bad)
+            state.position = i + 1
+            if progress is not None and not progress.disable:
+                progress.update(len(batches[i]))
+                if i % 25 == 0:  # the only host read inside the epoch, for the display
+                    seen = min(len(state.order), (i + 1) * batch_size)  # all but the last batch are full
+                    progress.set_postfix_str(f"-ELBO {state.total.item() / seen:.2f}", refresh=False)
+            if after_step is not None and after_step(state) and state.position < len(batches):
+                return False
     return True
