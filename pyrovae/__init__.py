@@ -11,12 +11,18 @@ Public API::
     metrics = pyrovae.resume("runs/<run>")          # continue an interrupted run exactly
     pyrovae.log_likelihood(vae, x, num_samples=5000)   # importance-sampled log p(x), (N,)
     pyrovae.elbo(vae, x, num_particles=1, analytic_kl=True)  # ELBO = E_q log p(x|z) - KL, (N,) each
+
+    data = pyrovae.load_dataset("photos/")                   # a name, .npy/.npz, image folder, .csv/.parquet
+    data = pyrovae.Dataset.from_arrays(x_train, x_test)      # NumPy or torch: (N, D), (N, H, W), (N, H, W, C), ...
+    metrics = pyrovae.train(pyrovae.TrainConfig(likelihood="gaussian"), dataset=data)
+    pyrovae.encode_dataset(vae, rows, "latents.npz", score=True)  # the guide over a data set, in chunks
 """
 __version__ = "0.1.0"
 
 from .data.datasets import Dataset, load_dataset  # noqa: E402
 from .errors import CheckpointError, ConfigError, DataError, PyrovaeError  # noqa: E402
 from .infer.elbos import make_elbo  # noqa: E402
+from .infer.encoding import encode_dataset  # noqa: E402
 from .infer.evaluation import ELBOSplit, active_units, elbo, evaluate_elbo, log_likelihood  # noqa: E402
 from .model.likelihoods import Likelihood, get_likelihood  # noqa: E402
 from .model.vae import VAE  # noqa: E402
@@ -26,6 +32,6 @@ from .training.trainer import resume, train  # noqa: E402
 
 __all__ = [
     "VAE", "load", "train", "resume", "TrainConfig", "Likelihood", "get_likelihood", "make_elbo",
-    "elbo", "log_likelihood", "active_units", "evaluate_elbo", "ELBOSplit", "load_dataset", "Dataset",
+    "elbo", "log_likelihood", "active_units", "evaluate_elbo", "ELBOSplit", "load_dataset", "Dataset", "encode_dataset",
     "PyrovaeError", "ConfigError", "DataError", "CheckpointError",
 ]

@@ -3,7 +3,7 @@
 import sys
 
 try:
-    from pyrovae.cli.programs import encode_main
+    from pyrovae.cli import encode_main
 except KeyboardInterrupt:  # Ctrl-C while torch and Pyro load: nothing has run or been written
     sys.exit(print("interrupted while loading; nothing was run or written", file=sys.stderr) or 130)
 

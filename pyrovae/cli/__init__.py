@@ -6,6 +6,7 @@
 * ``bench.py`` -> :func:`bench_main` -> :mod:`pyrovae.experiments.bench`
 * ``bench_ddp.py`` -> :func:`bench_ddp_main` -> :mod:`pyrovae.experiments.bench_ddp`
 * ``nll_table.py`` -> :func:`nll_table_main` -> :mod:`pyrovae.experiments.nll_table`
+* ``encode.py`` -> :func:`encode_main` -> :mod:`pyrovae.experiments.encode`
 
 ``svi_train`` holds the training command lines, ``programs`` the others, ``common``
 what they share. Each command imports its application (:mod:`pyrovae.experiments`) only when it runs.
@@ -13,8 +14,8 @@ what they share. Each command imports its application (:mod:`pyrovae.experiments
 Bad input ends with one line on stderr, ``error: <what was wrong and what to do>``, and
 exit status 2; a finished job exits 0.
 """
-from .programs import bench_ddp_main, bench_main, evaluate_main, nll_table_main, plot_latent_main
+from .programs import bench_ddp_main, bench_main, encode_main, evaluate_main, nll_table_main, plot_latent_main
 from .svi_train import build_parser, compare_main, main
 
 __all__ = ["main", "compare_main", "build_parser", "evaluate_main", "plot_latent_main", "bench_main",
-           "bench_ddp_main", "nll_table_main"]
+           "bench_ddp_main", "nll_table_main", "encode_main"]

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Optional
 import torch
 
 from ..errors import ConfigError, DataError
+from .arrays import detect_levels
 from .datasets import Dataset
 from .transforms import binarize, dequantize, make_transform
 
@@ -85,7 +86,9 @@ def prepare_data(config: "TrainConfig", dataset: Dataset, likelihood) -> Prepare
 
     if mode_b != "none" or mode_d != "none":  # the transforms read pixels as grey levels: check those first
         for what, x in (("training", dataset.train_x), ("test", dataset.test_x), ("validation", dataset.valid_x)):
-            _check_grey_levels(x, f"the {dataset.name} {what} data", "binarize" if mode_b != "none" else "dequantize")
+            _check_grey_levels(x, f"the {dataset.name} {what} data", "binarize" if mode_b != "none" else "dequantize",
+                               "" if is_image else f"; for real-valued columns use --likelihood gaussian or laplace "
+                               f"instead of {likelihood.name} (columns are then standardized)")
 
     train_x, test_x, valid_x, std = dataset.train_x, dataset.test_x, dataset.valid_x, None
     if mode_s == "columns":
@@ -134,27 +137,7 @@ def _standardize(x: torch.Tensor, stats: dict) -> torch.Tensor:
     return ((x.double() - stats["mean"].double()) / stats["std"].double()).float()
 
 
-def detect_levels(x: torch.Tensor, max_levels: int = 256, sample: int = 1 << 20) -> Optional[int]:
-    r"""The number of grey levels :math:`L` of data whose values are :math:`k / (L - 1)`,
-    read from up to ``sample`` evenly spaced entries; None for continuous data (more than
-    ``max_levels`` distinct values, or values off that grid, or outside [0, 1])."""
-    flat = x.reshape(-1)
-    if len(flat) == 0:
-        return None
-    if len(flat) > sample:
-        flat = flat[torch.linspace(0, len(flat) - 1, sample).long()]
-    values = torch.unique(flat.double())
-    if len(values) > max_levels or values[0] < 0 or values[-1] > 1:
-        return None
-    if len(values) < 2:
-        return None
-    steps = round(1.0 / float((values[1:] - values[:-1]).min()))
-    if steps < 1 or steps + 1 > max_levels or not bool(((values * steps - (values * steps).round()).abs() < 1e-4).all()):
-        return None
-    return steps + 1
-
-
-def _check_grey_levels(x, what: str, transform: str) -> None:
+def _check_grey_levels(x, what: str, transform: str, hint: str = "") -> None:
     """Binarization draws Bernoulli(x) and dequantization spreads 8-bit levels: both need
     finite values in [0, 1]."""
     if x is None:
@@ -163,7 +146,7 @@ def _check_grey_levels(x, what: str, transform: str) -> None:
         raise DataError(f"{what} has NaN or infinite values, which {transform} cannot use; clean or drop those rows")
     if len(x) and not bool(((x >= 0) & (x <= 1)).all()):
         raise DataError(f"{what} has values outside [0, 1] (min {float(x.min()):.4g}, max {float(x.max()):.4g}); "
-                        f"{transform} reads pixels as grey levels in [0, 1]: rescale the data")
+                        f"{transform} reads pixels as grey levels in [0, 1]: rescale the data{hint}")
 
 
 def check_shapes(dataset: Dataset) -> None:

@@ -47,11 +47,14 @@ class Rows:
     labels: list
     parts: List[dict] = field(default_factory=list)
     source: str = ""
+    row_ids: list = field(default_factory=list)  # per block, the rows' places in the source (empty: 0..N-1)
 
 
 def read_rows(spec: str, run_dir: Path, resolved: dict, seed: int, cuda: bool = False, checkpoint: str = "checkpoint.pt",
-              log: Callable[[str], None] = print) -> Rows:
-    """The rows named by ``spec`` (a keyword of :data:`KEYWORDS` or a ``.npy`` path), with the
+              log: Callable[[str], None] = print, settings: Optional[dict] = None) -> Rows:
+    """The rows named by ``spec`` (a keyword of :data:`KEYWORDS`, a ``.npy`` path read chunk by
+    chunk, or any other source :func:`pyrovae.load_dataset` reads, whole: every row of it, its
+    training rows then its test rows, ``row`` giving each one's place in the source), with the
     run's preprocessing (``resolved``, from ``config.json``) for scoring."""
     transform = lambda s: held_out_transform(resolved.get("binarize", "none"), resolved.get("dequantize", "none"),  # noqa: E731
                                              s, resolved.get("levels"))
@@ -77,7 +80,7 @@ def read_rows(spec: str, run_dir: Path, resolved: dict, seed: int, cuda: bool = 
         return rows
     path = Path(spec)
     if path.suffix != ".npy":
-        raise DataError(f"{spec} is neither a .npy file nor one of {', '.join(KEYWORDS)} (the run's own data)")
+        return _source_rows(spec, settings, transform(TEST_SET_SEED), log)
     if not path.is_file():
         raise DataError(f"{path} does not exist")
     try:
@@ -93,6 +96,37 @@ def read_rows(spec: str, run_dir: Path, resolved: dict, seed: int, cuda: bool = 
         raise DataError(f"{path} holds Python objects, which would need pickle to load (refused); save a numeric array")
     return Rows([array], [transform(TEST_SET_SEED)], [None],
                 [{"part": "file", "rows": [0, len(array)], "preprocess_seed": TEST_SET_SEED}], str(path.resolve()))
+
+
+def _source_rows(spec: str, settings: Optional[dict], preprocess, log) -> Rows:
+    """Every row of a data set name, file or folder: (training rows, then test rows) with their
+    places in the source (for a seeded split, the split's own row indices)."""
+    from ..data.datasets import load_dataset
+    from ..data.splits import seeded_split
+
+    settings = settings or {}
+    dataset = load_dataset(spec, settings.get("data_dir", "./data"), download=False, log=log,
+                           image_size=settings.get("image_size"), split_seed=settings.get("split_seed", 0))
+    parts = [("train", dataset.train_x, dataset.train_y), ("valid", dataset.valid_x, None),
+             ("test", dataset.test_x, dataset.test_y)]
+    parts = [part for part in parts if part[1] is not None]
+    if dataset.split is not None:  # rows of the seeded split: their places in the source
+        train_rows, test_rows, _ = seeded_split(dataset.split["of"], dataset.split["test_size"], dataset.split["seed"])
+        places = {"train": train_rows, "test": test_rows}
+    else:
+        places, start = {}, 0
+        for name, x, _ in parts:
+            places[name], start = np.arange(start, start + len(x)), start + len(x)
+    rows = Rows([], [], [], source=f"{dataset.name} ({dataset.source})")
+    start = 0
+    for name, x, y in parts:
+        rows.blocks.append(x)
+        rows.labels.append(y)
+        rows.preprocess.append(preprocess)
+        rows.row_ids.append(places[name])
+        rows.parts.append({"part": name, "rows": [start, start + len(x)], "preprocess_seed": TEST_SET_SEED})
+        start += len(x)
+    return rows
 
 
 def encode_run(run_dir, data: str, out, cuda: bool = False, batch_size: int = 1024, score: bool = False,
@@ -112,7 +146,7 @@ def encode_run(run_dir, data: str, out, cuda: bool = False, batch_size: int = 10
     record = read_json(run_dir / "config.json", ("settings", "resolved"))
     resolved, seed = record["resolved"], int(record["settings"].get("seed", 0))
     device = select_device(cuda)
-    rows = read_rows(data, run_dir, resolved, seed, cuda, checkpoint, log)
+    rows = read_rows(data, run_dir, resolved, seed, cuda, checkpoint, log, record["settings"])
     vae = load(run_dir / checkpoint, map_location=str(device))
     n = sum(len(b) for b in rows.blocks)
     scores = (", ELBO" if score else "") + (f", log p(x) with K={num_samples}" if num_samples else "")
@@ -124,7 +158,8 @@ def encode_run(run_dir, data: str, out, cuda: bool = False, batch_size: int = 10
     with bar, _sigterm_interrupts(out):
         summary = encode_dataset(vae, rows.blocks, out, batch_size=batch_size, score=score, num_samples=num_samples,
                                  num_particles=num_particles, preprocess=rows.preprocess, labels=rows.labels,
-                                 progress=bar.update, info=info)
+                                 progress=bar.update, info=info,
+                                 row_ids=np.concatenate(rows.row_ids) if rows.row_ids else None)
     means = "".join(f", mean {k[5:]} {v:.3f}" for k, v in summary.items() if k.startswith("mean_"))
     log(f"wrote {out}: {', '.join(summary['arrays'])} for {n} rows in {summary['seconds']:.1f} s{means}")
     return summary

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import torch
 
+from ..data.placement import HostRows
 from ..environment import select_device, versions
 from ..errors import ConfigError
 from ..infer import distributed as ddp
@@ -51,6 +52,7 @@ def config_record(config, command, data, elbo_loss, optimizer, rule: str, out: P
         "command": command,
         "settings": config.to_dict(),
         "resolved": {**data.record(),
+                     "data_placement": "host" if isinstance(data.train_x, HostRows) else "device",
                      "elbo_class": f"{type(elbo_loss).__module__}.{type(elbo_loss).__name__}",
                      "optimizer": f"Adam{' (fused)' if optimizer.defaults.get('fused') else ''}",
                      "selection": rule, "out": str(out)},

@@ -79,8 +79,9 @@ def figure_data(vae, test_x: torch.Tensor):
     whole test set (50, D), their reconstructions (50, D), 100 decoded prior draws (100, D).
     ``test_x`` is in model space."""
     vae = vae.eval()
-    originals = vae.to_data_space(_spread(test_x, 50))
-    generator = torch.Generator(device=test_x.device).manual_seed(0)
+    device = next(vae.parameters()).device  # test_x may be host rows streamed to it (pyrovae.data.placement)
+    originals = vae.to_data_space(_spread(test_x, 50).to(device))
+    generator = torch.Generator(device=device).manual_seed(0)
     return originals, vae.reconstruct(originals), vae.sample(100, generator=generator)
 
 
@@ -90,8 +91,9 @@ def table_figure_data(vae, test_x: torch.Tensor, n: int = 500):
     spread over the test set, their reconstructions, and ``n`` draws z ~ p(z), x ~ p(x|z) (on a
     forked random stream seeded 0, so drawing them leaves the run's random state alone)."""
     vae = vae.eval()
-    originals = vae.to_data_space(_spread(test_x, n))
-    with torch.random.fork_rng(devices=[test_x.device] if test_x.is_cuda else []):
+    device = next(vae.parameters()).device
+    originals = vae.to_data_space(_spread(test_x, n).to(device))
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(0)
         samples = vae.sample(n, mean=False)
     return originals, vae.reconstruct(originals), samples

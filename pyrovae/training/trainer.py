@@ -32,6 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.datasets import Dataset
+from ..data.placement import place_data
 from ..data.prepare import check_shapes, prepare_data
 from ..data.transforms import make_transform
 from ..environment import device_name
@@ -145,7 +146,8 @@ class Trainer:
             raise ConfigError(f"{self.dataset.name} has no training or no test examples after the limits")
         check_shapes(self.dataset)
         likelihood = make_likelihood(config)
-        self.data = prepare_data(config, self.dataset, likelihood).to(self.device)  # the one host-to-device copy
+        # the one host-to-device copy, or pinned host memory streamed per minibatch (pyrovae.data.placement)
+        self.data = place_data(prepare_data(config, self.dataset, likelihood), self.device, config.data_placement, log)
         check_selection(config, has_validation=self.data.valid_x is not None)
         rule = "valid_elbo" if self.data.valid_x is not None else "last_epoch"
 

