@@ -60,13 +60,14 @@ def load_run(run_dir, cuda: bool = False, log: Callable[[str], None] = print, ch
 def evaluate_run(run_dir, num_samples: int = 5000, cuda: bool = False, test_limit: Optional[int] = None,
                  test_subset: Optional[int] = None,
                  log: Callable[[str], None] = print, checkpoint: Optional[str] = None,
-                 command: Optional[str] = None, progress: bool = False) -> dict:
+                 command: Optional[str] = None, progress: bool = False, dataset=None, likelihood=None) -> dict:
     """Importance-sampled test NLL, ELBO split and active units, written into metrics.json.
 
-    ``checkpoint`` defaults to ``best.pt`` where the run kept one, else ``checkpoint.pt``."""
+    ``checkpoint`` defaults to ``best.pt`` where the run kept one, else ``checkpoint.pt``;
+    ``dataset`` and ``likelihood`` as for :func:`load_run`."""
     if checkpoint is None:
         checkpoint = "best.pt" if (Path(run_dir) / "best.pt").is_file() else "checkpoint.pt"
-    vae, config, dataset, prepared = load_run(run_dir, cuda, log, checkpoint)
+    vae, config, dataset, prepared = load_run(run_dir, cuda, log, checkpoint, dataset, likelihood)
     device = next(vae.parameters()).device
     test_x = prepared.test_x[:test_limit].to(device)
     if test_subset is not None:

@@ -98,12 +98,33 @@ class SharedNoise(Messenger):
         if msg["type"] != "sample" or msg["name"] != self.name or msg["is_observed"]:
             return
         fn = msg["fn"]
-        normal = fn.base_dist if isinstance(fn, pyro.distributions.Independent) else fn
+        normal, transforms = _normal_base(fn)
         shape = fn.shape()  # (..., b, z_dim): particles first, the data dim at -2
         full = shape[:-2] + (self.global_batch,) + shape[-1:]
         eps = torch.randn(full, device=normal.loc.device, dtype=normal.loc.dtype)[..., self.lo:self.hi, :]
-        msg["value"] = normal.loc.expand(shape) + normal.scale.expand(shape) * eps
+        value = normal.loc.expand(shape) + normal.scale.expand(shape) * eps
+        for transform in transforms:  # a flow guide: its transforms, row by row (each caches its inverse)
+            value = transform(value)
+        msg["value"] = value
         msg["done"] = True
+
+
+def _normal_base(fn):
+    """(Normal, transforms) of a guide distribution that is a Normal, possibly made an event
+    and pushed through transforms (a flow): ``value = t_n(... t_1(base))``."""
+    transforms = []
+    while True:
+        if isinstance(fn, pyro.distributions.Independent):
+            fn = fn.base_dist
+        elif isinstance(fn, torch.distributions.TransformedDistribution):
+            transforms = list(fn.transforms) + transforms
+            fn = fn.base_dist
+        else:
+            break
+    if not isinstance(fn, torch.distributions.Normal):
+        raise ConfigError(f"--distributed shares the guide's noise across ranks for Normal-based guides (normal, iaf); "
+                          f"this guide draws from {type(fn).__name__}: train it without --distributed")
+    return fn, transforms
 
 
 class DistributedSVIStep(SVIStep):
