@@ -13,6 +13,9 @@ now is not the data the run was trained on.
 * ``test_bpd`` for dequantized data of :math:`L` grey levels (256 for 8-bit): the NLL of
   the discrete pixels in bits per dimension, :math:`(\mathrm{NLL} + D \log L) / (D \log 2)`
   (the density lives on [0, 1], the discrete levels on bins of width 1/L);
+* for standardized columns (tables), ``test_nll`` is the NLL of the standardized rows the
+  model scores, and ``evaluation.test_nll_data_units`` that of the rows in their own units,
+  :math:`\mathrm{NLL} + \sum_d \log s_d` (the change of variables :math:`x = m + s x'`);
 * ``evaluation``: the test ELBO and its split into expected log-likelihood and KL, and the
   number of active latent units.
 """
@@ -96,6 +99,10 @@ def evaluate_run(run_dir, num_samples: int = 5000, cuda: bool = False, test_limi
         "checkpoint": checkpoint,
         "checkpoint_epoch": read_checkpoint(Path(run_dir) / checkpoint)["epoch"],
     }
+    log_det = vae.log_det_standardization()
+    if prepared.standardization is not None:  # scored on (x - m) / s: log p(x) = log p((x - m) / s) - sum log s
+        result["units"] = "standardized columns, (x - mean) / std of the training rows"
+        result["test_nll_data_units"] = nll + log_det
     if prepared.dequantize == "uniform":  # the discrete levels' NLL: + D log L (bins of width 1/L)
         d, levels = vae.x_dim, prepared.levels or 256
         result["test_bpd"] = (nll + d * math.log(levels)) / (d * math.log(2))
@@ -108,5 +115,7 @@ def evaluate_run(run_dir, num_samples: int = 5000, cuda: bool = False, test_limi
     write_json(metrics_path, metrics)
     log(f"test NLL {nll:.3f} ± {result['test_nll_se']:.3f} nats, test ELBO {split['elbo']:.3f} "
         f"(E log p(x|z) {split['expected_log_likelihood']:.3f}, KL {split['kl']:.3f}), "
-        f"{n_active}/{vae.z_dim} active units" + (f", {result['test_bpd']:.3f} bits/dim" if "test_bpd" in result else ""))
+        f"{n_active}/{vae.z_dim} active units" + (f", {result['test_bpd']:.3f} bits/dim" if "test_bpd" in result else "")
+        + (f"; in the data's own units (+ sum log std = {log_det:.3f}): test NLL {nll + log_det:.3f}"
+           if "test_nll_data_units" in result else ""))
     return result

@@ -218,6 +218,16 @@ def make_likelihood(config: TrainConfig):
                           f"{', '.join(map(repr, config.likelihood_options))}; see --help for its options") from None
 
 
+def same_likelihood(likelihood, recorded):
+    """A user's likelihood given again on resume, wrapped like the recorded one (its
+    ``outputs_per_pixel`` and name)."""
+    from ..model.likelihoods import CallableLikelihood, Likelihood
+
+    if isinstance(likelihood, Likelihood) or not isinstance(recorded, dict):
+        return likelihood
+    return CallableLikelihood(likelihood, recorded.get("outputs_per_pixel", 1), recorded.get("name"))
+
+
 def check_selection(config: TrainConfig, has_validation: bool) -> None:
     """Refuse what needs a validation ELBO (the plateau schedule, early stopping) on a run
     without a validation set; the test set never selects anything."""

@@ -43,7 +43,7 @@ from ..infer.svi import kl_warmup_scale, make_optimizer, run_epoch
 from ..model.vae import VAE
 from .build import build_step, config_record, describe, ensure_writable, place, score
 from .checkpoint import read_checkpoint, save_checkpoint
-from .config import TrainConfig, check_selection, make_likelihood
+from .config import TrainConfig, check_selection, make_likelihood, same_likelihood
 from .files import remove_stale_temporaries, write_json
 from .folder import check_own_checkpoint, locked
 from .parts import Counters, RandomState, RunRecord, Schedule, Selection, upgrade
@@ -92,7 +92,7 @@ def _resume(run_dir, state, log, dataset, command, epochs, progress, cuda, distr
             likelihood):
     config = TrainConfig.from_dict(state["config"])
     if likelihood is not None:
-        config.likelihood = _same_likelihood(likelihood, config.likelihood)
+        config.likelihood = same_likelihood(likelihood, config.likelihood)
     config.out = str(run_dir)
     if epochs is not None:
         config.epochs = epochs
@@ -106,16 +106,6 @@ def _resume(run_dir, state, log, dataset, command, epochs, progress, cuda, distr
         config.threads = threads
     config.validate()
     return Trainer(config, log, dataset, command, resume_from=state).loop(on_epoch_end)
-
-
-def _same_likelihood(likelihood, recorded):
-    """A user's likelihood given again on resume, wrapped like the recorded one (its
-    ``outputs_per_pixel`` and name)."""
-    from ..model.likelihoods import CallableLikelihood, Likelihood
-
-    if isinstance(likelihood, Likelihood) or not isinstance(recorded, dict):
-        return likelihood
-    return CallableLikelihood(likelihood, recorded.get("outputs_per_pixel", 1), recorded.get("name"))
 
 
 class Trainer:

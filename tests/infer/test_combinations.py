@@ -22,7 +22,7 @@ def _config(out, prior, guide, elbo, **extra):
     return TrainConfig(dataset="mnist", prior=prior, guide=guide, elbo=elbo, num_particles=3 if elbo == "iwae" else 1,
                        prior_options={"components": 5} if prior != "normal" else {}, z_dim=4, hidden=(32,),
                        epochs=1, train_limit=200, test_limit=40, batch_size=50, out=str(out), progress=False,
-                       threads=1, **extra)
+                       **extra)  # no threads=: torch.set_num_threads is global to the test process
 
 
 @pytest.mark.parametrize("prior,guide,elbo", list(itertools.product(PRIORS, GUIDES, ELBOS)))
