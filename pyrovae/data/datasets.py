@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError
@@ -38,6 +39,8 @@ from .vision import VISION, load_vision
 
 #: every data set pyrovae knows by name
 DATASETS = BUILT_IN + VISION
+#: seed of the random validation rows of a source with its own test split (:meth:`Dataset.hold_out`)
+HOLD_OUT_SEED = 0
 #: the data sets that come with their own validation split; the others get one held out
 #: from their training set (:meth:`Dataset.hold_out`)
 WITH_VALIDATION_SPLIT = ("binarized-mnist", "celeba")
@@ -120,7 +123,9 @@ class Dataset:
         :data:`DEFAULT_VALID_FRACTION` of them (at least one); ``num_valid=0`` leaves
         the data without a validation set. ``held_out`` records which rows were taken.
         (After a seeded split the training rows are in a seeded random order, so these
-        are random rows of the source.)"""
+        are random rows of the source; a user's source or torchvision set with its own test
+        split, whose training rows come in the source's order, gives up a seeded random set
+        of rows instead, listed in ``held_out["valid_rows"]``.)"""
         if self.valid_x is not None:
             if num_valid:
                 raise ConfigError(f"{self.name} has its own validation set; drop --valid-size")
@@ -135,10 +140,26 @@ class Dataset:
             raise ConfigError(f"--valid-size {num_valid} leaves no training examples (there are {len(self.train_x)}); "
                               "give a smaller --valid-size, or --valid-size 0 for no validation set")
         keep = len(self.train_x) - num_valid
+        if self._training_rows_in_source_order():  # e.g. class folders: the last rows would be one class
+            order = torch.from_numpy(np.random.default_rng(HOLD_OUT_SEED).permutation(len(self.train_x)))
+            valid_rows, train_rows = order[keep:].sort().values, order[:keep].sort().values
+            held_out = {"rows": num_valid, "of": len(self.train_x), "rule": rule.replace("the last", "a random", 1)
+                        + f" (seed {HOLD_OUT_SEED})", "valid_rows": valid_rows.tolist()}
+            train_y = None if self.train_y is None else self.train_y[train_rows]
+            return dataclasses.replace(self, train_x=self.train_x[train_rows], train_y=train_y,
+                                       valid_x=self.train_x[valid_rows], notes=list(self.notes), held_out=held_out)
         train_y = None if self.train_y is None else self.train_y[:keep]
         held_out = {"rows": num_valid, "first_row": keep, "of": len(self.train_x), "rule": rule}
         return dataclasses.replace(self, train_x=self.train_x[:keep], train_y=train_y, valid_x=self.train_x[keep:],
                                    notes=list(self.notes), held_out=held_out)
+
+    def _training_rows_in_source_order(self) -> bool:
+        """A user's source or a torchvision set with its own test split keeps its training rows in
+        the source's order (sorted files, class folders); the built-in MNIST sets keep their
+        recorded rule (the last rows), and a seeded split has already shuffled them."""
+        kind = self.origin.get("kind")
+        return self.split is None and (kind in ("file", "folder", "arrays")
+                                       or (kind == "name" and self.origin.get("name") in VISION))
 
     @classmethod
     def from_arrays(cls, train, test=None, valid=None, *, train_y=None, test_y=None, image_shape=None,

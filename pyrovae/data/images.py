@@ -132,7 +132,8 @@ def load_image_folder(root: Path, *, image_size: Optional[int] = None, test_size
         index = {c: k for k, c in enumerate(class_names)}
         labels[name] = None if names is None else np.array([index[c] for c in names], dtype=np.int64)
         start += len(paths)
-    origin = {"kind": "folder", "path": str(root), "files": len(all_paths), "sha256": sha256_folder(root, all_paths)}
+    origin = {"kind": "folder", "path": str(root), "files": len(all_paths), "sha256": sha256_folder(root, all_paths),
+              **({"image_size": image_size} if image_size else {})}
     if class_names:
         notes.append(f"{len(class_names)} classes from the subfolder names: " + ", ".join(class_names[:10])
                      + (", ..." if len(class_names) > 10 else ""))

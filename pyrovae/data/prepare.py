@@ -65,8 +65,9 @@ def prepare_data(config: "TrainConfig", dataset: Dataset, likelihood) -> Prepare
     bern = likelihood.data == "binary"
     is_image = getattr(dataset, "image_shape", None) is not None
     levels = getattr(dataset, "levels", None)
-    if levels is None and not binary:
-        levels = detect_levels(dataset.train_x)
+    if levels is None and not binary and not getattr(dataset, "origin", None):  # a Dataset built by hand
+        found = {detect_levels(x) for x in (dataset.train_x, dataset.test_x, dataset.valid_x) if x is not None}
+        levels = found.pop() if len(found) == 1 else None  # every part on one grid, or continuous
     mode_b = config.binarize
     if mode_b == "auto":
         mode_b = "dynamic" if bern and not binary else "none"

@@ -55,7 +55,7 @@ def load_path(path: Path, *, image_size: Optional[int] = None, test_size: Option
     common = dict(name=path.stem, source=f"{fmt} file {path}", test_size=test_size, split_seed=split_seed,
                   origin=origin)
     if fmt == "npy":
-        return build_dataset(_read_npy(path), what=(str(path),) * 3, **common)
+        return build_dataset(read_npy(path), what=(str(path),) * 3, **common)
     arrays = _read_npz(path)
     keys = sorted(arrays)
     if "train" in arrays or "test" in arrays:
@@ -78,7 +78,7 @@ def _pickle_refused(path: Path, error: BaseException) -> DataError:
                      "loads arrays without pickle: save numeric arrays, e.g. np.save(path, x.astype(np.float32))")
 
 
-def _read_npy(path: Path) -> np.ndarray:
+def read_npy(path: Path) -> np.ndarray:
     """The array of a .npy file, memory-mapped read-only (an object array is refused)."""
     with open(path, "rb") as f:
         if f.read(6) != b"\x93NUMPY":  # else np.load would try the file as a pickle

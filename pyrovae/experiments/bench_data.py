@@ -38,7 +38,7 @@ from ..infer.compiled import CompiledSVIStep
 from ..infer.elbos import make_elbo
 from ..infer.svi import EpochState, SVIStep, make_optimizer, run_epoch
 from ..model.vae import VAE
-from ..training.files import write_json
+from ..training.files import atomic_write, write_json
 
 
 class _NaiveRows(HostRows):
@@ -118,7 +118,7 @@ def run(args, command: str, log=print) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "data_placement.json", result)
-    (out / "data_placement.md").write_text(markdown(result))
+    atomic_write(out / "data_placement.md", lambda f: f.write(markdown(result)), mode="w")
     log((out / "data_placement.md").read_text())
     return result
 

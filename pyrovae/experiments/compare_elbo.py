@@ -43,7 +43,8 @@ def compare_elbos(base: TrainConfig, out_dir, seeds: Sequence[int] = (0, 1, 2), 
     out.mkdir(parents=True, exist_ok=True)
     base.validate()
     grad_epochs = sorted(set(grad_epochs or (0, max(1, base.epochs // 2), base.epochs)))
-    dataset = load_dataset(base.dataset, base.data_dir, base.download, log)
+    dataset = load_dataset(base.dataset, base.data_dir, base.download, log, image_size=base.image_size,
+                           test_size=base.test_size, split_seed=base.split_seed)
     used = select_data(base, dataset)
     runs: List[dict] = []
     for seed in seeds:
@@ -53,7 +54,7 @@ def compare_elbos(base: TrainConfig, out_dir, seeds: Sequence[int] = (0, 1, 2), 
 
             def measure(epoch, vae, data, grads=grads):
                 if epoch in grad_epochs:
-                    x = data.train_x[:grad_batch]  # one fixed minibatch
+                    x = data.train_x[:grad_batch].to(next(vae.parameters()).device)  # one fixed minibatch (host rows too)
                     grads.append({"epoch": epoch, **{
                         k: gradient_variance(make_elbo(k), vae, x, {"encoder": vae.encoder, "decoder": vae.decoder},
                                              grad_repeats) for k in ELBOS}})

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from ..data.prepare import TEST_SET_SEED
 from ..environment import select_device
-from ..errors import ConfigError, DataError, Interrupted, one_line
+from ..errors import ConfigError, DataError, Interrupted
 from ..infer.encoding import _check_out, encode_dataset, held_out_transform
 from ..training.checkpoint import load
 from ..training.files import read_json
@@ -69,13 +69,16 @@ def read_rows(spec: str, run_dir: Path, resolved: dict, seed: int, cuda: bool = 
         names = ["train", "valid", "test"] if spec == "all" else [spec]
         names = [name for name in names if named[name][0] is not None]
         rows = Rows([], [], [], source=f"the run's {spec} data ({dataset.name})")
+        places, rows_are = _places(dataset)
         start = 0
         for name in names:
             x, y, s = named[name]
             rows.blocks.append(x)
             rows.labels.append(y)
             rows.preprocess.append(transform(s))
-            rows.parts.append({"part": name, "rows": [start, start + len(x)], "preprocess_seed": s})
+            rows.row_ids.append(places[name][:len(x)])
+            rows.parts.append({"part": name, "rows": [start, start + len(x)], "preprocess_seed": s,
+                               "row_is": rows_are[name]})
             start += len(x)
         return rows
     path = Path(spec)
@@ -83,19 +86,36 @@ def read_rows(spec: str, run_dir: Path, resolved: dict, seed: int, cuda: bool = 
         return _source_rows(spec, settings, transform(TEST_SET_SEED), log)
     if not path.is_file():
         raise DataError(f"{path} does not exist")
-    try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)  # read chunk by chunk, never whole
-    except ValueError as error:
-        if "allow_pickle" in str(error) or "object" in str(error).lower():
-            raise DataError(f"{path} holds Python objects, which would need pickle to load (refused); "
-                            "save a numeric array") from None
-        raise DataError(f"{path} is not a readable .npy file ({one_line(error, 120)})") from None
-    except OSError as error:
-        raise DataError(f"{path} is not a readable .npy file ({one_line(error, 120)})") from None
-    if array.dtype.hasobject:
-        raise DataError(f"{path} holds Python objects, which would need pickle to load (refused); save a numeric array")
+    from ..data.sources import read_npy
+
+    array = read_npy(path)  # memory-mapped, read chunk by chunk; no pickle, a NumPy header checked first
     return Rows([array], [transform(TEST_SET_SEED)], [None],
                 [{"part": "file", "rows": [0, len(array)], "preprocess_seed": TEST_SET_SEED}], str(path.resolve()))
+
+
+def _places(dataset):
+    """({part: row indices}, {part: what they index}) of a run's data: rows of the source for a
+    seeded split, else rows of the source's own training (and validation) and test splits."""
+    from ..data.splits import seeded_split
+
+    held = dataset.held_out or {}
+    n_train = len(dataset.train_x) + (len(dataset.valid_x) if held else 0)
+    if dataset.split is not None and "test_rows" in dataset.split:
+        train, test, _ = seeded_split(dataset.split["of"], dataset.split["test_size"], dataset.split["seed"])
+        keep = held.get("first_row", len(train))
+        return {"train": train[:keep], "valid": train[keep:], "test": test}, dict.fromkeys(("train", "valid", "test"),
+                                                                                          "a row of the source")
+    if "valid_rows" in held:
+        valid = np.asarray(held["valid_rows"], dtype=np.int64)
+        train = np.setdiff1d(np.arange(held["of"]), valid)
+    else:
+        keep = held.get("first_row", n_train)
+        train, valid = np.arange(keep), np.arange(keep, held.get("of", keep))
+    own_valid = dataset.valid_x is not None and not held
+    return ({"train": train, "valid": np.arange(len(dataset.valid_x)) if own_valid else valid,
+             "test": np.arange(len(dataset.test_x))},
+            {"train": "a row of the source's training split", "test": "a row of the source's test split",
+             "valid": "a row of the source's " + ("validation" if own_valid else "training") + " split"})
 
 
 def _source_rows(spec: str, settings: Optional[dict], preprocess, log) -> Rows:
@@ -105,8 +125,12 @@ def _source_rows(spec: str, settings: Optional[dict], preprocess, log) -> Rows:
     from ..data.splits import seeded_split
 
     settings = settings or {}
+    same = str(spec) == str(settings.get("dataset"))  # the run's own source: its split; another: the default one
+    resized = Path(spec).is_dir() or spec == "celeba"  # what --image-size applies to
     dataset = load_dataset(spec, settings.get("data_dir", "./data"), download=False, log=log,
-                           image_size=settings.get("image_size"), split_seed=settings.get("split_seed", 0))
+                           image_size=settings.get("image_size") if resized else None,
+                           test_size=settings.get("test_size") if same else None,
+                           split_seed=settings.get("split_seed", 0) if same else 0)
     parts = [("train", dataset.train_x, dataset.train_y), ("valid", dataset.valid_x, None),
              ("test", dataset.test_x, dataset.test_y)]
     parts = [part for part in parts if part[1] is not None]

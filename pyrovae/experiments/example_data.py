@@ -10,7 +10,8 @@ user brings (the data behind ``results/own_data``):
 * ``mnist_png/<label>/<index>.png``: the 10,000 images of the official MNIST test set
   (IDX files given by ``--mnist-test``) as 8-bit grey PNGs in class subfolders.
 
-Nothing here is made up: every file is a re-encoding of a real data set.
+Nothing here is made up: every file is a re-encoding of a real data set, and each is
+written whole or not at all.
 """
 import argparse
 from pathlib import Path
@@ -19,13 +20,14 @@ from typing import List, Optional
 import numpy as np
 
 from ..data.files import read_idx
+from ..training.files import atomic_write
 
 
 def write_digits(out: Path) -> Path:
     from sklearn.datasets import load_digits
 
     images = load_digits().images.astype(np.float32) / 16.0  # (1797, 8, 8), levels k/16
-    np.save(out / "digits.npy", images)
+    atomic_write(out / "digits.npy", lambda f: np.save(f, images))
     return out / "digits.npy"
 
 
@@ -38,7 +40,8 @@ def write_photo_patches(out: Path, size: int = 32, stride: int = 16) -> Path:
         for top in range(0, h - size + 1, stride):
             for left in range(0, w - size + 1, stride):
                 patches.append(image[top:top + size, left:left + size])
-    np.save(out / "photo_patches.npy", np.stack(patches))  # (N, 32, 32, 3) uint8
+    stacked = np.stack(patches)  # (N, 32, 32, 3) uint8
+    atomic_write(out / "photo_patches.npy", lambda f: np.save(f, stacked))
     return out / "photo_patches.npy"
 
 
@@ -48,7 +51,8 @@ def write_breast_cancer(out: Path) -> Path:
     table = load_breast_cancer()
     path = out / "breast_cancer.csv"
     header = ",".join(name.replace(" ", "_") for name in table.feature_names)
-    np.savetxt(path, table.data, delimiter=",", header=header, comments="", fmt="%.10g")
+    atomic_write(path, lambda f: np.savetxt(f, table.data, delimiter=",", header=header, comments="", fmt="%.10g"),
+                 mode="w")
     return path
 
 
@@ -60,7 +64,7 @@ def write_mnist_pngs(out: Path, images_path: Path, labels_path: Path) -> Path:
     for label in np.unique(labels):
         (folder / str(label)).mkdir(parents=True, exist_ok=True)
     for index, (image, label) in enumerate(zip(images, labels)):
-        Image.fromarray(image).save(folder / str(label) / f"{index:05d}.png")
+        atomic_write(folder / str(label) / f"{index:05d}.png", lambda f, image=image: Image.fromarray(image).save(f, "PNG"))
     return folder
 
 

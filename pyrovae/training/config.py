@@ -9,7 +9,7 @@ from dataclasses import replace as dataclasses_replace
 from pathlib import Path
 from typing import Any, Optional, Tuple
 
-from ..errors import ConfigError, one_line
+from ..errors import ConfigError, DataError, one_line
 from ..infer.elbos import ELBO_CLASSES
 from ..model.guides import GUIDES
 from ..model.networks import ARCHITECTURES
@@ -187,6 +187,9 @@ class TrainConfig:
             return config
         try:
             return config.validate()
+        except DataError as error:  # the run's data moved or were deleted: say so, not "damaged"
+            raise DataError(f"{source.parent if hasattr(source, 'parent') else source} was trained on data that is "
+                            f"not there now: {error}") from None
         except (TypeError, ValueError, AttributeError) as error:  # a ConfigError is a ValueError
             raise ConfigError(f"{source} holds settings pyrovae cannot use: {one_line(error, 160)}; "
                               "the run folder is damaged") from None
@@ -249,8 +252,9 @@ def _dataset_spec(spec, names) -> str:
         return spec
     path = Path(spec).expanduser()
     if not path.exists():
-        raise ConfigError(f"dataset {spec!r} is neither a data set name ({', '.join(names)}) nor an existing "
-                          "file or folder; give a name, or the path of a .npy/.npz/.csv/.parquet file or an image folder")
+        raise DataError(f"dataset {spec!r} is neither a data set name ({', '.join(names)}) nor an existing "
+                        "file or folder; give a name, or the path of a .npy/.npz/.csv/.parquet file or an image folder "
+                        "(a run's own data: put it back at that path)")
     return str(path.resolve())
 
 

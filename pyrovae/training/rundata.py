@@ -30,6 +30,8 @@ def run_dataset(config, dataset: Optional[Dataset] = None, log: Callable[[str], 
         dataset = load_dataset(config.dataset, config.data_dir, download=config.download if download is None else download,
                                log=log, image_size=config.image_size, test_size=config.test_size,
                                split_seed=config.split_seed)
+    elif recorded is None:
+        _record_source(config, dataset)
     selected = select_data(config, dataset)
     if recorded is not None and not selected.matches(recorded):
         now = selected.summary()
@@ -47,3 +49,20 @@ def describe_data(summary: dict) -> str:
     sizes = f"{summary.get('num_train', '?')} train / {summary.get('num_test', '?')} test"
     return (f"{summary.get('name', 'data')} ({where}" + (f", sha256 {digest[:12]}" if digest else "")
             + f", {sizes})")
+
+
+def _record_source(config, dataset: Dataset) -> None:
+    """A new run on a data set given in Python that came from a name or a file: the settings
+    name that source (and its split), so ``--resume`` and ``evaluate.py`` load it again."""
+    origin = dataset.origin or {}
+    if config.out is None:
+        config.out = config.out_dir()  # the folder named after the settings as given
+    if origin.get("kind") == "name":
+        config.dataset = origin["name"]
+    elif origin.get("kind") in ("file", "folder"):
+        config.dataset = origin["path"]
+    else:
+        return
+    config.image_size = origin.get("image_size", config.image_size)
+    if dataset.split is not None and "test_rows" in dataset.split:
+        config.test_size, config.split_seed = dataset.split["test_size"], dataset.split["seed"]

@@ -132,3 +132,46 @@ def test_a_file_source_is_recorded_and_reloaded_by_evaluate(digits, tmp_path):
     np.save(path, digits[::-1].copy())  # the file changes: evaluation refuses, naming the data
     with pytest.raises(pyrovae.DataError, match="digits"):
         evaluate_run(out, num_samples=10, log=lambda s: None)
+
+
+def test_a_class_sorted_source_with_its_own_split_gives_up_random_validation_rows(digits):
+    labels = np.repeat(np.arange(2), 100)  # training rows sorted by class, as class folders read
+    data = pyrovae.Dataset.from_arrays(digits[:200], digits[200:260], train_y=labels).hold_out()
+    assert data.held_out["rule"].startswith("a random") and len(data.held_out["valid_rows"]) == 20
+    valid = np.asarray(data.held_out["valid_rows"])
+    assert 0 < (valid >= 100).sum() < 20  # both classes, not only the last one
+    assert torch.equal(data.valid_x, pyrovae.Dataset.from_arrays(digits[:200], digits[200:260]).train_x[valid])
+
+
+def test_data_given_in_python_from_a_file_is_recorded_by_its_path(digits, tmp_path):
+    path = tmp_path / "digits.npy"
+    np.save(path, digits)
+    out = tmp_path / "run"
+    pyrovae.train(pyrovae.TrainConfig(likelihood="gaussian", epochs=1, z_dim=4, hidden=(32,), out=str(out), **QUIET),
+                  dataset=pyrovae.load_dataset(path, test_size=100, split_seed=5), log=lambda s: None)
+    settings = json.loads((out / "config.json").read_text())["settings"]
+    assert (settings["dataset"], settings["test_size"], settings["split_seed"]) == (str(path.resolve()), 100, 5)
+    result = run_script("svi_train.py", "--resume", out, "--epochs", "2", "--no-progress")
+    assert result.returncode == 0, result.stderr
+    path.unlink()  # the data are gone: one line that says so, not "damaged"
+    result = run_script("evaluate.py", out)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "not there now" in lines[0] and "damaged" not in lines[0]
+
+
+def test_encode_of_the_runs_own_rows_gives_their_places_in_the_source(digits, tmp_path):
+    path = tmp_path / "digits.npy"
+    np.save(path, digits)
+    out = tmp_path / "run"
+    pyrovae.train(pyrovae.TrainConfig(dataset=str(path), likelihood="gaussian", epochs=1, z_dim=4, hidden=(32,),
+                                      out=str(out), **QUIET), log=lambda s: None)
+    from pyrovae.experiments.encode import encode_run
+
+    encode_run(out, "all", tmp_path / "own.npz", log=lambda s: None)
+    encode_run(out, str(path), tmp_path / "file.npz", log=lambda s: None)
+    with np.load(tmp_path / "own.npz") as own, np.load(tmp_path / "file.npz") as whole:
+        assert sorted(own["row"].tolist()) == list(range(len(digits)))  # every source row once
+        test_rows = json.loads((out / "metrics.json").read_text())["dataset"]["split"]["test_rows"]
+        assert own["row"][-len(test_rows):].tolist() == test_rows
+        order = np.argsort(own["row"])
+        np.testing.assert_allclose(own["loc"][order], whole["loc"], rtol=1e-5, atol=1e-6)
