@@ -69,6 +69,7 @@ class Dataset:
     origin: dict = field(default_factory=dict)  # {"kind": "name" | "file" | "folder" | "arrays", ...}
     split: Optional[dict] = None  # the seeded split of a source without a test split (pyrovae.data.splits)
     classes: Optional[list] = None  # the name of each label 0..K-1, where the source names them
+    valid_y: Optional[torch.Tensor] = None  # labels of the validation rows held out from the training set
 
     @property
     def is_binary(self) -> bool:
@@ -112,7 +113,8 @@ class Dataset:
         held_out = None if self.held_out is None else {**self.held_out, "rows": len(valid_x)}
         return dataclasses.replace(self, train_x=cut(self.train_x, num_train), test_x=cut(self.test_x, num_test),
                                    train_y=cut(self.train_y, num_train), test_y=cut(self.test_y, num_test),
-                                   valid_x=valid_x, notes=list(self.notes), held_out=held_out)
+                                   valid_x=valid_x, valid_y=cut(self.valid_y, num_test), notes=list(self.notes),
+                                   held_out=held_out)
 
     def hold_out(self, num_valid: Optional[int] = None) -> "Dataset":
         """The validation set of a run.
@@ -145,13 +147,15 @@ class Dataset:
             valid_rows, train_rows = order[keep:].sort().values, order[:keep].sort().values
             held_out = {"rows": num_valid, "of": len(self.train_x), "rule": rule.replace("the last", "a random", 1)
                         + f" (seed {HOLD_OUT_SEED})", "valid_rows": valid_rows.tolist()}
-            train_y = None if self.train_y is None else self.train_y[train_rows]
-            return dataclasses.replace(self, train_x=self.train_x[train_rows], train_y=train_y,
+            train_y, valid_y = (None, None) if self.train_y is None else (self.train_y[train_rows],
+                                                                           self.train_y[valid_rows])
+            return dataclasses.replace(self, train_x=self.train_x[train_rows], train_y=train_y, valid_y=valid_y,
                                        valid_x=self.train_x[valid_rows], notes=list(self.notes), held_out=held_out)
         train_y = None if self.train_y is None else self.train_y[:keep]
+        valid_y = None if self.train_y is None else self.train_y[keep:]
         held_out = {"rows": num_valid, "first_row": keep, "of": len(self.train_x), "rule": rule}
         return dataclasses.replace(self, train_x=self.train_x[:keep], train_y=train_y, valid_x=self.train_x[keep:],
-                                   notes=list(self.notes), held_out=held_out)
+                                   valid_y=valid_y, notes=list(self.notes), held_out=held_out)
 
     def _training_rows_in_source_order(self) -> bool:
         """A user's source or a torchvision set with its own test split keeps its training rows in

@@ -64,7 +64,7 @@ def read_rows(spec: str, run_dir: Path, resolved: dict, seed: int, cuda: bool = 
         _, _, dataset, _ = load_run(run_dir, cuda, log, checkpoint)
         train_seed = seed if resolved.get("binarize") == "static" else TEST_SET_SEED
         named = {"train": (dataset.train_x, dataset.train_y, train_seed),
-                 "valid": (dataset.valid_x, None, TEST_SET_SEED + 1),
+                 "valid": (dataset.valid_x, dataset.valid_y, TEST_SET_SEED + 1),
                  "test": (dataset.test_x, dataset.test_y, TEST_SET_SEED)}
         names = ["train", "valid", "test"] if spec == "all" else [spec]
         names = [name for name in names if named[name][0] is not None]
@@ -178,6 +178,9 @@ def encode_run(run_dir, data: str, out, cuda: bool = False, batch_size: int = 10
     info = {"run_dir": str(run_dir.resolve()), "checkpoint": checkpoint, "data": rows.source, "parts": rows.parts,
             "preprocess": {k: resolved.get(k) for k in ("binarize", "dequantize", "levels") if k in resolved},
             "command": command}
+    if vae.standardizer is not None:  # elbo and log_px score the standardized row; its own units: minus sum log std
+        info["score_units"] = {"of": "standardized columns, (x - mean) / std of the training rows",
+                               "sum_log_std": vae.log_det_standardization()}
     bar = _Bar(n, progress)
     with bar, _sigterm_interrupts(out):
         summary = encode_dataset(vae, rows.blocks, out, batch_size=batch_size, score=score, num_samples=num_samples,

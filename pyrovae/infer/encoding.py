@@ -145,7 +145,8 @@ def encode_dataset(vae, rows, out_path, batch_size: int = 1024, score: bool = Fa
 
     :param rows: (N, D) or (N, *image shape) torch tensor, NumPy array or memmap, uint8
         (read as x/255), bool or float in the data's units; or a list of such blocks, read
-        one after another as one set of rows.
+        one after another as one set of rows; or a :class:`~pyrovae.data.datasets.Dataset`
+        (its training, validation and test rows, in that order, with their labels).
     :param batch_size: rows read, moved to the device and scored at a time.
     :param score: write the per-row ELBO and its split, averaged over ``num_particles`` draws.
     :param num_samples: K > 0 also writes ``log_px`` with K importance samples per row.
@@ -163,6 +164,11 @@ def encode_dataset(vae, rows, out_path, batch_size: int = 1024, score: bool = Fa
     if batch_size < 1 or num_samples < 0 or num_particles < 1:
         raise ConfigError("batch_size and num_particles must be positive and num_samples 0 or positive")
     out = _check_out(out_path)
+    if hasattr(rows, "train_x") and hasattr(rows, "test_x"):  # a pyrovae.Dataset: training, validation, test rows
+        parts = [(rows.train_x, rows.train_y), (rows.valid_x, getattr(rows, "valid_y", None)),
+                 (rows.test_x, rows.test_y)]
+        parts = [(x, y) for x, y in parts if x is not None]
+        rows, labels = [x for x, _ in parts], labels if labels is not None else [y for _, y in parts]
     blocks = list(rows) if isinstance(rows, (list, tuple)) else [rows]
     preprocess = _per_block(preprocess, len(blocks), "preprocess", shared=True)
     labels = _per_block(labels, len(blocks), "labels", shared=False)

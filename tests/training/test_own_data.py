@@ -175,3 +175,16 @@ def test_encode_of_the_runs_own_rows_gives_their_places_in_the_source(digits, tm
         assert own["row"][-len(test_rows):].tolist() == test_rows
         order = np.argsort(own["row"])
         np.testing.assert_allclose(own["loc"][order], whole["loc"], rtol=1e-5, atol=1e-6)
+
+
+def test_encode_dataset_takes_a_dataset(digits, tmp_path):
+    from sklearn.datasets import load_digits
+
+    data = pyrovae.Dataset.from_arrays(digits, train_y=load_digits().target).hold_out()
+    torch.manual_seed(0)
+    vae = pyrovae.VAE(x_dim=64, z_dim=3, hidden=(16,), likelihood="gaussian", image_shape=(8, 8))
+    summary = pyrovae.encode_dataset(vae, data, tmp_path / "z.npz", batch_size=100)
+    assert summary["rows"] == len(digits) and "y" in summary["arrays"]
+    with np.load(tmp_path / "z.npz") as z:
+        x = torch.cat([data.train_x, data.valid_x, data.test_x])
+        np.testing.assert_allclose(z["loc"], vae.encode(x)[0].numpy(), rtol=1e-5, atol=1e-6)
