@@ -104,6 +104,7 @@ def reconstruction_grid(originals: torch.Tensor, reconstructions: torch.Tensor, 
                         ncols: int = 10) -> torch.Tensor:
     """One mosaic: rows of originals, each with the row of their reconstructions underneath."""
     d = originals.shape[1]
+    ncols = max(1, min(ncols, len(originals)))  # fewer test images than columns: one shorter row, not an empty mosaic
     n = len(originals) // ncols * ncols
     pairs = torch.stack([originals[:n].reshape(-1, ncols, d), reconstructions[:n].reshape(-1, ncols, d)], dim=1)
     # (rows, 2, cols, D) -> (rows*2*cols, D): an original row, then its reconstruction row

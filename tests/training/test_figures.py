@@ -7,7 +7,7 @@ from PIL import Image
 from sklearn.datasets import load_breast_cancer, load_digits
 
 import pyrovae
-from pyrovae.training.plots import channel_note, image_grid, plot_samples
+from pyrovae.training.plots import channel_note, image_grid, plot_samples, reconstruction_grid
 from pyrovae.training.report import Reporter, table_figure_data
 
 HISTORY = [{"epoch": 1, "train_elbo": -30.0, "test_elbo": -31.0}, {"epoch": 2, "train_elbo": -25.0, "test_elbo": -26.0}]
@@ -93,3 +93,13 @@ def test_table_figures_are_in_data_units_and_written(cancer, tmp_path):
         assert (tmp_path / name).stat().st_size > 0
     again = table_figure_data(vae, test_model, n=500)[2]
     assert torch.equal(again, samples)  # drawn on a stream seeded 0: the same figure every time
+
+
+def test_fewer_test_images_than_columns_still_show_every_pair():
+    digits = torch.from_numpy(load_digits().images[:4].reshape(4, 64) / 16.0).float()
+    grid = reconstruction_grid(digits, 1 - digits, (8, 8))  # 4 images, 10 columns asked
+    assert grid.shape == (1, 2 * 8 + 1, 4 * 8 + 3)  # one row of originals over one of reconstructions, 1-px gaps
+    for i in range(4):
+        left = i * 9
+        assert torch.equal(grid[0, :8, left:left + 8], digits[i].reshape(8, 8))
+        assert torch.equal(grid[0, 9:17, left:left + 8], 1 - digits[i].reshape(8, 8))
