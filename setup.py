@@ -27,6 +27,7 @@ setup(
         "pillow>=9.1",  # folders of images
         "pandas>=1.5",  # CSV and Parquet tables
         "pyarrow>=10",  # Parquet, through pandas
+        "scikit-learn>=1.0",  # the real sets of scripts/example_data.py (and mlxtend's own dependency)
     ],
     extras_require={"test": ["pytest>=7", "hypothesis>=6", "ruff>=0.4"]},
     entry_points={"console_scripts": ["pyrovae-train=pyrovae.cli:main"]},
