@@ -27,7 +27,6 @@ overwritten.
 """
 import json
 import math
-import os
 import shutil
 import tempfile
 import time
@@ -38,6 +37,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
+from ..atomic import replace_whole
 from ..data.prepare import TEST_SET_SEED
 from ..data.transforms import binarize as _binarize
 from ..data.transforms import dequantize as _dequantize
@@ -185,7 +185,6 @@ def encode_dataset(vae, rows, out_path, batch_size: int = 1024, score: bool = Fa
     if row_ids is not None and len(row_ids) != n:
         raise DataError(f"row_ids has {len(row_ids)} entries for {n} rows")
     device = next(vae.parameters()).device
-    to_model = getattr(vae, "to_model_space", None)  # standardized runs score in model space
     specs = {"loc": ((n, vae.z_dim), np.float32), "scale": ((n, vae.z_dim), np.float32), "row": ((n,), np.int64)}
     if with_y:
         specs["y"] = ((n,), np.int64)
@@ -219,7 +218,7 @@ def encode_dataset(vae, rows, out_path, batch_size: int = 1024, score: bool = Fa
                     if score or num_samples:
                         scored = x if preprocess[i] is None else preprocess[i](x)
                         scored = scored.to(device)
-                        scored = scored if to_model is None else to_model(scored)
+                        scored = vae.to_model_space(scored)  # a standardized run scores in model space
                         if score:
                             split = elbo(vae, scored, num_particles=num_particles, batch_size=len(scored))
                             arrays["elbo"][where] = split.elbo.cpu().numpy()
@@ -257,19 +256,12 @@ def _check_finite(x: torch.Tensor, first: int) -> None:
 def _store(parts: Path, names: Sequence[str], out: Path) -> None:
     """Zip ``parts/<name>.npy`` uncompressed into ``out`` (an ``.npz``), replacing it whole;
     each member is copied in blocks, so memory stays small."""
-    tmp = parts / "out.npz"
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+    def write(f):
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
             for name in names:
                 archive.write(parts / f"{name}.npy", arcname=f"{name}.npy")
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-        folder = os.open(out.parent, os.O_RDONLY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
+
+    try:
+        replace_whole(out, write)
     except OSError as error:
         raise WriteError(f"could not write {out} ({one_line(error, 120)}); nothing was written over") from None

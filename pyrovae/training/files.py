@@ -12,10 +12,10 @@ import json
 import os
 import re
 import resource
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Union
 
+from ..atomic import replace_whole
 from ..errors import ConfigError, RunInUse, WriteError, one_line
 
 #: the temporary files :func:`atomic_write` makes (mkstemp's 8 random characters)
@@ -59,25 +59,10 @@ def atomic_write(path: Union[str, Path], write: Callable[[Any], None], mode: str
     """Write ``path`` through ``write(file)`` so it is replaced whole or not at all; a
     refused write raises :class:`~pyrovae.errors.WriteError`."""
     path = Path(path)
-    tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide results from other users
-        with os.fdopen(fd, mode) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-    except BaseException as error:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(error, Exception) and _is_write_failure(error):
+        replace_whole(path, write, mode)
+    except Exception as error:
+        if _is_write_failure(error):
             raise WriteError(f"{_reason(error, path.parent)} while writing {path}; "
                              f"{last_checkpoint(path.parent)}") from None
         raise
