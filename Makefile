@@ -15,10 +15,11 @@ setup:
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[test]"
 
+# ARGS: extra flags for the training, e.g. make run ARGS="--epochs 10" (CI trains a short run this way)
 run: setup
-	$(PY) scripts/svi_train.py
+	$(PY) scripts/svi_train.py $(ARGS)
 
 test: setup
 	$(PY) -c 'import torch, pyro, torchvision; print("torch", torch.__version__, "| pyro", pyro.__version__, "| torchvision", torchvision.__version__)'
-	$(PY) -m ruff check pyrovae scripts tests
+	$(PY) -m ruff check --no-cache pyrovae scripts tests
 	$(PY) -m pytest -q tests

@@ -29,6 +29,9 @@ setup(
         "pyarrow>=10",  # Parquet, through pandas
         "scikit-learn>=1.0",  # the real sets of scripts/example_data.py (and mlxtend's own dependency)
     ],
-    extras_require={"test": ["pytest>=7", "hypothesis>=6", "ruff>=0.4"]},
+    extras_require={
+        # ruff is pinned exactly: a new release may lint differently, and an upgrade is a commit, not a surprise
+        "test": ["pytest>=7", "hypothesis>=6", "ruff==0.17.6"],
+    },
     entry_points={"console_scripts": ["pyrovae-train=pyrovae.cli:main"]},
 )

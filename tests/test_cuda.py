@@ -29,9 +29,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import run_python
 
 import pyrovae
+from helpers import run_python
 from pyrovae.data.placement import HostRows
 from pyrovae.data.transforms import binarize
 from pyrovae.experiments.bench import pyrovae_step
@@ -144,7 +144,7 @@ def train_args(out, *extra):
 
 @pytest.mark.parametrize("fast", [False, True], ids=["eager", "fast"])
 def test_kill_and_resume_on_the_gpu_is_bit_exact(fast, tmp_path):
-    from runs import DRIVER, assert_same_run
+    from resume_checks import DRIVER, assert_same_run
 
     extra = ["--fast"] if fast else []
     whole, cut = tmp_path / "whole", tmp_path / "cut"

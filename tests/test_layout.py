@@ -3,6 +3,7 @@ import ast
 from pathlib import Path
 
 import pytest
+
 from helpers import run_python
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -4,9 +4,9 @@ import math
 from pathlib import Path
 
 import pytest
-from helpers import run_script
 
 import pyrovae
+from helpers import run_script
 from pyrovae.experiments.evaluate import evaluate_run
 from pyrovae.experiments.plot_latent import plot_latent_run
 

@@ -6,9 +6,9 @@ import tracemalloc
 import numpy as np
 import pytest
 import torch
-from helpers import run_script
 
 import pyrovae
+from helpers import run_script
 from pyrovae.data.prepare import TEST_SET_SEED
 from pyrovae.data.transforms import binarize, dequantize
 from pyrovae.errors import ConfigError, DataError, Interrupted

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import run_script
 
 import pyrovae
+from helpers import run_script
 from pyrovae.infer.distributed import shard_bounds
 from pyrovae.training.checkpoint import read_checkpoint
 

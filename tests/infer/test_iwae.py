@@ -8,9 +8,9 @@ import pyro
 import pytest
 import torch
 import torch.nn.functional as F
-from exact_models import data, exact_log_p, linear_gaussian_vae
 
 import pyrovae
+from exact_models import data, exact_log_p, linear_gaussian_vae
 from pyrovae.infer.iwae import IWAE_ELBO
 
 

@@ -8,9 +8,9 @@ import math
 
 import pyro
 import torch
-from exact_models import K, S, data, exact_log_p, linear_gaussian_vae
 
 import pyrovae
+from exact_models import K, S, data, exact_log_p, linear_gaussian_vae
 
 
 def test_guide_matches_exact_posterior_mean():

@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, run_python, run_script
 
+from helpers import ROOT, run_python, run_script
 from pyrovae.training.checkpoint import read_checkpoint
 
 FAULTS = textwrap.dedent("""

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import run_python
-from runs import DRIVER, assert_same_run
 
 import pyrovae
+from helpers import run_python
 from pyrovae.training.checkpoint import read_checkpoint
+from resume_checks import DRIVER, assert_same_run
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS_PER_EPOCH = 12  # 600 training images in minibatches of 50
