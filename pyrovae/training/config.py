@@ -22,6 +22,7 @@ BINARIZE = ("auto", "dynamic", "static", "none")
 DEQUANTIZE = ("auto", "uniform", "none")
 STANDARDIZE = ("auto", "columns", "none")
 PLACEMENTS = ("auto", "device", "host")
+LIMIT_RULES = ("evenly-spaced", "first")
 #: seeds are below this: pyro.set_rng_seed seeds numpy's global state too, which takes 32 bits
 SEED_LIMIT = 2**32
 
@@ -32,8 +33,11 @@ class TrainConfig:
     data_dir: str = "./data"
     download: bool = True
     image_size: Optional[int] = None  # image folders and celeba: resize to this side (square)
-    test_size: Optional[int] = None  # sources without a test split: test rows of the seeded split (None: 10%)
+    test_size: Optional[float] = None  # sources without a test split: the seeded split's test rows, a fraction in
+    # (0, 1) or a count (None: 10%)
     split_seed: int = 0  # the seed of that split, independent of the training seed
+    label_column: Optional[str] = None  # tables: the column that holds each row's integer class label
+    labels_per_class: Optional[int] = None  # keep the labels of N seeded training rows per class, hide the rest
     likelihood: Any = "bernoulli"  # a built-in name, a Likelihood or a callable (stored as its config() dict)
     likelihood_options: dict = field(default_factory=dict)  # keyword options of the likelihood, e.g. {"scale": 0.1}
     prior: str = "normal"  # normal | mog (learned mixture of Gaussians) | vamp (VampPrior)
@@ -63,8 +67,9 @@ class TrainConfig:
     seed: int = 0
     cuda: bool = False
     test_frequency: int = 1
-    train_limit: Optional[int] = None  # use only the first N training images
-    test_limit: Optional[int] = None
+    train_limit: Optional[int] = None  # use only N training rows, evenly spaced over the training set
+    test_limit: Optional[int] = None  # use only N test (and validation) rows, evenly spaced
+    limit_rule: str = "evenly-spaced"  # which rows the limits keep; runs recorded before the rule existed: "first"
     out: Optional[str] = None  # default: runs/<dataset>-<likelihood>-<elbo>
     progress: bool = True
     fast: bool = False  # replay a compiled graph of the SVI step (pyrovae.infer.compiled)
@@ -86,9 +91,17 @@ class TrainConfig:
         self.dataset = _dataset_spec(self.dataset, DATASETS)
         if isinstance(self.likelihood, str):
             _choice("likelihood", self.likelihood, tuple(BUILT_IN))
-        for name in ("image_size", "test_size"):
-            if getattr(self, name) is not None:
-                _positive(name, getattr(self, name))
+        if self.image_size is not None:
+            _positive("image_size", self.image_size)
+        if self.test_size is not None:
+            _size("test_size", self.test_size)
+            if isinstance(self.test_size, float) and self.test_size.is_integer():
+                self.test_size = int(self.test_size)  # 2.0 rows are 2 rows
+        if self.labels_per_class is not None:
+            _positive("labels_per_class", self.labels_per_class)
+        if self.label_column is not None and not (isinstance(self.label_column, str) and self.label_column):
+            raise ConfigError(f"label_column must be the name of a column, got {self.label_column!r}")
+        _choice("limit_rule", self.limit_rule, LIMIT_RULES)
         if isinstance(self.split_seed, bool) or not isinstance(self.split_seed, int) or not 0 <= self.split_seed < SEED_LIMIT:
             raise ConfigError(f"split_seed must be an integer from 0 to 2**32 - 1, got {self.split_seed!r}")
         _choice("standardize", self.standardize, STANDARDIZE)
@@ -182,7 +195,8 @@ class TrainConfig:
         scale = d.pop("likelihood_scale", None)  # before likelihood_options, the one option had its own key
         if scale is not None:
             d["likelihood_options"] = {"scale": scale, **(d.get("likelihood_options") or {})}
-        config = cls(**{"valid_size": 0, **{k: v for k, v in d.items() if k in known}})
+        # settings a run recorded before they existed keep the behaviour it was trained with
+        config = cls(**{"valid_size": 0, "limit_rule": "first", **{k: v for k, v in d.items() if k in known}})
         if source is None:
             return config
         try:
@@ -266,6 +280,16 @@ def _choice(name, value, allowed):
 def _non_negative(name, value):
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")
+
+
+def _size(name, value):
+    """A share of the rows, a fraction in (0, 1), or a count of rows, a positive integer."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name} must be a fraction in (0, 1) or a positive number of rows, got {value!r}")
+    if isinstance(value, float) and not value.is_integer() and not 0 < value < 1:
+        raise ConfigError(f"{name} must be a fraction in (0, 1) or a positive number of rows, got {value!r}")
+    if value <= 0:
+        raise ConfigError(f"{name} must be a fraction in (0, 1) or a positive number of rows, got {value!r}")
 
 
 def _positive(name, value):
