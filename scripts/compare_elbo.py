@@ -4,10 +4,7 @@
 Writes <out>/{table.md,metrics.json,curves.png,grad_variance.png} (default --out runs/elbo_comparison)."""
 import sys
 
-try:
-    from pyrovae.cli import compare_main
-except KeyboardInterrupt:  # Ctrl-C while torch and Pyro load: nothing has run or been written
-    sys.exit(print("interrupted while loading; nothing was run or written", file=sys.stderr) or 130)
+from _startup import run  # scripts/ is the first entry of sys.path when a script runs
 
 if __name__ == "__main__":
-    sys.exit(compare_main())
+    sys.exit(run("pyrovae.cli", "compare_main"))

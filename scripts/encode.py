@@ -2,10 +2,7 @@
 """The trained guide over a data set: python scripts/encode.py RUN_DIR DATA --out latents.npz [--score] [--num-samples K]"""
 import sys
 
-try:
-    from pyrovae.cli import encode_main
-except KeyboardInterrupt:  # Ctrl-C while torch and Pyro load: nothing has run or been written
-    sys.exit(print("interrupted while loading; nothing was run or written", file=sys.stderr) or 130)
+from _startup import run  # scripts/ is the first entry of sys.path when a script runs
 
 if __name__ == "__main__":
-    sys.exit(encode_main())
+    sys.exit(run("pyrovae.cli", "encode_main"))

@@ -2,10 +2,7 @@
 """Importance-sampled test NLL of a run: python scripts/evaluate.py RUN_DIR [--num-samples 5000] [--cuda]"""
 import sys
 
-try:
-    from pyrovae.cli import evaluate_main
-except KeyboardInterrupt:  # Ctrl-C while torch and Pyro load: nothing has run or been written
-    sys.exit(print("interrupted while loading; nothing was run or written", file=sys.stderr) or 130)
+from _startup import run  # scripts/ is the first entry of sys.path when a script runs
 
 if __name__ == "__main__":
-    sys.exit(evaluate_main())
+    sys.exit(run("pyrovae.cli", "evaluate_main"))

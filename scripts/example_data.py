@@ -3,10 +3,7 @@
 python scripts/example_data.py OUT_DIR [--mnist-test ../shared/datasets/mnist_test]"""
 import sys
 
-try:
-    from pyrovae.experiments.example_data import main
-except KeyboardInterrupt:  # Ctrl-C while the libraries load: nothing has run or been written
-    sys.exit(print("interrupted while loading; nothing was run or written", file=sys.stderr) or 130)
+from _startup import run  # scripts/ is the first entry of sys.path when a script runs
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run("pyrovae.experiments.example_data", "main"))

@@ -5,6 +5,7 @@ import argparse
 import os
 import re
 import shlex
+import signal
 import sys
 from pathlib import Path
 from typing import Callable, List, Optional
@@ -76,9 +77,10 @@ def _guarded(job: Callable[[], None], out: str) -> int:
         say(f"error: out of memory ({_allocation(error)}); lower --batch-size, --num-particles or the network sizes; "
             + last_checkpoint(Path(out)))
         return 2
-    except KeyboardInterrupt:
-        print(f"interrupted; {last_checkpoint(Path(out))}", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:  # SIGINT, or SIGTERM before a run set its own handlers (scripts/_startup.py)
+        signum = stop.args[0] if stop.args and isinstance(stop.args[0], int) else signal.SIGINT
+        say(f"interrupted ({signal.Signals(signum).name}); {last_checkpoint(Path(out))}")
+        return 128 + signum
     return 0
 
 

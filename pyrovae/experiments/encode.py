@@ -1,6 +1,7 @@
 r"""The trained guide of a run over a data set (``scripts/encode.py``): latents and scores per row.
 
-:func:`encode_run` loads the run's VAE (``best.pt`` where the run kept one, else
+:func:`encode_run` opens the run folder through :class:`~pyrovae.training.run.Run` (its
+lock, shared; a checkpoint of its own: ``best.pt`` where the run kept one, else
 ``checkpoint.pt``), reads the rows through :func:`read_rows` and writes them with
 :func:`pyrovae.encode_dataset`.
 
@@ -28,10 +29,9 @@ from tqdm.auto import tqdm
 
 from ..data.prepare import TEST_SET_SEED
 from ..environment import select_device
-from ..errors import ConfigError, DataError, Interrupted
+from ..errors import DataError, Interrupted
 from ..infer.encoding import _check_out, encode_dataset, held_out_transform
-from ..training.checkpoint import load
-from ..training.files import read_json
+from ..training.run import Run
 
 #: keywords of DATA naming the run's own data set
 KEYWORDS = ("test", "train", "all")
@@ -50,18 +50,17 @@ class Rows:
     row_ids: list = field(default_factory=list)  # per block, the rows' places in the source (empty: 0..N-1)
 
 
-def read_rows(spec: str, run_dir: Path, resolved: dict, seed: int, cuda: bool = False, checkpoint: str = "checkpoint.pt",
-              log: Callable[[str], None] = print, settings: Optional[dict] = None) -> Rows:
+def read_rows(spec: str, run: Run, log: Callable[[str], None] = print) -> Rows:
     """The rows named by ``spec`` (a keyword of :data:`KEYWORDS`, a ``.npy`` path read chunk by
     chunk, or any other source :func:`pyrovae.load_dataset` reads, whole: every row of it, its
     training rows then its test rows, ``row`` giving each one's place in the source), with the
-    run's preprocessing (``resolved``, from ``config.json``) for scoring."""
+    preprocessing of the open ``run`` (``config.json`` "resolved") for scoring."""
+    resolved, settings = run.record.get("resolved") or {}, run.record["settings"]
+    seed = int(settings.get("seed", 0))
     transform = lambda s: held_out_transform(resolved.get("binarize", "none"), resolved.get("dequantize", "none"),  # noqa: E731
                                              s, resolved.get("levels"))
     if spec in KEYWORDS:
-        from .evaluate import load_run  # the run's own data, checked against what it was trained on
-
-        _, _, dataset, _ = load_run(run_dir, cuda, log, checkpoint)
+        dataset = run.dataset(log=log)  # the run's own data, checked against what it was trained on
         train_seed = seed if resolved.get("binarize") == "static" else TEST_SET_SEED
         named = {"train": (dataset.train_x, dataset.train_y, train_seed),
                  "valid": (dataset.valid_x, dataset.valid_y, TEST_SET_SEED + 1),
@@ -158,20 +157,18 @@ def encode_run(run_dir, data: str, out, cuda: bool = False, batch_size: int = 10
                progress: bool = False, log: Callable[[str], None] = print, command: Optional[str] = None) -> dict:
     """Encode ``data`` (see :func:`read_rows`) with the guide of the run in ``run_dir`` into
     ``out`` (.npz); the summary of :func:`pyrovae.encode_dataset`."""
-    run_dir = Path(run_dir)
     out = _check_out(out)  # before anything slow
-    if not run_dir.is_dir():
-        raise ConfigError(f"{run_dir} is not a run folder: it does not exist")
-    if checkpoint is None:
-        checkpoint = "best.pt" if (run_dir / "best.pt").is_file() else "checkpoint.pt"
-    for name in ("config.json", checkpoint):
-        if not (run_dir / name).is_file():
-            raise ConfigError(f"{run_dir} is not a finished run folder: {name} is missing")
-    record = read_json(run_dir / "config.json", ("settings", "resolved"))
-    resolved, seed = record["resolved"], int(record["settings"].get("seed", 0))
-    device = select_device(cuda)
-    rows = read_rows(data, run_dir, resolved, seed, cuda, checkpoint, log, record["settings"])
-    vae = load(run_dir / checkpoint, map_location=str(device))
+    with Run.open(run_dir) as run:  # a reader: the run's lock, shared
+        device = select_device(cuda)
+        vae = run.model(checkpoint, device)
+        rows = read_rows(data, run, log)
+        return _encode(run, run.path(checkpoint).name, vae, rows, out, device, batch_size, score, num_samples,
+                       num_particles, progress, log, command)
+
+
+def _encode(run, checkpoint, vae, rows, out, device, batch_size, score, num_samples, num_particles, progress, log,
+            command):
+    resolved, run_dir = run.record.get("resolved") or {}, run.folder
     n = sum(len(b) for b in rows.blocks)
     scores = (", ELBO" if score else "") + (f", log p(x) with K={num_samples}" if num_samples else "")
     log(f"encoding {n} rows of {rows.source} with {run_dir / checkpoint} on {device}{scores}")

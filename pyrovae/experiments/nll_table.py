@@ -5,13 +5,13 @@ One row per run folder that ``scripts/evaluate.py`` has scored (``metrics.json``
 names the commands that reproduce it: the training command (and any ``--resume``) and
 the evaluation. Writes ``<out>.md`` and ``<out>.json``.
 """
-import json
 from pathlib import Path
 from typing import Iterable, List
 
 from ..errors import ConfigError
 from ..training.checkpoint import write_json
 from ..training.files import atomic_write
+from ..training.run import Run
 
 #: published test NLLs on this split (K: importance samples of their estimate)
 ANCHORS = [
@@ -26,10 +26,8 @@ ANCHORS = [
 def collect(run_dirs: Iterable) -> List[dict]:
     rows = []
     for run_dir in map(Path, run_dirs):
-        metrics_path, config_path = run_dir / "metrics.json", run_dir / "config.json"
-        if not metrics_path.is_file() or not config_path.is_file():
-            raise ConfigError(f"{run_dir} is not a run folder (no metrics.json or config.json)")
-        metrics, config = json.loads(metrics_path.read_text()), json.loads(config_path.read_text())
+        with Run.open(run_dir) as run:  # a reader: the run's record, under its shared lock
+            metrics, config = run.metrics(), run.record
         if "evaluation" not in metrics:
             raise ConfigError(f"{run_dir} has no test NLL yet; run python scripts/evaluate.py {run_dir} first")
         s, e = config["settings"], metrics["evaluation"]

@@ -11,8 +11,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
+from ..data.prepare import prepare_data  # noqa: E402
+from ..environment import select_device  # noqa: E402
 from ..training.plots import channel_note, image_grid, save_grid  # noqa: E402
-from .evaluate import load_run  # noqa: E402
+from ..training.run import Run  # noqa: E402
 
 
 @torch.no_grad()
@@ -20,8 +22,14 @@ def plot_latent_run(run_dir, out_dir=None, cuda: bool = False, log: Callable[[st
     """latent.png (posterior means: the 2-d latent itself, or a 2-d PCA), manifold.png
     (images with 2-d latents only: the decoder over a grid of prior quantiles) and
     interpolations.png (images only: decoded straight lines between posterior means)."""
-    vae, config, dataset, prepared = load_run(run_dir, cuda, log)
-    out = Path(out_dir or run_dir)
+    with Run.open(run_dir) as run:  # a reader: the run's lock, shared
+        vae = run.model("last", select_device(cuda))
+        dataset = run.dataset(log=log)
+        prepared = prepare_data(run.config, dataset, vae.likelihood)
+        return _plot(vae, dataset, prepared, Path(out_dir or run_dir), log)
+
+
+def _plot(vae, dataset, prepared, out: Path, log) -> list:
     out.mkdir(parents=True, exist_ok=True)
     device = next(vae.parameters()).device
     test_x = vae.to_data_space(prepared.test_x.to(device))  # (N, D) in data units

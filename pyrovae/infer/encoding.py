@@ -23,7 +23,9 @@ Memory stays constant in N: one chunk of ``batch_size`` rows is read (a NumPy me
 only there), moved to the device and written into ``.npy`` memmaps in a temporary folder
 beside ``out_path``; those are then stored uncompressed into the ``.npz``, which replaces
 ``out_path`` in one ``os.replace``. An error or Ctrl-C leaves no partial file and nothing
-overwritten.
+overwritten. One writer at a time: ``out_path`` is locked (``.<name>.lock`` beside it) while
+it is written, so a second encode into the same file is refused in one line, and the
+temporary folders of a killed encode of it are removed by the next one.
 """
 import json
 import math
@@ -37,7 +39,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from ..atomic import replace_whole
+from ..atomic import Lock, replace_whole
 from ..data.prepare import TEST_SET_SEED
 from ..data.transforms import binarize as _binarize
 from ..data.transforms import dequantize as _dequantize
@@ -164,6 +166,24 @@ def encode_dataset(vae, rows, out_path, batch_size: int = 1024, score: bool = Fa
     if batch_size < 1 or num_samples < 0 or num_particles < 1:
         raise ConfigError("batch_size and num_particles must be positive and num_samples 0 or positive")
     out = _check_out(out_path)
+    with Lock(out.parent / f".{out.name}.lock", busy=lambda holder: f"{out} is being written by another encode "
+              f"(pid {holder or 'unknown'}); wait for it to end, or choose another output"):
+        _remove_leftovers(out)
+        return _encode(vae, rows, out, batch_size, score, num_samples, num_particles, preprocess, labels, row_ids,
+                       progress, seed, info)
+
+
+def _remove_leftovers(out: Path) -> int:
+    """Remove the temporary folders of earlier writes of ``out`` that were killed (the
+    caller holds ``out``'s lock, so none of them is being written); their count."""
+    leftovers = [p for p in out.parent.glob(f".{out.name}.*.parts") if p.is_dir()]
+    for path in leftovers:
+        shutil.rmtree(path, ignore_errors=True)
+    return len(leftovers)
+
+
+def _encode(vae, rows, out, batch_size, score, num_samples, num_particles, preprocess, labels, row_ids, progress,
+            seed, info) -> dict:
     if hasattr(rows, "train_x") and hasattr(rows, "test_x"):  # a pyrovae.Dataset: training, validation, test rows
         parts = [(rows.train_x, rows.train_y), (rows.valid_x, getattr(rows, "valid_y", None)),
                  (rows.test_x, rows.test_y)]

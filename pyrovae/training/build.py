@@ -46,9 +46,11 @@ def build_step(config, vae, elbo_loss, optimizer, num_train: int, rank: int, wor
 
 
 def config_record(config, command, data, elbo_loss, optimizer, rule: str, out: Path, shown: str, world: int,
-                  device) -> dict:
-    """The contents of ``config.json``: the settings, what they resolved to, device, versions."""
+                  device, run_id: str) -> dict:
+    """The contents of ``config.json``: the run's id (its checkpoints carry it too), the settings,
+    what they resolved to, device, versions."""
     return {
+        "run_id": run_id,
         "command": command,
         "settings": config.to_dict(),
         "resolved": {**data.record(),

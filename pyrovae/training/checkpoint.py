@@ -155,20 +155,31 @@ def _build(arch: dict, likelihood, path: Path, state_dict: dict) -> VAE:
         wrong = sorted(set(expected.items()) ^ set(stored.items()))[0][0]
         raise CheckpointError(f"{path} does not match its recorded architecture (first difference: {wrong}); "
                               "the file is damaged or was edited")
-    if not all(bool(torch.isfinite(v).all()) for v in state_dict.values() if v.is_floating_point()):
-        raise CheckpointError(f"{path} holds NaN or infinite weights; use an earlier checkpoint")
+    check_finite(state_dict, path)
     try:
         return VAE(**arch, likelihood=likelihood)
     except (TypeError, ValueError, PyrovaeError) as error:
         raise CheckpointError(f"{path} records an architecture pyrovae cannot build: {one_line(error)}") from None
 
 
+def check_finite(state_dict: dict, path: Path) -> None:
+    """Refuse weights that are NaN or infinite (a run that diverged, or an edited file)."""
+    if not all(bool(torch.isfinite(v).all()) for v in state_dict.values() if v.is_floating_point()):
+        raise CheckpointError(f"{path} holds NaN or infinite weights; use an earlier checkpoint")
+
+
 def load(path, map_location="cpu", likelihood=None) -> VAE:
     """A trained :class:`~pyrovae.model.vae.VAE` from a checkpoint, in eval mode.
 
     ``likelihood`` is needed only when the run used a custom callable likelihood (which
-    a checkpoint cannot hold): pass the same callable again."""
-    state = read_checkpoint(path, map_location)
+    a checkpoint cannot hold): pass the same callable again. (A run folder's own programs
+    open it through :class:`~pyrovae.training.run.Run`, which also checks that the file
+    belongs to the run.)"""
+    return model_from_state(read_checkpoint(path, map_location), path, map_location, likelihood)
+
+
+def model_from_state(state: dict, path, map_location="cpu", likelihood=None) -> VAE:
+    """The VAE of a checkpoint already read by :func:`read_checkpoint` (``path`` names it in errors)."""
     arch = dict(state["vae"])
     lik = arch.pop("likelihood", None)
     if not isinstance(lik, dict) or "name" not in lik:

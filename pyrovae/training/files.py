@@ -7,7 +7,6 @@ file or the new one. A write the disk refuses (no space, ``ulimit -f``, a read-o
 becomes one :class:`~pyrovae.errors.WriteError` naming the reason, the file and the last
 good checkpoint, instead of PyTorch's ``[enforce fail at inline_container.cc]``."""
 import errno
-import fcntl
 import json
 import os
 import re
@@ -15,8 +14,8 @@ import resource
 from pathlib import Path
 from typing import Any, Callable, Union
 
-from ..atomic import replace_whole
-from ..errors import ConfigError, RunInUse, WriteError, one_line
+from ..atomic import Lock, replace_whole
+from ..errors import ConfigError, WriteError, one_line
 
 #: the temporary files :func:`atomic_write` makes (mkstemp's 8 random characters)
 TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
@@ -98,53 +97,18 @@ def remove_stale_temporaries(folder: Union[str, Path]) -> int:
     return len(stale)
 
 
-class RunLock:
-    """An exclusive ``fcntl.flock`` on ``<folder>/.lock`` (which holds the owner's pid) for
-    the life of a run: a second run or resume of the folder gets
-    :class:`~pyrovae.errors.RunInUse` naming the pid. The kernel drops the lock when its
-    process dies, so a killed run's folder is free again at once; the file is removed on
-    release."""
+class RunLock(Lock):
+    """The lock of a run folder, ``<folder>/.lock``: exclusive for a program that writes the
+    run (training, resume, evaluation), shared for programs that only read it. A second
+    writer, or a writer beside readers, gets :class:`~pyrovae.errors.RunInUse`."""
 
-    def __init__(self, folder: Union[str, Path]):
-        self.path = Path(folder) / ".lock"
-        self.fd = None
+    def __init__(self, folder: Union[str, Path], shared: bool = False):
+        folder = Path(folder)
 
-    def acquire(self) -> "RunLock":
-        while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.read(fd, 32).decode(errors="replace").strip()
-                os.close(fd)
-                raise RunInUse(f"{self.path.parent} is in use by another run (pid {holder or 'unknown'} holds "
-                               f"{self.path}); wait for it to end, or choose another --out") from None
-            except OSError:  # a file system without flock: run unlocked
-                os.close(fd)
-                return self
-            try:
-                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:  # not a file its last holder removed while we opened it
-                break
-            os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self.fd = fd
-        return self
+        def busy(holder: str) -> str:
+            if holder:  # an exclusive holder wrote its pid
+                return (f"{folder} is in use by another run (pid {holder} holds {folder / '.lock'}); wait for it to "
+                        "end" + ("" if shared else ", or choose another --out"))
+            return f"{folder} is in use by another program reading it ({folder / '.lock'}); wait for it to end"
 
-    def release(self) -> None:
-        if self.fd is not None:
-            try:
-                self.path.unlink(missing_ok=True)
-            finally:
-                os.close(self.fd)  # closing drops the lock
-                self.fd = None
-
-    def __enter__(self) -> "RunLock":
-        return self.acquire()
-
-    def __exit__(self, *exc) -> bool:
-        self.release()
-        return False
+        super().__init__(folder / ".lock", shared, busy)

@@ -23,7 +23,7 @@ SIGINT and SIGTERM end the current step, save ``checkpoint.pt`` and raise
 loss raises :class:`~pyrovae.errors.TrainingError` naming the epoch and step, and
 leaves the last good checkpoint in place.
 """
-import contextlib
+import os
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -36,18 +36,18 @@ from ..data.placement import place_data
 from ..data.prepare import check_shapes, prepare_data
 from ..data.transforms import make_transform
 from ..environment import device_name
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, one_line
 from ..infer import distributed as ddp
 from ..infer.elbos import make_elbo
 from ..infer.svi import kl_warmup_scale, make_optimizer, run_epoch
 from ..model.vae import VAE
-from .build import build_step, config_record, describe, ensure_writable, place, score
-from .checkpoint import read_checkpoint, save_checkpoint
+from .build import build_step, config_record, describe, place, score
+from .checkpoint import save_checkpoint
 from .config import TrainConfig, check_selection, make_likelihood, same_likelihood
-from .files import remove_stale_temporaries, write_json
-from .folder import check_own_checkpoint, locked
+from .files import write_json
 from .parts import Counters, RandomState, RunRecord, Schedule, Selection, upgrade
 from .report import Reporter, epoch_line
+from .run import Run
 from .rundata import run_dataset
 from .signals import StopSignals
 
@@ -62,8 +62,8 @@ def train(config: TrainConfig, log: Callable[[str], None] = print, dataset: Opti
     :class:`~pyrovae.data.prepare.PreparedData` before the first epoch (``epoch=0``) and
     after every epoch; it must not change the VAE or draw from the global random state."""
     config.validate()
-    with locked(Path(config.out_dir())):
-        return Trainer(config, log, dataset, command).loop(on_epoch_end)
+    with Run.create(config.out_dir(), main=_rank_zero()) as run:
+        return Trainer(config, log, dataset, command, run).loop(on_epoch_end)
 
 
 def resume(run_dir, log: Callable[[str], None] = print, dataset: Optional[Dataset] = None,
@@ -78,22 +78,27 @@ def resume(run_dir, log: Callable[[str], None] = print, dataset: Optional[Datase
     Network weights, optimizer and schedule state, counters,
     history, the unfinished epoch and every random state come back, so the resumed run
     is the run that was interrupted."""
-    run_dir = Path(run_dir)
-    with locked(run_dir) if run_dir.is_dir() else contextlib.nullcontext():
-        state = read_checkpoint(run_dir / "checkpoint.pt")
-        if "loop" not in state:
-            raise CheckpointError(f"{run_dir / 'checkpoint.pt'} holds weights only (no training state to resume)")
-        check_own_checkpoint(run_dir, state["config"])
-        return _resume(run_dir, state, log, dataset, command, epochs, progress, cuda, distributed, threads,
+    with Run.open(run_dir, write=True, likelihood=likelihood, lock=_rank_zero()) as run:
+        state = run.resume_state()
+        return _resume(run, state, log, dataset, command, epochs, progress, cuda, distributed, threads,
                        on_epoch_end, likelihood)
 
 
-def _resume(run_dir, state, log, dataset, command, epochs, progress, cuda, distributed, threads, on_epoch_end,
+def _rank_zero() -> bool:
+    """Whether this process writes the run's files (the other ranks of a distributed run write nothing)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _resume(run, state, log, dataset, command, epochs, progress, cuda, distributed, threads, on_epoch_end,
             likelihood):
-    config = TrainConfig.from_dict(state["config"])
+    try:
+        config = TrainConfig.from_dict(state["config"])
+    except TypeError as error:  # a setting the settings do not have, or of a wrong kind
+        raise CheckpointError(f"{run.path('last')} holds settings pyrovae cannot use ({one_line(error, 120)}); "
+                              "resume from an intact copy, or start a new run") from None
     if likelihood is not None:
         config.likelihood = same_likelihood(likelihood, config.likelihood)
-    config.out = str(run_dir)
+    config.out = str(run.folder)
     if epochs is not None:
         config.epochs = epochs
     if progress is not None:
@@ -105,7 +110,7 @@ def _resume(run_dir, state, log, dataset, command, epochs, progress, cuda, distr
     if threads is not None:
         config.threads = threads
     config.validate()
-    return Trainer(config, log, dataset, command, resume_from=state).loop(on_epoch_end)
+    return Trainer(config, log, dataset, command, run, resume_from=state).loop(on_epoch_end)
 
 
 class Trainer:
@@ -113,20 +118,17 @@ class Trainer:
     selection, the learning-rate schedule, the run's record, the stop signals and the
     random state. A checkpoint holds each part's ``state_dict``; :meth:`loop` trains to the end."""
 
-    def __init__(self, config: TrainConfig, log, dataset: Optional[Dataset], command: Optional[str],
+    def __init__(self, config: TrainConfig, log, dataset: Optional[Dataset], command: Optional[str], run: Run,
                  resume_from: Optional[dict] = None):
-        self.config, self.command = config, command
+        self.config, self.command, self.run = config, command, run
         if config.threads is not None:
             torch.set_num_threads(config.threads)
         self.rank, self.world, self.device = place(config)
         self.main = self.rank == 0  # only rank 0 prints, evaluates and writes files
         self.log = log = log if self.main else (lambda line: None)
         self.out = Path(config.out_dir())
-        if self.main:
-            ensure_writable(self.out)
-            removed = remove_stale_temporaries(self.out)  # the run's lock is held: nobody else writes here
-            if removed:
-                log(f"removed {removed} temporary file(s) of an interrupted write in {self.out}")
+        if self.main and run.removed:
+            log(f"removed {run.removed} temporary file(s) of an interrupted write in {self.out}")
         pyro.set_rng_seed(config.seed)  # torch (CPU and CUDA), numpy and random: the same on every rank
 
         # the data (the run's own on a resume), checked and on the device
@@ -165,9 +167,10 @@ class Trainer:
                       "record": self.record, "stop": self.signals, "rng": RandomState()}
         if resume_from is None:
             if self.main:
-                write_json(self.out / "config.json", config_record(config, command, self.data, self.elbo,
-                                                                   self.optimizer, rule, self.out, shown, self.world,
-                                                                   self.device))
+                record = config_record(config, command, self.data, self.elbo, self.optimizer, rule, self.out, shown,
+                                       self.world, self.device, run.run_id)
+                write_json(self.out / "config.json", record)
+                run.started(record)
             log(describe(config, self.dataset.name, self.dataset.source, self.data, likelihood, self.elbo, shown))
         else:
             self._restore(upgrade(resume_from))
@@ -180,7 +183,7 @@ class Trainer:
     def _save(self) -> None:
         if self.main:
             parts = {name: part.state_dict() for name, part in self.parts.items()}
-            save_checkpoint(self.out / "checkpoint.pt", self.vae, self.optimizer, **parts,
+            save_checkpoint(self.out / "checkpoint.pt", self.vae, self.optimizer, **parts, run_id=self.run.run_id,
                             config=self.config.to_dict(), epoch=self.counters.epoch, history=self.record.history)
 
     def _restore(self, state: dict) -> None:
@@ -188,12 +191,17 @@ class Trainer:
             self.vae.load_state_dict(state["state_dict"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.schedule.load_state_dict(state["schedule"])
-        except (RuntimeError, KeyError, ValueError) as error:
+        except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as error:
             raise CheckpointError(f"the checkpoint in {self.out} does not match its own settings: "
-                                  f"{' '.join(str(error).split())[:200]}") from None
+                                  f"{one_line(error)}") from None
         for name, part in self.parts.items():  # the random state last
             if part is not self.schedule:
-                part.load_state_dict(state[name])
+                try:
+                    part.load_state_dict(state[name])
+                except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as error:
+                    raise CheckpointError(f"{self.out / 'checkpoint.pt'} is a damaged pyrovae checkpoint: its {name!r} "
+                                          f"part cannot be loaded ({one_line(error, 100)}); resume from an intact "
+                                          "copy, or start a new run") from None
         self.record.resumed(self.counters.epoch, self.counters.global_step, self.command)
         if self.main:  # the files agree with the checkpoint, even where a kill came between them
             write_json(self.out / "metrics.json", self.record.metrics(self.selection))
@@ -284,7 +292,8 @@ class Trainer:
             return
         warming_up = record["kl_scale"] < 1.0  # the objective still changes: no patience counted
         if self.selection.update(record["epoch"], value, record["test_elbo"], warming_up) and self.main:
-            save_checkpoint(self.out / "best.pt", self.vae, config=self.config.to_dict(), epoch=record["epoch"],
+            save_checkpoint(self.out / "best.pt", self.vae, run_id=self.run.run_id, config=self.config.to_dict(),
+                            epoch=record["epoch"],
                             selection={rule: value if rule == "valid_elbo" else record["epoch"]})
         self.schedule.step(value, warming_up)
         if self.selection.stopped_early:

@@ -9,11 +9,11 @@ import torch
 
 import pyrovae
 from helpers import run_script
-from pyrovae.data.prepare import TEST_SET_SEED
+from pyrovae.data.prepare import TEST_SET_SEED, prepare_data
 from pyrovae.data.transforms import binarize, dequantize
 from pyrovae.errors import ConfigError, DataError, Interrupted
-from pyrovae.experiments.evaluate import load_run
 from pyrovae.infer.encoding import encode_dataset, held_out_transform
+from pyrovae.training.run import Run
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,9 @@ def run(mnist_sample, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def loaded(run):
-    return load_run(run, log=lambda s: None, checkpoint="best.pt")  # (vae, config, dataset, prepared)
+    with Run.open(run) as opened:
+        vae, dataset = opened.model("best"), opened.dataset(log=lambda s: None)
+        return vae, opened.config, dataset, prepare_data(opened.config, dataset, vae.likelihood)
 
 
 def test_loc_and_scale_are_the_guides_and_do_not_depend_on_the_chunks(loaded, tmp_path):

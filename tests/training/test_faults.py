@@ -260,7 +260,7 @@ def test_ctrl_c_while_the_libraries_load_is_one_line(tmp_path):
     for script in ("svi_train.py", "evaluate.py", "bench.py"):
         result = run_script(script, "--help", env={"PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"})
         assert result.returncode == 130, (script, result.stderr)
-        assert result.stderr.strip().splitlines() == ["interrupted while loading; nothing was run or written"]
+        assert result.stderr.strip().splitlines() == ["interrupted (SIGINT) while loading; nothing was run or written"]
 
 
 def test_a_non_finite_loss_before_any_checkpoint_says_there_is_none(tmp_path):
