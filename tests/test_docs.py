@@ -1,0 +1,209 @@
+"""The README and the pages under docs/ say only what is true of this repository: every
+relative link leads to a file (and heading) that exists, every flag a command gives a
+program is one that program takes, docs/flags.md lists every flag of every program, the
+README stays a front page, the text speaks of the software and not of its history, and
+the Python examples run."""
+import functools
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import pyrovae
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+PAGES = [README, *sorted(DOCS.glob("*.md"))]
+FLAGS_PAGE = DOCS / "flags.md"
+
+FENCE = re.compile(r"^```.*?^```[ \t]*$", re.S | re.M)
+INLINE_CODE = re.compile(r"`[^`\n]*`")
+LINK = re.compile(r"!?\[[^\]\n]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.M)
+FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*(?![\w])")  # not --nproc of --nproc_per_node
+PROGRAM = re.compile(r"scripts/(\w+)\.py")
+COMMAND_END = re.compile(r"scripts/\w+\.py|`|\||;|&&")
+ARGS = re.compile(r"ARGS=\"([^\"]*)\"")
+PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
+#: words that tell the story of how the software was made, which a reader cannot act on
+HISTORY = re.compile(r"issue[ -]?[0-9]|this session|device time|earlier version|was fixed|lent to", re.I)
+#: programs whose flags page names only their own flags and takes the rest from another program
+INHERITS = {"compare_elbo": "svi_train"}
+README_MAX_LINES = 300
+
+
+def _prose(text: str) -> str:
+    """The text without fenced code blocks and inline code (where brackets are not links)."""
+    return INLINE_CODE.sub("", FENCE.sub("", text))
+
+
+def slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens."""
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading).replace("`", "").strip().lower()
+    return re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+
+
+def anchors(page: Path) -> set:
+    return {slug(h) for h in HEADING.findall(FENCE.sub("", page.read_text(encoding="utf-8")))}
+
+
+def broken_links(page: Path) -> list:
+    """The relative links of a Markdown page whose file, folder or heading does not exist."""
+    broken = []
+    for target in LINK.findall(_prose(page.read_text(encoding="utf-8"))):
+        if re.match(r"[a-z][a-z0-9+.-]*:", target, re.I):  # http:, https:, mailto:
+            continue
+        path, _, anchor = target.partition("#")
+        resolved = (page.parent / path).resolve() if path else page
+        if not resolved.exists():
+            broken.append(f"{target} (no such file or folder)")
+        elif anchor and resolved.suffix == ".md" and anchor not in anchors(resolved):
+            broken.append(f"{target} (no heading #{anchor} in {resolved.name})")
+    return broken
+
+
+def commands(text: str):
+    """(program, flags) for every command of a program in ``text``: the flags after
+    ``scripts/NAME.py`` up to the end of its command (line end, closing backtick, pipe, ``;``,
+    ``&&`` or the next program), continuation lines joined; ``make run ARGS="..."`` counts as
+    a command of svi_train."""
+    text = re.sub(r"\\\n", " ", text)
+    for line in text.splitlines():
+        for match in PROGRAM.finditer(line):
+            rest = COMMAND_END.split(line[match.end():], maxsplit=1)[0]
+            yield match.group(1), FLAG.findall(rest)
+        for args in ARGS.findall(line):
+            yield "svi_train", FLAG.findall(args)
+
+
+@functools.lru_cache(maxsize=None)
+def help_flags(program: str) -> frozenset:
+    """The flags ``scripts/<program>.py --help`` names, from a subprocess run as a user runs it."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / f"{program}.py"), "--help"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, f"scripts/{program}.py --help failed:\n{result.stderr}"
+    return frozenset(FLAG.findall(result.stdout)) - {"--help"}
+
+
+def unknown_flags(text: str) -> list:
+    """``program --flag`` for every flag a command in ``text`` gives a program that does not take it."""
+    unknown = []
+    for program, flags in commands(text):
+        assert (ROOT / "scripts" / f"{program}.py").is_file(), f"scripts/{program}.py does not exist"
+        unknown += [f"scripts/{program}.py {flag}" for flag in flags if flag not in help_flags(program)]
+    return unknown
+
+
+def flags_page_sections() -> dict:
+    """program -> the text of its section (``## NAME.py ...``) of docs/flags.md."""
+    sections = {}
+    for part in re.split(r"^## ", FLAGS_PAGE.read_text(encoding="utf-8"), flags=re.M)[1:]:
+        heading = part.splitlines()[0]
+        match = re.match(r"(\w+)\.py\b", heading)
+        if match:
+            sections[match.group(1)] = part
+    return sections
+
+
+def table_flags(section: str) -> set:
+    """The flags in the first column of a section's tables."""
+    rows = [line for line in section.splitlines() if line.startswith("|")]
+    return {flag for row in rows for flag in FLAG.findall(row.split("|")[1])}
+
+
+def test_the_docs_exist():
+    names = {page.name for page in PAGES[1:]}
+    assert {"flags.md", "own-data.md", "models.md", "evaluation.md", "performance.md", "reliability.md",
+            "architecture.md"} <= names
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_every_relative_link_resolves(page):
+    assert broken_links(page) == []
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_every_flag_in_a_command_is_one_the_program_takes(page):
+    assert unknown_flags(page.read_text(encoding="utf-8")) == []
+
+
+def test_the_flags_page_lists_every_flag_of_every_program_and_no_other():
+    sections = flags_page_sections()
+    programs = {path.stem for path in (ROOT / "scripts").glob("*.py")}
+    assert programs <= set(sections), f"no section in docs/flags.md for {sorted(programs - set(sections))}"
+    for program, section in sections.items():
+        takes = help_flags(program)
+        assert table_flags(section) <= takes, f"{program}: {sorted(table_flags(section) - takes)} are not its flags"
+        documented = set(FLAG.findall(section))
+        if program in INHERITS:
+            assert f"{INHERITS[program]}.py" in section
+            documented |= help_flags(INHERITS[program])
+        assert takes <= documented, f"docs/flags.md does not describe {program}'s {sorted(takes - documented)}"
+
+
+def test_the_readme_is_a_front_page():
+    text = README.read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= README_MAX_LINES
+    assert 0 <= text.index("make run") < text.index("make test"), "the two commands, make run first"
+    # the README never sends a reader to a committed run: its checkpoints are not in git
+    assert not re.search(r"scripts/(evaluate|encode|plot_latent)\.py\s+results/|--resume\s+results/", text)
+
+
+def test_the_readme_shows_the_commands_ci_runs():
+    text = README.read_text(encoding="utf-8")
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert re.search(r"^make run\b", ci, re.M) and re.search(r"^make test\b", ci, re.M)
+    for line in re.findall(r"^\.venv/bin/python scripts/.*$", ci, re.M):
+        assert line.replace(" --no-progress", "") in text.splitlines(), f"CI runs {line!r}; the README does not show it"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_the_text_speaks_of_the_software_not_of_its_history(page):
+    found = [m.group(0) for m in HISTORY.finditer(page.read_text(encoding="utf-8"))]
+    assert found == []
+
+
+def test_the_checks_catch_what_they_look_for(tmp_path):
+    """The helpers above fail on a bad link, a missing heading and a flag no program takes."""
+    (tmp_path / "there.md").write_text("# A heading\n")
+    page = tmp_path / "page.md"
+    page.write_text("[ok](there.md#a-heading) [gone](missing.md) [no anchor](there.md#nowhere) "
+                    "![figure](missing.png) [web](https://example.org/x) `[code](not-a-link)`\n")
+    assert broken_links(page) == ["missing.md (no such file or folder)",
+                                  "there.md#nowhere (no heading #nowhere in there.md)",
+                                  "missing.png (no such file or folder)"]
+    text = ("python scripts/svi_train.py --epochs 3 \\\n    --no-such-flag\n"
+            "`scripts/evaluate.py RUN --num-samples 5` and `--not-checked`; make run ARGS=\"--bogus\"\n")
+    assert unknown_flags(text) == ["scripts/svi_train.py --no-such-flag", "scripts/svi_train.py --bogus"]
+    assert slug("`--fast`: the compiled step") == "--fast-the-compiled-step"
+    assert HISTORY.search("as this session found") and not HISTORY.search("a session of TensorBoard")
+
+
+# ------------------------------------------------------------------ the Python examples
+
+DOC_EXAMPLES = [page for page in PAGES[1:] if PYTHON_BLOCK.search(page.read_text(encoding="utf-8"))]
+
+
+@pytest.fixture(scope="module")
+def trained_run(mnist_sample, tmp_path_factory):
+    """A folder holding what the README's training leaves behind, made small."""
+    folder = tmp_path_factory.mktemp("docs-examples")
+    config = pyrovae.TrainConfig(epochs=1, train_limit=300, test_limit=50, progress=False,
+                                 out=str(folder / "runs" / "mnist-bernoulli-trace"))
+    pyrovae.train(config, log=lambda s: None, dataset=mnist_sample)
+    return folder
+
+
+@pytest.mark.parametrize("page", DOC_EXAMPLES, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_the_python_examples_of_a_page_run(page, trained_run):
+    """Every ```python block of the page, in order, as one program (README.md's are run by test_readme.py)."""
+    code = "\n".join(PYTHON_BLOCK.findall(page.read_text(encoding="utf-8")))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", code], cwd=trained_run, env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
