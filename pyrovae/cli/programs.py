@@ -12,9 +12,9 @@ def evaluate_main(argv: Optional[List[str]] = None) -> int:
     p = _run_dir_parser("Score a finished run: importance-sampled test NLL, ELBO and its split, "
                         "active units (and bits/dim for dequantized data), written into RUN_DIR/metrics.json.")
     p.add_argument("--num-samples", type=int, default=5000, help="importance samples K per test image")
-    p.add_argument("--test-limit", type=int, default=None, help="score only the first N test images")
-    p.add_argument("--test-subset", type=int, default=None,
-                   help="score N test images evenly spaced over the test set (a fair subset)")
+    p.add_argument("--test-limit", type=int, default=None,
+                   help="score only N test images, evenly spaced over the test set (a fair subset)")
+    p.add_argument("--test-subset", type=int, default=None, help="the same as --test-limit")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     p.add_argument("--checkpoint", choices=("best", "last"), default=None,
                    help="best.pt (the best epoch by the validation ELBO) or checkpoint.pt (the last); "
@@ -47,13 +47,14 @@ def bench_main(argv: Optional[List[str]] = None) -> int:
     p = _Parser(description="Time pyrovae's SVI step (Trace_ELBO, TraceMeanField_ELBO) against a hand-written "
                 "PyTorch VAE step, interleaved in one process; write <out>/bench.{md,json}.",
                 formatter_class=_Help)
-    p.add_argument("--cuda", action="store_true")
-    p.add_argument("--dataset", default="binarized-mnist", choices=DATASETS)
-    p.add_argument("--data-dir", default="./data")
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128, 512, 4096])
+    p.add_argument("--cuda", action="store_true", help="time on the GPU (writes gpu.{md,json})")
+    p.add_argument("--dataset", default="binarized-mnist", choices=DATASETS, help="the data the steps train on")
+    p.add_argument("--data-dir", default="./data", help="where the data set is read from")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128, 512, 4096],
+                   help="minibatch sizes swept at hidden width 400")
     p.add_argument("--widths", type=int, nargs="+", default=[200, 400, 1000], help="hidden widths swept at batch 128")
     p.add_argument("--blocks", type=int, default=15, help="timing blocks per configuration")
-    p.add_argument("--steps-per-block", type=int, default=20)
+    p.add_argument("--steps-per-block", type=int, default=20, help="SVI steps timed together in one block")
     p.add_argument("--no-epoch", dest="epoch", action="store_false", help="skip the full-epoch timing")
     p.add_argument("--no-profile", dest="profile", action="store_false",
                    help="skip the profile of the eager step")
@@ -79,11 +80,11 @@ def bench_ddp_main(argv: Optional[List[str]] = None) -> int:
                 "(--distributed); write the throughput to <out>/ddp.{md,json}.",
                 formatter_class=_Help)
     p.add_argument("--cuda", action="store_true", help="one GPU per process (NCCL)")
-    p.add_argument("--dataset", default="binarized-mnist", choices=DATASETS)
-    p.add_argument("--data-dir", default="./data")
+    p.add_argument("--dataset", default="binarized-mnist", choices=DATASETS, help="the data the runs train on")
+    p.add_argument("--data-dir", default="./data", help="where the data set is read from")
     p.add_argument("--epochs", type=int, default=4, help="epochs per run (the first is not timed)")
     p.add_argument("--batch-size", type=int, default=128, help="the global minibatch")
-    p.add_argument("--hidden", type=int, nargs="+", default=[400])
+    p.add_argument("--hidden", type=int, nargs="+", default=[400], help="hidden widths of the MLP")
     p.add_argument("--processes", type=int, nargs="+", default=[1, 2], help="torchrun --nproc_per_node values")
     p.add_argument("--threads", type=int, default=1, help="torch threads per torchrun process")
     p.add_argument("--reference-threads", type=int, nargs="+", default=[1, 2],
@@ -116,8 +117,9 @@ def encode_main(argv: Optional[List[str]] = None) -> int:
     p = _run_dir_parser("Run the trained guide of a run over a data set and write per row loc and scale of "
                         "q(z|x) (and with --score the ELBO, with --num-samples K the importance-sampled log p(x), "
                         "an outlier score: lower = more unusual) into one .npz, streamed in chunks.")
-    p.add_argument("data", help="a .npy file ((N, D) or image-shaped; uint8 or float), or test / train / all: "
-                                "the run's own data")
+    p.add_argument("data", help="what to encode: a .npy file ((N, D) or image-shaped; uint8, bool or float; read "
+                                "chunk by chunk), any data set --dataset takes (a name, a .npz, a folder of images, a "
+                                ".csv/.parquet table; every row of it), or test / train / all: the run's own data")
     p.add_argument("--out", required=True, help="the .npz to write (its folder must exist)")
     p.add_argument("--batch-size", type=int, default=1024, help="rows read and scored at a time")
     p.add_argument("--score", action="store_true", help="also write the per-row ELBO and its split, in nats")

@@ -21,13 +21,14 @@ def build_parser(description: str = "Train a VAE (Pyro model/guide) with SVI.") 
     p.add_argument("--dataset", default=d.dataset, metavar="NAME_OR_PATH",
                    help=f"a data set name ({', '.join(DATASETS)}) or the path of your own data: a .npy/.npz "
                         "array, a folder of images (class subfolders are labels), a .csv/.parquet table "
-                        "(see the README's Your own data)")
+                        "(see docs/own-data.md)")
     p.add_argument("--data-dir", default=d.data_dir, help="where named data sets are read from / downloaded to")
     p.add_argument("--no-download", dest="download", action="store_false", help="never try the network")
     p.add_argument("--image-size", type=int, default=None,
                    help="image folders and celeba: resize images to SIZE x SIZE")
-    p.add_argument("--test-size", type=int, default=None,
-                   help="data without its own test split: test rows of the seeded split (default: 10%%)")
+    p.add_argument("--test-size", type=_fraction_or_count, default=None, metavar="FRACTION_OR_N",
+                   help="data without its own test split: the test rows of the seeded split, a fraction in (0, 1) "
+                        "(0.2) or a number of rows (500) (default: 0.1)")
     p.add_argument("--split-seed", type=int, default=d.split_seed,
                    help="seed of that split (its rows are recorded in metrics.json)")
     p.add_argument("--standardize", default=d.standardize, choices=STANDARDIZE,
@@ -88,8 +89,11 @@ def build_parser(description: str = "Train a VAE (Pyro model/guide) with SVI.") 
     p.add_argument("--seed", type=int, default=d.seed, help="seeds torch, numpy and random")
     p.add_argument("--out", default=None, help="run folder (default: runs/<dataset>-<likelihood>-<elbo>, git-ignored)")
     p.add_argument("--test-frequency", type=int, default=d.test_frequency, help="evaluate every N epochs")
-    p.add_argument("--train-limit", type=int, default=None, help="use only the first N training images")
-    p.add_argument("--test-limit", type=int, default=None, help="use only the first N test images")
+    p.add_argument("--train-limit", type=int, default=None,
+                   help="use only N training rows, evenly spaced over the training set (a quick run)")
+    p.add_argument("--test-limit", type=int, default=None,
+                   help="use only N test (and validation) rows, evenly spaced over each set, so a quick run's scores "
+                        "stay representative")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no tqdm progress bar")
     p.add_argument("--distributed", action="store_true",
                    help="data-parallel training, one process per device, started by torchrun "
@@ -100,6 +104,15 @@ def build_parser(description: str = "Train a VAE (Pyro model/guide) with SVI.") 
                    help="capture the SVI step once and replay it compiled (torch.compile); checked against "
                         "the eager step, falls back to it if the two differ")
     return p
+
+
+def _fraction_or_count(text: str):
+    """``--test-size``: a fraction in (0, 1) or a whole number of rows (validated with the settings)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1) or a number of rows, got {text!r}") from None
+    return int(value) if value.is_integer() else value
 
 
 def _train_config(p: argparse.ArgumentParser, args: dict) -> TrainConfig:

@@ -146,11 +146,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description="Time an epoch with the training data on the device and streamed "
                                 "from pinned host memory; write <out>/data_placement.{md,json}.")
     p.add_argument("--cuda", action="store_true", help="train on the GPU (without it: the CPU, where streaming is moot)")
-    p.add_argument("--dataset", default="binarized-mnist")
-    p.add_argument("--data-dir", default="./data")
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--dataset", default="binarized-mnist", help="the data the epochs train on")
+    p.add_argument("--data-dir", default="./data", help="where the data set is read from")
+    p.add_argument("--batch-size", type=int, default=128, help="images per minibatch")
     p.add_argument("--epochs", type=int, default=4, help="epochs per placement (the first is not timed)")
-    p.add_argument("--hidden", type=int, nargs="+", default=[400])
+    p.add_argument("--hidden", type=int, nargs="+", default=[400], help="hidden widths of the MLP")
     p.add_argument("--repeat", type=int, default=1, help="tile the training rows this many times")
     p.add_argument("--fast", action="store_true", help="the compiled step (on CUDA, CUDA-graph replay)")
     p.add_argument("--out", default=str(Path(tempfile.gettempdir()) / "pyrovae-bench"),

@@ -64,13 +64,28 @@ def config_record(config, command, data, elbo_loss, optimizer, rule: str, out: P
     }
 
 
-def describe(config, name: str, source: str, data, likelihood, elbo_loss, shown: str) -> str:
-    """The line a new run starts with: the data's sizes, likelihood, network, ELBO, device."""
+def describe(config, name: str, source: str, data, vae, elbo_loss, shown: str) -> str:
+    """The line a new run starts with: the data's sizes, the model (likelihood, prior, guide,
+    networks), the ELBO, the preprocessing and the device."""
+    arch = vae.config()
+    widths = f"channels {list(config.channels)}, dense {list(config.hidden)}" if config.arch == "conv" else \
+        f"hidden {list(config.hidden)}"
+    preprocessing = [f"minibatch transform {data.transform}"]
+    if data.standardization is not None:
+        preprocessing.append("columns standardized")
     return (f"{name} ({source}): {len(data.train_x)} train / "
             + (f"{len(data.valid_x)} valid / " if data.valid_x is not None else "")
-            + f"{len(data.test_x)} test; {likelihood!r}, {config.arch}, "
-            f"{type(elbo_loss).__name__} x{config.num_particles}, minibatch transform: {data.transform}; "
-            f"device {shown}")
+            + f"{len(data.test_x)} test; p(x|z) {vae.likelihood!r}, p(z) {_part(arch.get('prior'))}, "
+            f"q(z|x) {_part(arch.get('guide'))}, {config.arch} {widths}, z {config.z_dim}; "
+            f"{type(elbo_loss).__name__} x{config.num_particles}; {', '.join(preprocessing)}; device {shown}")
+
+
+def _part(recorded) -> str:
+    """A prior or guide as its ``config()`` records it: ``vamp (components 500)``."""
+    if not isinstance(recorded, dict):
+        return "normal"
+    options = ", ".join(f"{k} {v}" for k, v in recorded.items() if k not in ("name", "custom"))
+    return recorded.get("name", "?") + (f" ({options})" if options else "")
 
 
 def score(vae, data, test: bool, valid: bool, main: bool, world: int, device) -> dict:

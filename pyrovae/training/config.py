@@ -170,13 +170,16 @@ class TrainConfig:
         return self.likelihood if isinstance(self.likelihood, str) else make_likelihood(self).name
 
     def to_dict(self) -> dict:
-        """Plain values (JSON): a likelihood object or callable becomes its ``config()`` dict,
-        which rebuilds a built-in likelihood (a user's callable must be passed again)."""
+        """Plain values (JSON): a likelihood object or callable becomes its ``config()`` dict
+        (with the options it was built with), which rebuilds a built-in likelihood (a user's
+        callable must be passed again)."""
         likelihood = self.likelihood
         if not isinstance(likelihood, (str, dict)):
             likelihood = make_likelihood(self).config()
         d = asdict(dataclasses_replace(self, likelihood=None))
         d["likelihood"] = likelihood
+        if likelihood is not self.likelihood:  # the object's config() holds its options (a callable's outputs_per_pixel)
+            d["likelihood_options"] = {}
         d["hidden"] = list(self.hidden)
         d["channels"] = list(self.channels)
         return d
@@ -213,7 +216,7 @@ def make_likelihood(config: TrainConfig):
     """The run's likelihood: ``config.likelihood`` (a built-in name or ``config()`` dict with
     ``config.likelihood_options``, or a :class:`~pyrovae.model.likelihoods.Likelihood` or
     callable used as it is)."""
-    from ..model.likelihoods import get_likelihood
+    from ..model.likelihoods import Likelihood, get_likelihood
 
     if not isinstance(config.likelihood_options, dict):
         raise ConfigError(f"likelihood_options must be a dict of option names to values, got "
@@ -223,11 +226,17 @@ def make_likelihood(config: TrainConfig):
         raise ConfigError(f"the run was trained with the likelihood {spec.get('name')!r}, a callable of its user's "
                           "that settings cannot hold; continue it from Python: pyrovae.resume(run_dir, "
                           "likelihood=<that callable>)")
-    if not isinstance(spec, (str, dict)):
+    if isinstance(spec, Likelihood):
         if config.likelihood_options:
-            raise ConfigError("likelihood_options apply to a built-in likelihood named by a string; "
-                              "configure your likelihood object or callable itself")
-        return get_likelihood(spec)
+            raise ConfigError("likelihood_options apply to a built-in likelihood named by a string or to a callable "
+                              "(outputs_per_pixel, name); configure your Likelihood object itself")
+        return spec
+    if not isinstance(spec, (str, dict)):  # a callable, as VAE(likelihood=fn, likelihood_options=...) takes it
+        try:
+            return get_likelihood(spec, **config.likelihood_options)
+        except TypeError:
+            raise ConfigError(f"a callable likelihood takes the options outputs_per_pixel and name, not "
+                              f"{', '.join(map(repr, config.likelihood_options))}") from None
     try:
         return get_likelihood(spec, **config.likelihood_options)
     except TypeError:
@@ -253,7 +262,7 @@ def check_selection(config: TrainConfig, has_validation: bool) -> None:
     needs = [what for what, on in (("--lr-schedule plateau", config.lr_schedule == "plateau"),
                                    (f"--early-stopping {config.early_stopping}", config.early_stopping > 0)) if on]
     if needs:
-        raise ConfigError(f"{' and '.join(needs)} need a validation set, but --valid-size 0 leaves none (the test set "
+        raise ConfigError(f"{' and '.join(needs)} {'needs' if len(needs) == 1 else 'need'} a validation set, but --valid-size 0 leaves none (the test set "
                           "is never used for selection); leave --valid-size unset (10% of the training set) or give N > 0")
 
 

@@ -171,7 +171,7 @@ class Trainer:
                                        self.world, self.device, run.run_id)
                 write_json(self.out / "config.json", record)
                 run.started(record)
-            log(describe(config, self.dataset.name, self.dataset.source, self.data, likelihood, self.elbo, shown))
+            log(describe(config, self.dataset.name, self.dataset.source, self.data, self.vae, self.elbo, shown))
         else:
             self._restore(upgrade(resume_from))
         self.reporter = Reporter(self.out, self.dataset.image_shape,
