@@ -2,7 +2,7 @@
 
 Every column must be numeric (booleans count as 0/1) and every value finite; the rows are
 the datapoints, the columns their D features (``image_shape`` None, ``columns`` their
-names), kept as raw float32 values: standardizing columns is the run's preprocessing
+names), kept as raw float32 values (a value beyond float32's range is refused): standardizing columns is the run's preprocessing
 (from the training rows), not the reader's. Tables have no test split of their own: the
 seeded split of :mod:`pyrovae.data.splits` applies.
 """
@@ -14,6 +14,8 @@ import numpy as np
 from ..errors import DataError, one_line
 from .datasets import Dataset, build_dataset
 from .splits import sha256_file
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def read_table(path: Path):
@@ -59,9 +61,15 @@ def table_values(frame, path: Path) -> np.ndarray:
     bad = ~np.isfinite(array)
     if bad.any():
         i, j = np.argwhere(bad)[0]
-        value = "missing/NaN" if np.isnan(array[i, j]) else "infinite"
-        raise DataError(f"{path}: column {str(frame.columns[j])!r} has a {value} value at {where(int(i))}; "
+        value = "a missing/NaN" if np.isnan(array[i, j]) else "an infinite"
+        raise DataError(f"{path}: column {str(frame.columns[j])!r} has {value} value at {where(int(i))}; "
                         "fill or drop those rows")
+    big = np.abs(array) > FLOAT32_MAX  # finite in float64, infinite in float32
+    if big.any():
+        i, j = np.argwhere(big)[0]
+        raise DataError(f"{path}: column {str(frame.columns[j])!r} has the value {array[i, j]:g} at {where(int(i))}, "
+                        "beyond the range of float32 (about 3.4e38) that pyrovae trains in; rescale the column or "
+                        "drop those rows")
     return array.astype(np.float32)
 
 

@@ -1,6 +1,8 @@
 """load_dataset on paths and torchvision names: .npy/.npz, image folders, CSV/Parquet tables,
 and one line for every malformed source. The files are written by the tests from
 scikit-learn's bundled digits and breast-cancer table (real data)."""
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -186,10 +188,28 @@ def test_table_refusals_name_column_and_row(tmp_path, cancer):
     one_line_error(tmp_path / "hole.csv", match=r"column 'mean perimeter' has a missing/NaN value at row 42 \(line 43\)")
     frame.iloc[41, 2] = np.inf
     frame.to_parquet(tmp_path / "inf.parquet")
-    one_line_error(tmp_path / "inf.parquet", match="column 'mean perimeter' has a infinite value at row 42;")
+    one_line_error(tmp_path / "inf.parquet", match="column 'mean perimeter' has an infinite value at row 42;")
     (tmp_path / "header.csv").write_text(",".join(cancer.columns) + "\n")
     one_line_error(tmp_path / "header.csv", match="has a header but no rows")
     one_line_error(tmp_path / "header.csv", pyrovae.ConfigError, "--image-size resizes image folders", image_size=8)
+
+
+def test_a_value_beyond_float32_is_named_without_a_warning(tmp_path, cancer):
+    frame = cancer.copy()
+    frame.iloc[6, 3] = 1e308  # finite, but infinite as float32
+    frame.to_csv(tmp_path / "huge.csv", index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no numpy overflow warning before the error
+        message = one_line_error(tmp_path / "huge.csv")
+    assert "column 'mean area' has the value 1e+308 at row 7 (line 8)" in message
+    assert "beyond the range of float32 (about 3.4e38)" in message and "infinite" not in message
+    x = (DIGITS.images.reshape(-1, 64) / 16).astype(np.float64)
+    x[11, 5] = -1e300
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(pyrovae.DataError, match=r"value -1e\+300 at row 11 \(entry 5 of the row\), beyond the range "
+                                                    r"of float32"):
+            pyrovae.Dataset.from_arrays(x)
 
 
 # ------------------------------------------------------------ names
