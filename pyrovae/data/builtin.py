@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 
 BUILT_IN = ("mnist", "binarized-mnist", "fashion-mnist")
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+#: the name of each label 0..9 of the labelled sets
+CLASSES = {"mnist": [str(k) for k in range(10)],
+           "fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                             "Ankle boot"]}
 BINARIZED_MNIST_URL = "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/binarized_mnist_{}.amat"
 
 
@@ -38,7 +42,8 @@ def _made(name, source, train_x, test_x, train_y=None, test_y=None, valid_x=None
     from .datasets import Dataset  # at call time: datasets.py imports this module
 
     return Dataset(name, source, train_x, test_x, train_y, test_y, valid_x,
-                   levels=2 if name == "binarized-mnist" else 256, origin={"kind": "name", "name": name})
+                   levels=2 if name == "binarized-mnist" else 256, origin={"kind": "name", "name": name},
+                   classes=None if train_y is None else list(CLASSES[name]))
 
 
 # ---------------------------------------------------------------------- MNIST

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError, one_line
 from .datasets import Dataset, build_dataset
-from .splits import sha256_file
+from .splits import TestSize, sha256_file
 
 ARRAY_SUFFIXES = (".npy", ".npz")
 TABLE_SUFFIXES = (".csv", ".parquet", ".pq")
@@ -30,7 +30,7 @@ NPZ_SPLIT_KEYS = ("train", "test", "valid", "train_y", "test_y")
 _LOAD_ERRORS = (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
 
 
-def load_path(path: Path, *, image_size: Optional[int] = None, test_size: Optional[int] = None,
+def load_path(path: Path, *, image_size: Optional[int] = None, test_size: TestSize = None,
               split_seed: int = 0) -> Dataset:
     """The data set at ``path`` (absolute): a folder of images, or a file by its suffix."""
     from .images import IMAGE_SUFFIXES, load_image_folder

@@ -2,18 +2,17 @@
 
 Every column must be numeric (booleans count as 0/1) and every value finite; the rows are
 the datapoints, the columns their D features (``image_shape`` None, ``columns`` their
-names), kept as raw float32 values (a value beyond float32's range is refused): standardizing columns is the run's preprocessing
-(from the training rows), not the reader's. Tables have no test split of their own: the
+names), kept as raw float32 values (a value beyond float32's range is refused): standardizing
+columns is the run's preprocessing (from the training rows), not the reader's. Tables have no test split of their own: the
 seeded split of :mod:`pyrovae.data.splits` applies.
 """
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
 from ..errors import DataError, one_line
 from .datasets import Dataset, build_dataset
-from .splits import sha256_file
+from .splits import TestSize, sha256_file
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -83,7 +82,7 @@ def _is_number(value) -> bool:
     return True
 
 
-def load_table(path: Path, *, test_size: Optional[int] = None, split_seed: int = 0) -> Dataset:
+def load_table(path: Path, *, test_size: TestSize = None, split_seed: int = 0) -> Dataset:
     """The :class:`~pyrovae.data.Dataset` of the table at ``path`` (module docstring)."""
     frame = read_table(path)
     values = table_values(frame, path)
