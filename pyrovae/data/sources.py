@@ -31,10 +31,15 @@ _LOAD_ERRORS = (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, zli
 
 
 def load_path(path: Path, *, image_size: Optional[int] = None, test_size: TestSize = None,
-              split_seed: int = 0) -> Dataset:
-    """The data set at ``path`` (absolute): a folder of images, or a file by its suffix."""
+              split_seed: int = 0, label_column: Optional[str] = None) -> Dataset:
+    """The data set at ``path`` (absolute): a folder of images, or a file by its suffix;
+    ``label_column`` applies to tables only."""
     from .images import IMAGE_SUFFIXES, load_image_folder
 
+    if label_column is not None and (path.is_dir() or path.suffix.lower() not in TABLE_SUFFIXES):
+        what = "a folder" if path.is_dir() else f"a {path.suffix or 'suffix-less'} file"
+        raise ConfigError(f"--label-column names a column of a .csv or .parquet table; {path.name} is {what}, whose "
+                          "labels come from class subfolders or train_y/test_y or y arrays: drop --label-column")
     if path.is_dir():
         return load_image_folder(path, image_size=image_size, test_size=test_size, split_seed=split_seed)
     suffix = path.suffix.lower()
@@ -50,7 +55,7 @@ def load_path(path: Path, *, image_size: Optional[int] = None, test_size: TestSi
     if suffix in TABLE_SUFFIXES:
         from .tables import load_table
 
-        return load_table(path, test_size=test_size, split_seed=split_seed)
+        return load_table(path, test_size=test_size, split_seed=split_seed, label_column=label_column)
     fmt = suffix[1:]
     origin = {"kind": "file", "path": str(path), "format": fmt, "sha256": sha256_file(path)}
     common = dict(name=path.stem, source=f"{fmt} file {path}", test_size=test_size, split_seed=split_seed,
