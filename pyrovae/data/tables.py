@@ -103,7 +103,9 @@ def label_values(frame, path: Path, column: str):
         whole = [_whole(v) for v in values]
         bad = next((i for i, v in enumerate(whole) if v is None), None)
         if bad is not None:
-            raise DataError(f"{path}: label column {column!r} holds {values.iloc[bad]!r} at {where(bad)}, not an "
+            value = values.iloc[bad]
+            shown = repr(value) if isinstance(value, str) else str(value)  # 'seven', 2.5 (not np.float64(2.5))
+            raise DataError(f"{path}: label column {column!r} holds {shown} at {where(bad)}, not an "
                             "integer class label; give integer labels (encode named classes as 0, 1, 2, ...)")
         labels = np.array(whole, dtype=np.int64)
     features = frame.drop(columns=[frame.columns[names.index(column)]])

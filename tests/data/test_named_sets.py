@@ -16,9 +16,11 @@ from pyrovae.data import idx_sets
 from pyrovae.data.datasets import DATASETS, load_dataset
 from pyrovae.data.files import removing_new_folders
 
-MNIST_TEST = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets" / "mnist_test"
-if not MNIST_TEST.is_dir():
-    MNIST_TEST = Path("/work/shared/datasets/mnist_test")
+MNIST_TEST = Path("/work/shared/datasets/mnist_test")
+for _up in Path(__file__).resolve().parents:  # ../shared beside the checkout, where it is
+    if (_up.parent / "shared" / "datasets" / "mnist_test").is_dir():
+        MNIST_TEST = _up.parent / "shared" / "datasets" / "mnist_test"
+        break
 #: how many of each digit the official MNIST test set holds
 MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 needs_mnist_test = pytest.mark.skipif(not MNIST_TEST.is_dir(), reason="the MNIST test set files are not at hand")
