@@ -27,6 +27,7 @@ HIDDEN = -1
 
 def hold_out(ds: "Dataset", num_valid: Optional[int] = None) -> "Dataset":
     """:meth:`Dataset.hold_out <pyrovae.data.Dataset.hold_out>`."""
+    _labels_not_hidden(ds, "hold out the validation rows")
     if ds.valid_x is not None:
         if num_valid:
             raise ConfigError(f"{ds.name} has its own validation set; drop --valid-size")
@@ -86,6 +87,7 @@ def limit(ds: "Dataset", num_train: Optional[int] = None, num_test: Optional[int
     if num_train is None and num_test is None:
         limit_rows(0, None, rule)  # the rule is checked all the same
         return ds
+    _labels_not_hidden(ds, "limit the rows")
     valid_x = cut(ds.valid_x, num_test)
     held_out = None if ds.held_out is None else {**ds.held_out, "rows": len(valid_x)}
     return dataclasses.replace(ds, train_x=cut(ds.train_x, num_train), test_x=cut(ds.test_x, num_test),
@@ -131,6 +133,13 @@ def hide_labels(ds: "Dataset", per_class: int, seed: int = 0) -> "Dataset":
     record = {"per_class": int(per_class), "seed": int(seed), "num_classes": len(classes),
               "labelled_rows": labelled.tolist()}
     return dataclasses.replace(ds, train_y=kept, notes=list(ds.notes), label_subset=record)
+
+
+def _labels_not_hidden(ds: "Dataset", what: str) -> None:
+    """``labelled_rows`` index the training rows as they are: they must not change after."""
+    if ds.label_subset is not None:
+        raise ConfigError(f"{what} before hiding labels: hide_labels comes last (its labelled_rows index the "
+                          "training rows it was given)")
 
 
 def _class_name(ds: "Dataset", k: int) -> str:

@@ -180,6 +180,10 @@ def test_hide_labels_refusals_are_one_line(mnist_sample):
     floats = pyrovae.Dataset("f", "test", ds.train_x, ds.test_x, ds.train_y.float(), ds.test_y)
     refused_labels(floats, 5, "are float32, not integers")
     refused_labels(ds, 0, "labels_per_class must be a positive whole number", pyrovae.ConfigError)
+    with pytest.raises(pyrovae.ConfigError, match="limit the rows before hiding labels"):
+        ds.hide_labels(5).limit(100)  # the labelled rows index the rows hide_labels was given
+    with pytest.raises(pyrovae.ConfigError, match="hold out the validation rows before hiding labels"):
+        mnist_sample.hide_labels(5).hold_out(100)
     named = load_dataset_like_folder(ds)
     refused_labels(named, 101, r"class 'nine' \(label 9\) has training rows \(100\)")
 
