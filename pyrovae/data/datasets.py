@@ -60,8 +60,8 @@ class Dataset:
     source: str
     train_x: torch.Tensor  # (N_train, D)
     test_x: torch.Tensor  # (N_test, D)
-    train_y: Optional[torch.Tensor] = None  # (N_train,) int64 labels
-    test_y: Optional[torch.Tensor] = None
+    train_y: Optional[torch.Tensor] = None  # (N_train,) int64 labels 0..K-1; -1: hidden (Dataset.hide_labels)
+    test_y: Optional[torch.Tensor] = None  # (N_test,) int64 labels
     valid_x: Optional[torch.Tensor] = None  # (N_valid, D)
     image_shape: Optional[tuple] = (28, 28)  # (H, W) grey, (C, H, W) color, None: vector data
     notes: list = field(default_factory=list)
@@ -88,6 +88,9 @@ class Dataset:
         return self.train_x.shape[1]
 
     def summary(self) -> dict:
+        """What a run records about its data (JSON types): name, source, sizes, the
+        hold-out, origin, image shape, levels and split; ``num_classes`` for labelled data,
+        ``limit`` when :meth:`limit` cut the rows, ``labels`` after :meth:`hide_labels`."""
         out = {"name": self.name, "source": self.source, "num_train": len(self.train_x), "num_test": len(self.test_x)}
         if self.valid_x is not None:
             out["num_valid"] = len(self.valid_x)
