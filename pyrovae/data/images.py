@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError, one_line
 from .datasets import Dataset, build_dataset
-from .splits import sha256_folder
+from .splits import TestSize, sha256_folder
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
@@ -114,7 +114,7 @@ def read_images(paths: List[Path], root: Path, image_size: Optional[int]) -> Tup
     return out, color, notes
 
 
-def load_image_folder(root: Path, *, image_size: Optional[int] = None, test_size: Optional[int] = None,
+def load_image_folder(root: Path, *, image_size: Optional[int] = None, test_size: TestSize = None,
                       split_seed: int = 0) -> Dataset:
     """The :class:`~pyrovae.data.Dataset` of the image folder ``root`` (module docstring)."""
     parts = {name: root / name for name in SPLIT_FOLDERS if (root / name).is_dir()}

@@ -33,9 +33,15 @@ def make_transform(name: str, levels: Optional[int] = None) -> Optional[Callable
     return TRANSFORMS[name]
 
 
-def evenly_spaced(x: torch.Tensor, n: int) -> torch.Tensor:
-    """``n`` rows of ``x`` evenly spaced over all of it (a fair subset where the order is
-    not random: the first 1,000 images of binarized MNIST's test set score about 11 nats
-    worse than the whole)."""
-    return x[torch.linspace(0, len(x) - 1, min(n, len(x)), device=x.device).round().long()]
+def evenly_spaced_rows(num_rows: int, n: int, device=None) -> torch.Tensor:
+    """The indices (min(n, num_rows),) int64 of ``n`` rows evenly spaced over ``num_rows``:
+    ``round(linspace(0, num_rows - 1, n))``, the first and the last row included; all rows in
+    order when ``n >= num_rows``."""
+    return torch.linspace(0, num_rows - 1, min(n, num_rows), device=device).round().long()
 
+
+def evenly_spaced(x: torch.Tensor, n: int) -> torch.Tensor:
+    """``n`` rows of ``x`` evenly spaced over all of it (:func:`evenly_spaced_rows`; a fair
+    subset where the order is not random: the first 1,000 images of binarized MNIST's test
+    set score about 11 nats worse than the whole)."""
+    return x[evenly_spaced_rows(len(x), n, x.device)]

@@ -96,10 +96,10 @@ def test_wrong_arrays_are_one_line(array, fragment):
 def test_nan_and_inf_name_the_row():
     x = GREY.reshape(len(GREY), 64).copy()
     x[700, 10] = np.inf
-    with pytest.raises(pyrovae.DataError, match=r"infinite value at row 700 \(entry 10"):
+    with pytest.raises(pyrovae.DataError, match=r"has an infinite value at row 700 \(entry 10"):
         Dataset_from(x)
     x[700, 10] = np.nan
-    with pytest.raises(pyrovae.DataError, match=r"NaN value at row 700"):
+    with pytest.raises(pyrovae.DataError, match=r"has a NaN value at row 700"):
         Dataset_from(x)
 
 

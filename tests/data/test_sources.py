@@ -1,6 +1,8 @@
 """load_dataset on paths and torchvision names: .npy/.npz, image folders, CSV/Parquet tables,
 and one line for every malformed source. The files are written by the tests from
 scikit-learn's bundled digits and breast-cancer table (real data)."""
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -9,6 +11,7 @@ from sklearn.datasets import load_breast_cancer, load_digits
 
 import pyrovae
 from pyrovae.data.datasets import load_dataset
+from pyrovae.data.splits import sha256_folder
 
 DIGITS = load_digits()
 GREY8 = (DIGITS.images * 255 / 16).round().astype(np.uint8)  # (1797, 8, 8) 8-bit
@@ -186,10 +189,28 @@ def test_table_refusals_name_column_and_row(tmp_path, cancer):
     one_line_error(tmp_path / "hole.csv", match=r"column 'mean perimeter' has a missing/NaN value at row 42 \(line 43\)")
     frame.iloc[41, 2] = np.inf
     frame.to_parquet(tmp_path / "inf.parquet")
-    one_line_error(tmp_path / "inf.parquet", match="column 'mean perimeter' has a infinite value at row 42;")
+    one_line_error(tmp_path / "inf.parquet", match="column 'mean perimeter' has an infinite value at row 42;")
     (tmp_path / "header.csv").write_text(",".join(cancer.columns) + "\n")
     one_line_error(tmp_path / "header.csv", match="has a header but no rows")
     one_line_error(tmp_path / "header.csv", pyrovae.ConfigError, "--image-size resizes image folders", image_size=8)
+
+
+def test_a_value_beyond_float32_is_named_without_a_warning(tmp_path, cancer):
+    frame = cancer.copy()
+    frame.iloc[6, 3] = 1e308  # finite, but infinite as float32
+    frame.to_csv(tmp_path / "huge.csv", index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no numpy overflow warning before the error
+        message = one_line_error(tmp_path / "huge.csv")
+    assert "column 'mean area' has the value 1e+308 at row 7 (line 8)" in message
+    assert "beyond the range of float32 (about 3.4e38)" in message and "infinite" not in message
+    x = (DIGITS.images.reshape(-1, 64) / 16).astype(np.float64)
+    x[11, 5] = -1e300
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(pyrovae.DataError, match=r"value -1e\+300 at row 11 \(entry 5 of the row\), beyond the range "
+                                                    r"of float32"):
+            pyrovae.Dataset.from_arrays(x)
 
 
 # ------------------------------------------------------------ names
@@ -206,31 +227,44 @@ def test_built_in_names_record_levels_and_origin(tmp_path):
     np.savez(tmp_path / "binarized_mnist.npz", **{k: np.packbits(binary[a:b], axis=1)  # (n, 98)
                                                   for k, a, b in (("train", 0, 30), ("valid", 30, 40), ("test", 40, 60))})
     ds = load_dataset("binarized-mnist", tmp_path, download=False)
-    assert ds.levels == 2 and ds.origin == {"kind": "name", "name": "binarized-mnist"}
+    assert ds.levels == 2 and ds.origin == {"kind": "name", "name": "binarized-mnist", "files": ["binarized_mnist.npz"],
+                                            "sha256": sha256_folder(tmp_path, [tmp_path / "binarized_mnist.npz"])}
     one_line_error("mnist", pyrovae.ConfigError, "drop --test-size", test_size=5)
 
 
 def test_sample_mnist_has_256_levels(mnist_sample):
-    assert mnist_sample.levels == 256 and mnist_sample.origin == {"kind": "name", "name": "mnist"}
+    assert mnist_sample.levels == 256 and mnist_sample.origin["files"] == ["mnist_5k.csv.gz"]
+    assert mnist_sample.origin["kind"] == "name" and mnist_sample.origin["name"] == "mnist"
+    assert len(mnist_sample.origin["sha256"]) == 64 and mnist_sample.classes == [str(k) for k in range(10)]
 
 
 def test_cifar10_files_are_read_channel_last_with_torchvision_split(tmp_path, monkeypatch):
     import torchvision.datasets
 
-    class FakeCIFAR10:  # torchvision's layout: .data (N, 32, 32, 3) uint8, .targets list, .classes
+    class FakeCIFAR10:  # torchvision's layout: .data (N, 32, 32, 3) uint8, .targets list, .classes, its files
         classes = [str(k) for k in range(10)]
+        base_folder, meta = "cifar-10-batches-py", {"filename": "batches.meta"}
+        train_list, test_list = [["data_batch_1", None]], [["test_batch", None]]
 
         def __init__(self, root, train=True, download=False):
+            self.root, self.train = root, train
             rows = slice(0, 50) if train else slice(50, 60)
             big = GREY8[rows].repeat(4, axis=1).repeat(4, axis=2)  # (n, 32, 32): real digits, 4x4 blocks
             self.data = np.stack([big, big // 2, 255 - big], axis=-1)
             self.targets = list(DIGITS.target[rows])
 
     monkeypatch.setattr(torchvision.datasets, "CIFAR10", FakeCIFAR10)
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    for name in ("data_batch_1", "test_batch", "batches.meta"):
+        (tmp_path / "cifar-10-batches-py" / name).write_bytes(name.encode())
     ds = load_dataset("cifar10", tmp_path, download=False)
     assert ds.image_shape == (3, 32, 32) and ds.levels == 256 and ds.split is None
     assert (len(ds.train_x), len(ds.test_x)) == (50, 10) and torch.equal(ds.test_y, torch.from_numpy(DIGITS.target[50:60]))
     assert float(ds.test_x[0, 2 * 1024]) == pytest.approx((255 - GREY8[50, 0, 0]) / 255)  # channel 2, pixel (0, 0)
-    assert ds.origin == {"kind": "name", "name": "cifar10"}
+    files = ["cifar-10-batches-py/batches.meta", "cifar-10-batches-py/data_batch_1", "cifar-10-batches-py/test_batch"]
+    assert ds.origin == {"kind": "name", "name": "cifar10", "files": files,
+                         "sha256": sha256_folder(tmp_path, [tmp_path / f for f in files])}
+    (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(b"changed")
+    assert load_dataset("cifar10", tmp_path, download=False).origin["sha256"] != ds.origin["sha256"]
     one_line_error("cifar10", pyrovae.ConfigError, "--image-size resizes image folders and celeba", data_dir=tmp_path,
                    image_size=16)
