@@ -31,6 +31,11 @@ def build_parser(description: str = "Train a VAE (Pyro model/guide) with SVI.") 
                         "(0.2) or a number of rows (500) (default: 0.1)")
     p.add_argument("--split-seed", type=int, default=d.split_seed,
                    help="seed of that split (its rows are recorded in metrics.json)")
+    p.add_argument("--label-column", default=None, metavar="NAME",
+                   help="tables (.csv/.parquet): the column of integer class labels (it leaves the features)")
+    p.add_argument("--labels-per-class", type=int, default=None, metavar="N",
+                   help="keep the labels of N seeded training rows per class (--split-seed) and hide the rest; "
+                        "validation and test rows keep theirs for scoring")
     p.add_argument("--standardize", default=d.standardize, choices=STANDARDIZE,
                    help="columns: (x - mean) / std per column, from the training rows, undone on decode; "
                         "auto: for tables with a real-valued likelihood")

