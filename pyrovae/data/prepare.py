@@ -129,6 +129,17 @@ def prepare_data(config: "TrainConfig", dataset: Dataset, likelihood) -> Prepare
     return PreparedData(train_x, test_x, transform, mode_b, mode_d, valid_x, levels if not binary else 2, std)
 
 
+def check_rows(x: torch.Tensor, what: str, binarize: str, dequantize: str, likelihood, to_model_space=None) -> None:
+    """Refuse rows for a trained run (encoding them, say) that its training would have refused:
+    grey levels in [0, 1] where the run binarizes or dequantizes (``binarize``, ``dequantize``:
+    its resolved preprocessing), else values in the likelihood's support, in model space
+    (``to_model_space``: the run's standardization of table columns)."""
+    if binarize != "none" or dequantize != "none":
+        _check_grey_levels(x, what, "binarize" if binarize != "none" else "dequantize")
+        return
+    likelihood.check(x if to_model_space is None else to_model_space(x), what)
+
+
 def _column_statistics(x: torch.Tensor, what: str) -> dict:
     """Per-column mean and standard deviation (float64 sums, stored as float32)."""
     if not bool(torch.isfinite(x).all()):

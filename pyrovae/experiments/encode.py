@@ -27,7 +27,7 @@ from typing import Callable, List, Optional
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..data.prepare import TEST_SET_SEED
+from ..data.prepare import TEST_SET_SEED, check_rows
 from ..data.selection import limit_rows
 from ..environment import select_device
 from ..errors import DataError, Interrupted
@@ -186,11 +186,17 @@ def _encode(run, checkpoint, vae, rows, out, device, batch_size, score, num_samp
     with bar, _sigterm_interrupts(out):
         summary = encode_dataset(vae, rows.blocks, out, batch_size=batch_size, score=score, num_samples=num_samples,
                                  num_particles=num_particles, preprocess=rows.preprocess, labels=rows.labels,
-                                 progress=bar.update, info=info,
+                                 progress=bar.update, info=info, check=_as_training_checks(resolved, vae),
                                  row_ids=np.concatenate(rows.row_ids) if rows.row_ids else None)
     means = "".join(f", mean {k[5:]} {v:.3f}" for k, v in summary.items() if k.startswith("mean_"))
     log(f"wrote {out}: {', '.join(summary['arrays'])} for {n} rows in {summary['seconds']:.1f} s{means}")
     return summary
+
+
+def _as_training_checks(resolved: dict, vae):
+    """The run's training refusals (:func:`~pyrovae.data.prepare.check_rows`) for chunks of rows in data units."""
+    binarize, dequantize = resolved.get("binarize", "none"), resolved.get("dequantize", "none")
+    return lambda x, what: check_rows(x, what, binarize, dequantize, vae.likelihood, vae.to_model_space)
 
 
 class _Bar:

@@ -142,7 +142,7 @@ def _check_out(out_path) -> Path:
 def encode_dataset(vae, rows, out_path, batch_size: int = 1024, score: bool = False, num_samples: int = 0,
                    num_particles: int = 10, preprocess=None, labels=None, row_ids=None,
                    progress: Optional[Callable[[int], None]] = None, seed: Optional[int] = 0,
-                   info: Optional[dict] = None) -> dict:
+                   info: Optional[dict] = None, check: Optional[Callable[[torch.Tensor, str], None]] = None) -> dict:
     """Encode every row of ``rows`` with ``vae``'s guide (and score it), into ``out_path`` (.npz).
 
     :param rows: (N, D) or (N, *image shape) torch tensor, NumPy array or memmap, uint8
@@ -161,6 +161,9 @@ def encode_dataset(vae, rows, out_path, batch_size: int = 1024, score: bool = Fa
     :param seed: seeds the Monte-Carlo draws (the caller's random state is left as it was);
         None draws from the global random state.
     :param info: extra JSON-able facts recorded in the file's ``info``.
+    :param check: called as ``check(x, what)`` on every chunk (B, D) of float rows as read;
+        raises :class:`~pyrovae.errors.DataError` for rows the model's run would refuse
+        (``encode.py`` checks what training checks, :func:`~pyrovae.data.prepare.check_rows`).
     :returns: a summary: path, rows, the arrays written, means of the scores, seconds.
     """
     if batch_size < 1 or num_samples < 0 or num_particles < 1:
@@ -170,7 +173,7 @@ def encode_dataset(vae, rows, out_path, batch_size: int = 1024, score: bool = Fa
               f"(pid {holder or 'unknown'}); wait for it to end, or choose another output"):
         _remove_leftovers(out)
         return _encode(vae, rows, out, batch_size, score, num_samples, num_particles, preprocess, labels, row_ids,
-                       progress, seed, info)
+                       progress, seed, info, check)
 
 
 def _remove_leftovers(out: Path) -> int:
@@ -183,7 +186,7 @@ def _remove_leftovers(out: Path) -> int:
 
 
 def _encode(vae, rows, out, batch_size, score, num_samples, num_particles, preprocess, labels, row_ids, progress,
-            seed, info) -> dict:
+            seed, info, check) -> dict:
     if hasattr(rows, "train_x") and hasattr(rows, "test_x"):  # a pyrovae.Dataset: training, validation, test rows
         parts = [(rows.train_x, rows.train_y), (rows.valid_x, getattr(rows, "valid_y", None)),
                  (rows.test_x, rows.test_y)]
@@ -233,7 +236,10 @@ def _encode(vae, rows, out, batch_size, score, num_samples, num_particles, prepr
                     x = _read(block, start, stop, layouts[i], scales[i])  # (B, D) float32, CPU
                     where = slice(offset + start, offset + stop)
                     _check_finite(x, offset + start)
-                    loc, scale = vae.encode(x.to(device))  # (B, z_dim) each
+                    on_device = x.to(device)
+                    if check is not None:
+                        check(on_device, f"rows {offset + start}..{offset + stop - 1} of the data")
+                    loc, scale = vae.encode(on_device)  # (B, z_dim) each
                     arrays["loc"][where], arrays["scale"][where] = loc.cpu().numpy(), scale.cpu().numpy()
                     if score or num_samples:
                         scored = x if preprocess[i] is None else preprocess[i](x)

@@ -247,3 +247,44 @@ def test_a_second_encode_into_one_file_is_refused_and_a_killed_ones_leftovers_go
     with np.load(out, allow_pickle=False) as saved:
         assert saved["loc"].shape == (40, 4)
         assert json.loads(str(saved["info"]))["run_dir"] == str(run.resolve())
+
+
+# the run's own data ------------------------------------------------------------------------------
+BINARIZED = ROOT.parent / "shared" / "datasets" / "binarized_mnist" / "binarized_mnist.npz"
+
+
+def test_a_changed_built_in_data_file_is_refused_by_every_program(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    with np.load(BINARIZED) as real:  # a small real binarized MNIST under the built-in name
+        parts = {"train": real["train"][:300], "valid": real["valid"][:60], "test": real["test"][:60]}
+    np.savez(data / "binarized_mnist.npz", **parts)
+    out = tmp_path / "run"
+    trained = run_script("svi_train.py", "--dataset", "binarized-mnist", "--data-dir", data, "--epochs", 1,
+                         "--hidden", 16, "--z-dim", 4, "--batch-size", 50, "--no-progress", "--threads", 1, "--out", out)
+    assert trained.returncode == 0, trained.stderr
+    parts["train"][7, 3] ^= 0b00010000  # one pixel of one training image flipped
+    np.savez(data / "binarized_mnist.npz", **parts)
+    for result in (run_script("svi_train.py", "--resume", out, "--epochs", 2),
+                   run_script("evaluate.py", out, "--num-samples", 2),
+                   run_script("encode.py", out, "test", "--out", tmp_path / "z.npz")):
+        line = one_error_line(result)
+        assert "loads now (its origin.sha256 differs); give the run the data it was trained on" in line, line
+    assert not (tmp_path / "z.npz").exists()
+
+
+def test_encode_refuses_rows_that_training_refuses(two_runs, tmp_path):
+    """A Bernoulli run on grey digits in [0, 1]: the same digits as floats 0..255 are refused
+    by training and by encode alike, in one line."""
+    grey = np.load(BINARIZED)["test"][:20]  # packed bits: unpack to 0/1 digits, then scale to 0..255 floats
+    rows = np.unpackbits(grey, axis=1)[:, :784].astype(np.float32) * 255.0
+    path = tmp_path / "bytes_as_floats.npy"
+    np.save(path, rows)
+    trained = run_script("svi_train.py", "--dataset", path, "--epochs", 1, "--no-progress",
+                         "--out", tmp_path / "refused")
+    assert "values outside [0, 1]" in one_error_line(trained)
+    line = one_error_line(run_script("encode.py", two_runs[0], path, "--out", tmp_path / "z.npz"))
+    assert "rows 0..19 of the data has values outside [0, 1] (min 0, max 255)" in line, line
+    assert not (tmp_path / "z.npz").exists()
+    np.save(path, rows / 255.0)  # the same rows in the run's units are encoded
+    assert run_script("encode.py", two_runs[0], path, "--out", tmp_path / "z.npz").returncode == 0
