@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU proof, one command on the GPU machine (see README: "On a GPU"):
+# The GPU proof, one command on the GPU machine (see docs/performance.md):
 #   bash scripts/gpu_check.sh [OUT_DIR] [DATA_DIR]
 # 1. the CUDA test suite (tests marked `cuda`: GPU vs CPU training, no host sync per step,
 #    --fast with CUDA-graph replay vs eager, kill + resume, GPU checkpoint on the CPU,

@@ -118,7 +118,7 @@ def encode_main(argv: Optional[List[str]] = None) -> int:
                         "q(z|x) (and with --score the ELBO, with --num-samples K the importance-sampled log p(x), "
                         "an outlier score: lower = more unusual) into one .npz, streamed in chunks.")
     p.add_argument("data", help="what to encode: a .npy file ((N, D) or image-shaped; uint8, bool or float; read "
-                                "chunk by chunk), any data set --dataset takes (a name, a .npz, a folder of images, a "
+                                "chunk by chunk), any data set svi_train.py reads (a name, a .npz, a folder of images, a "
                                 ".csv/.parquet table; every row of it), or test / train / all: the run's own data")
     p.add_argument("--out", required=True, help="the .npz to write (its folder must exist)")
     p.add_argument("--batch-size", type=int, default=1024, help="rows read and scored at a time")

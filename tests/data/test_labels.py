@@ -121,7 +121,8 @@ def test_the_mnist_sample_keeps_its_labels(mnist_sample):
     ds = mnist_sample.hold_out(300).limit(1000, 200)
     assert len(ds.valid_y) == 200 and ds.summary()["num_classes"] == 10
     assert torch.equal(ds.test_y, mnist_sample.test_y[torch.linspace(0, 999, 200).round().long()])
-    assert torch.equal(ds.valid_y, mnist_sample.train_y[3700:][torch.linspace(0, 299, 200).round().long()])
+    valid_rows = torch.tensor(ds.held_out["valid_rows"])  # a random 300 (the sample's rows are sorted by class)
+    assert torch.equal(ds.valid_y, mnist_sample.train_y[valid_rows][torch.linspace(0, 299, 200).round().long()])
 
 
 @pytest.mark.skipif(not FASHION.is_dir(), reason="apt-get install -y dataset-fashion-mnist")
@@ -172,8 +173,12 @@ def test_hide_labels_refusals_are_one_line(mnist_sample):
         assert "\n" not in str(info.value)
 
     ds = mnist_sample.hold_out(300)
-    refused_labels(ds, 101, r"more than class 9 has training rows \(100\); give at most 100")
-    refused_labels(mnist_sample.hold_out(400), 5, "class 9 is in the test rows but not in the training rows")
+    counts = torch.bincount(ds.train_y)
+    k, c = int(counts.argmin()), int(counts.min())  # the smallest class of the training rows
+    refused_labels(ds, c + 1, rf"more than class {k} has training rows \({c}\); give at most {c}")
+    no_nines = pyrovae.Dataset("n", "test", ds.train_x[ds.train_y != 9], ds.test_x, ds.train_y[ds.train_y != 9],
+                               ds.test_y)
+    refused_labels(no_nines, 5, "class 9 is in the test rows but not in the training rows")
     unlabelled = pyrovae.Dataset.from_arrays(GREY8)
     refused_labels(unlabelled, 5, "has no labels")
     refused_labels(ds.hide_labels(5), 5, "include -1; labels must be integers >= 0")
@@ -185,7 +190,8 @@ def test_hide_labels_refusals_are_one_line(mnist_sample):
     with pytest.raises(pyrovae.ConfigError, match="hold out the validation rows before hiding labels"):
         mnist_sample.hide_labels(5).hold_out(100)
     named = load_dataset_like_folder(ds)
-    refused_labels(named, 101, r"class 'nine' \(label 9\) has training rows \(100\)")
+    names = named.classes
+    refused_labels(named, c + 1, rf"class '{names[k]}' \(label {k}\) has training rows \({c}\)")
 
 
 def load_dataset_like_folder(ds):
