@@ -16,6 +16,11 @@ Public API::
     data = pyrovae.Dataset.from_arrays(x_train, x_test)      # NumPy or torch: (N, D), (N, H, W), (N, H, W, C), ...
     metrics = pyrovae.train(pyrovae.TrainConfig(likelihood="gaussian"), dataset=data)
     pyrovae.encode_dataset(vae, rows, "latents.npz", score=True)  # the guide over a data set, in chunks
+
+    metrics = pyrovae.train(pyrovae.TrainConfig(model="m2", labels_per_class=10))   # cvae, m2: labelled data
+    m2 = pyrovae.load("runs/<run>/best.pt"); m2.classify(x)                       # q(y|x), (N, K)
+    metrics = pyrovae.train(config, model=MyModel(...))   # a pyrovae.Model subclass of your own
+    mine = pyrovae.load("runs/<run>/best.pt", model=MyModel)
 """
 __version__ = "0.1.0"
 
@@ -24,14 +29,17 @@ from .errors import CheckpointError, ConfigError, DataError, PyrovaeError  # noq
 from .infer.elbos import make_elbo  # noqa: E402
 from .infer.encoding import encode_dataset  # noqa: E402
 from .infer.evaluation import ELBOSplit, active_units, elbo, evaluate_elbo, log_likelihood  # noqa: E402
+from .model.base import Model  # noqa: E402
+from .model.labelled import CVAE  # noqa: E402
 from .model.likelihoods import Likelihood, get_likelihood  # noqa: E402
+from .model.m2 import M2  # noqa: E402
 from .model.vae import VAE  # noqa: E402
 from .training.checkpoint import load  # noqa: E402
 from .training.config import TrainConfig  # noqa: E402
 from .training.trainer import resume, train  # noqa: E402
 
 __all__ = [
-    "VAE", "load", "train", "resume", "TrainConfig", "Likelihood", "get_likelihood", "make_elbo",
+    "VAE", "CVAE", "M2", "Model", "load", "train", "resume", "TrainConfig", "Likelihood", "get_likelihood", "make_elbo",
     "elbo", "log_likelihood", "active_units", "evaluate_elbo", "ELBOSplit", "load_dataset", "Dataset", "encode_dataset",
     "PyrovaeError", "ConfigError", "DataError", "CheckpointError",
 ]

@@ -7,6 +7,7 @@ from ..data.datasets import DATASETS
 from ..model.guides import GUIDES
 from ..model.likelihoods import BUILT_IN
 from ..model.priors import PRIORS
+from ..model.registry import MODELS
 from ..training.config import ARCHS, BINARIZE, DEQUANTIZE, ELBOS, LR_SCHEDULES, PLACEMENTS, STANDARDIZE, TrainConfig
 from ..training.trainer import resume, train
 from .common import _command, _guarded, _Help, _Parser, _threads_flag
@@ -42,6 +43,15 @@ def build_parser(description: str = "Train a VAE (Pyro model/guide) with SVI.") 
     p.add_argument("--data-placement", default=d.data_placement, choices=PLACEMENTS,
                    help="device: the data moves to the GPU once; host: it stays in pinned host memory and "
                         "minibatches stream with overlapped copies; auto: device when it fits")
+    p.add_argument("--model", default=d.model, choices=tuple(MODELS),
+                   help="vae = p(z) p(x|z); cvae = a conditional VAE p(z) p(x|z,y) (every row with its class); "
+                        "m2 = the semi-supervised model of Kingma et al. 2014 (hidden labels summed out exactly)")
+    p.add_argument("--alpha", type=float, default=d.alpha,
+                   help="m2: the weight of log q(y|x) per labelled row (Kingma et al.'s alpha = 0.1 N on the mean "
+                        "over the labelled rows is 0.1 N / N_labelled per row)")
+    p.add_argument("--labelled-batch", type=int, default=None, metavar="N",
+                   help="m2: labelled rows drawn into every minibatch (default: --batch-size, or every labelled row "
+                        "when there are fewer)")
     p.add_argument("--likelihood", default=d.likelihood, metavar="{" + ",".join(BUILT_IN) + "}",
                    help="p(x|z); a callable of your own goes through the Python API")
     p.add_argument("--likelihood-scale", type=float, default=None,

@@ -176,5 +176,5 @@ def place_data(prepared: PreparedData, device, placement: str = "auto",
     if placement == "device":
         return prepared.to(device)
     keep = lambda x: None if x is None else HostRows(x, log=log)  # noqa: E731
-    return replace(prepared, train_x=keep(prepared.train_x), test_x=keep(prepared.test_x),
+    return replace(prepared.labels_to(device), train_x=keep(prepared.train_x), test_x=keep(prepared.test_x),
                    valid_x=keep(prepared.valid_x))

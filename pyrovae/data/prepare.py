@@ -31,11 +31,20 @@ class PreparedData:
     valid_x: Optional[torch.Tensor] = None  # (N_valid, D), transformed once like the test set
     levels: Optional[int] = None  # grey levels L of the data (dequantization spreads them), None: continuous
     standardization: Optional[dict] = None  # {"mean": (D,), "std": (D,)} of the training rows, or None
+    train_y: Optional[torch.Tensor] = None  # (N_train,) int64 class labels, -1 where hidden; None: no labels
+    valid_y: Optional[torch.Tensor] = None  # (N_valid,)
+    test_y: Optional[torch.Tensor] = None  # (N_test,)
 
     def to(self, device) -> "PreparedData":
-        """On ``device``, as float32 (the networks' dtype)."""
+        """On ``device``, as float32 (the networks' dtype), the labels as int64."""
         move = lambda t: None if t is None else t.to(device, torch.float32)  # noqa: E731
-        return replace(self, train_x=move(self.train_x), test_x=move(self.test_x), valid_x=move(self.valid_x))
+        return replace(self.labels_to(device), train_x=move(self.train_x), test_x=move(self.test_x),
+                       valid_x=move(self.valid_x))
+
+    def labels_to(self, device) -> "PreparedData":
+        """The labels on ``device`` (they are small: they go there whatever the rows' placement)."""
+        move = lambda t: None if t is None else t.to(device, torch.long)  # noqa: E731
+        return replace(self, train_y=move(self.train_y), valid_y=move(self.valid_y), test_y=move(self.test_y))
 
     def record(self) -> dict:
         """What the preprocessing resolved to, for ``config.json``."""
@@ -126,7 +135,8 @@ def prepare_data(config: "TrainConfig", dataset: Dataset, likelihood) -> Prepare
     likelihood.check(test_x, f"the {dataset.name} test data")
     if valid_x is not None:
         likelihood.check(valid_x, f"the {dataset.name} validation data")
-    return PreparedData(train_x, test_x, transform, mode_b, mode_d, valid_x, levels if not binary else 2, std)
+    return PreparedData(train_x, test_x, transform, mode_b, mode_d, valid_x, levels if not binary else 2, std,
+                        dataset.train_y, getattr(dataset, "valid_y", None), dataset.test_y)
 
 
 def check_rows(x: torch.Tensor, what: str, binarize: str, dequantize: str, likelihood, to_model_space=None) -> None:

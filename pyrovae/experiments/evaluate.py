@@ -27,21 +27,23 @@ from tqdm.auto import tqdm
 from ..data.prepare import prepare_data
 from ..data.transforms import evenly_spaced
 from ..environment import select_device
-from ..infer.evaluation import active_units, elbo, log_likelihood
+from ..infer.evaluation import accuracy, active_units, elbo, log_likelihood
 from ..training.run import Run
 
 
 def evaluate_run(run_dir, num_samples: int = 5000, cuda: bool = False, test_limit: Optional[int] = None,
                  test_subset: Optional[int] = None,
                  log: Callable[[str], None] = print, checkpoint: Optional[str] = None,
-                 command: Optional[str] = None, progress: bool = False, dataset=None, likelihood=None) -> dict:
+                 command: Optional[str] = None, progress: bool = False, dataset=None, likelihood=None,
+                 model=None) -> dict:
     """Importance-sampled test NLL, ELBO split and active units, written into metrics.json.
 
     ``checkpoint`` (``best``, ``last``) defaults to ``best.pt`` where the run kept one, else
     ``checkpoint.pt``; ``test_limit`` (or ``test_subset``, the same) scores that many test rows,
-    evenly spaced over the test set; ``dataset`` and ``likelihood``: the arrays and the callable
-    of a run trained on data given in Python or with a likelihood of its user's."""
-    with Run.open(run_dir, write=True, likelihood=likelihood) as run:
+    evenly spaced over the test set; ``dataset``, ``likelihood`` and ``model``: the arrays, the
+    callable and the class of a run trained on data given in Python, with a likelihood of its
+    user's or on a model of its user's."""
+    with Run.open(run_dir, write=True, likelihood=likelihood, model=model) as run:
         device = select_device(cuda)
         state = run.checkpoint(checkpoint, map_location=str(device))
         vae = run.model(checkpoint, device, state=state)
@@ -53,15 +55,18 @@ def evaluate_run(run_dir, num_samples: int = 5000, cuda: bool = False, test_limi
 def _evaluate(run, vae, checkpoint_name, epoch, prepared, num_samples, test_limit, test_subset, log, command,
               progress) -> dict:
     device = next(vae.parameters()).device
-    test_x = prepared.test_x.to(device)
+    test_x, test_y = prepared.test_x.to(device), prepared.test_y
     if test_limit is not None or test_subset is not None:  # the same rule: N rows evenly spaced over the test set
-        test_x = evenly_spaced(test_x, min(n for n in (test_limit, test_subset) if n is not None))
+        n = min(n for n in (test_limit, test_subset) if n is not None)
+        test_x, test_y = evenly_spaced(test_x, n), None if test_y is None else evenly_spaced(test_y, n)
+    given = test_y if vae.labels == "required" else None  # a conditional model scores log p(x | y)
     torch.manual_seed(0)
-    log(f"scoring {len(test_x)} test images with K={num_samples} importance samples on {device}")
+    log(f"scoring {len(test_x)} test images with K={num_samples} importance samples on {device}"
+        + (" given their labels: log p(x | y)" if given is not None else ""))
     with tqdm(total=len(test_x), desc=f"log p(x), K={num_samples}", unit="img", disable=not progress) as bar:
-        log_p = log_likelihood(vae, test_x, num_samples=num_samples, progress=bar.update)
-    split = elbo(vae, test_x, num_particles=10, analytic_kl=True).means()
-    n_active, _ = active_units(vae, test_x)
+        log_p = log_likelihood(vae, test_x, num_samples=num_samples, progress=bar.update, y=given)
+    split = elbo(vae, test_x, num_particles=10, analytic_kl=True, y=given).means()
+    n_active, _ = active_units(vae, test_x, y=given)
     nll = -log_p.mean().item()
     result = {
         "test_nll": nll,
@@ -80,6 +85,10 @@ def _evaluate(run, vae, checkpoint_name, epoch, prepared, num_samples, test_limi
         "checkpoint": checkpoint_name,
         "checkpoint_epoch": epoch,
     }
+    if given is not None:
+        result["scored"] = "log p(x | y): each test row given its label"
+    if vae.labels == "optional" and test_y is not None:  # a fraction of the scored test rows
+        result["test_accuracy"] = accuracy(vae, test_x, test_y)
     log_det = vae.log_det_standardization()
     if prepared.standardization is not None:  # scored on (x - m) / s: log p(x) = log p((x - m) / s) - sum log s
         result["units"] = "standardized columns, (x - mean) / std of the training rows"
@@ -91,11 +100,14 @@ def _evaluate(run, vae, checkpoint_name, epoch, prepared, num_samples, test_limi
     metrics["test_nll"] = nll
     if "test_bpd" in result:
         metrics["test_bpd"] = result["test_bpd"]
+    if "test_accuracy" in result and result["test_images"] == "all":  # a fraction of all test rows only
+        metrics["test_accuracy"] = result["test_accuracy"]
     metrics["evaluation"] = result
     run.write_metrics(metrics)
     log(f"test NLL {nll:.3f} ± {result['test_nll_se']:.3f} nats, test ELBO {split['elbo']:.3f} "
         f"(E log p(x|z) {split['expected_log_likelihood']:.3f}, KL {split['kl']:.3f}), "
         f"{n_active}/{vae.z_dim} active units" + (f", {result['test_bpd']:.3f} bits/dim" if "test_bpd" in result else "")
+        + (f", test accuracy {result['test_accuracy']:.2%}" if "test_accuracy" in result else "")
         + (f"; in the data's own units (+ sum log std = {log_det:.3f}): test NLL {nll + log_det:.3f}"
            if "test_nll_data_units" in result else ""))
     return result

@@ -33,11 +33,16 @@ def _plot(vae, dataset, prepared, out: Path, log) -> list:
     out.mkdir(parents=True, exist_ok=True)
     device = next(vae.parameters()).device
     test_x = vae.to_data_space(prepared.test_x.to(device))  # (N, D) in data units
+    given = None if vae.labels != "required" else prepared.test_y.to(device)  # a conditional model's q(z | x, y)
+    means = torch.cat([vae.latents(c, None if given is None else given[i:i + 1000])["loc"]
+                       for i, c in zip(range(0, len(test_x), 1000), test_x.split(1000))]).cpu()  # (N, z_dim)
     image_shape = dataset.image_shape
-    means = torch.cat([vae.encode(c)[0] for c in test_x.split(1000)]).cpu()  # (N, z_dim)
-    written = [out / "latent.png"] + ([out / "interpolations.png"] if image_shape is not None else [])
-    if image_shape is None:
+    if vae.kind != "vae":  # the decoder of another model needs more than z (a class): the posterior means only
+        log(f"the {vae.kind} model: drawing latent.png only (manifold.png and interpolations.png decode z alone)")
+        image_shape = None
+    elif image_shape is None:
         log("the data are a table (no image shape): drawing latent.png only, not manifold.png or interpolations.png")
+    written = [out / "latent.png"] + ([out / "interpolations.png"] if image_shape is not None else [])
     if vae.z_dim == 2:
         coords, axis_names = means, ("z1", "z2")
         if image_shape is not None:

@@ -207,8 +207,12 @@ def _encode(vae, rows, out, batch_size, score, num_samples, num_particles, prepr
         raise DataError("the labels and the rows differ in number")
     if row_ids is not None and len(row_ids) != n:
         raise DataError(f"row_ids has {len(row_ids)} entries for {n} rows")
+    conditional = getattr(vae, "labels", "none") == "required"  # a model that encodes rows given their labels
+    if conditional and not with_y:
+        raise DataError(f"the {vae.kind} model encodes rows given their class labels, and these rows have none; "
+                        "encode the run's own data (test, train, all) or a source with labels")
     device = next(vae.parameters()).device
-    specs = {"loc": ((n, vae.z_dim), np.float32), "scale": ((n, vae.z_dim), np.float32), "row": ((n,), np.int64)}
+    specs = {"row": ((n,), np.int64)}  # and the latents of the first chunk (loc, scale, ...), made when it is read
     if with_y:
         specs["y"] = ((n,), np.int64)
     if score:
@@ -226,6 +230,7 @@ def _encode(vae, rows, out, batch_size, score, num_samples, num_particles, prepr
     try:
         arrays = {k: np.lib.format.open_memmap(parts / f"{k}.npy", mode="w+", dtype=t, shape=s)
                   for k, (s, t) in specs.items()}
+        latents = []  # the model's latents, in the order it gives them
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], enabled=seed is not None):
             if seed is not None:
                 torch.manual_seed(seed)
@@ -239,19 +244,25 @@ def _encode(vae, rows, out, batch_size, score, num_samples, num_particles, prepr
                     on_device = x.to(device)
                     if check is not None:
                         check(on_device, f"rows {offset + start}..{offset + stop - 1} of the data")
-                    loc, scale = vae.encode(on_device)  # (B, z_dim) each
-                    arrays["loc"][where], arrays["scale"][where] = loc.cpu().numpy(), scale.cpu().numpy()
+                    given = torch.as_tensor(np.asarray(labels[i][start:stop])).to(device) if conditional else None
+                    for key, value in vae.latents(on_device, given).items():  # (B, dims) each: loc, scale, ...
+                        if key not in arrays:
+                            latents.append(key)
+                            arrays[key] = np.lib.format.open_memmap(parts / f"{key}.npy", mode="w+", dtype=np.float32,
+                                                                   shape=(n, value.shape[-1]))
+                        arrays[key][where] = value.cpu().numpy()
                     if score or num_samples:
                         scored = x if preprocess[i] is None else preprocess[i](x)
                         scored = scored.to(device)
                         scored = vae.to_model_space(scored)  # a standardized run scores in model space
                         if score:
-                            split = elbo(vae, scored, num_particles=num_particles, batch_size=len(scored))
+                            split = elbo(vae, scored, num_particles=num_particles, batch_size=len(scored), y=given)
                             arrays["elbo"][where] = split.elbo.cpu().numpy()
                             arrays["expected_log_likelihood"][where] = split.expected_log_likelihood.cpu().numpy()
                             arrays["kl"][where] = split.kl.cpu().numpy()
                         if num_samples:
-                            arrays["log_px"][where] = log_likelihood(vae, scored, num_samples=num_samples).cpu().numpy()
+                            arrays["log_px"][where] = log_likelihood(vae, scored, num_samples=num_samples,
+                                                                     y=given).cpu().numpy()
                     if with_y:
                         arrays["y"][where] = np.asarray(labels[i][start:stop], dtype=np.int64)
                     arrays["row"][where] = (np.arange(where.start, where.stop) if row_ids is None
@@ -264,11 +275,11 @@ def _encode(vae, rows, out, batch_size, score, num_samples, num_particles, prepr
             array.flush()
         del arrays
         np.save(parts / "info.npy", np.array(json.dumps(record)))
-        _store(parts, [*specs, "info"], out)
+        _store(parts, [*latents, *specs, "info"], out)
     finally:
         shutil.rmtree(parts, ignore_errors=True)
     seconds = time.time() - started
-    return {"out": str(out), "rows": n, "arrays": list(specs), "seconds": seconds,
+    return {"out": str(out), "rows": n, "arrays": [*latents, *specs], "seconds": seconds,
             "rows_per_second": n / max(seconds, 1e-9), **{f"mean_{k}": v for k, v in summary.items()}}
 
 

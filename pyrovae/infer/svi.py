@@ -76,8 +76,9 @@ class SVIStep:
 
     def loss(self, x: torch.Tensor, kl_scale: Optional[torch.Tensor] = None) -> torch.Tensor:
         model, guide = self.vae.model, self.vae.guide
-        if kl_scale is not None:
-            model, guide = ScaleLatent(kl_scale)(model), ScaleLatent(kl_scale)(guide)
+        if kl_scale is not None:  # every continuous latent site of the program (the VAE's: "z")
+            sites = getattr(self.vae, "latent_sites", ("z",))
+            model, guide = ScaleLatent(kl_scale, sites)(model), ScaleLatent(kl_scale, sites)(guide)
         with self.vae.local_params():
             return self.elbo.differentiable_loss(model, guide, x)
 

@@ -37,25 +37,21 @@ and :meth:`VAE.sample` return data units. Densities on the data's scale are
 
 (:meth:`VAE.log_det_standardization` is :math:`\sum_d \log s_d`, 0 without a standardization).
 """
-import copy
-import uuid
-from contextlib import contextmanager
 from typing import Callable, Optional, Sequence, Tuple, Union
 
 import pyro
 import pyro.distributions as dist
 import torch
-import torch.nn as nn
 
 from ..errors import ConfigError, DataError
+from .base import Model
 from .guides import get_guide
 from .likelihoods import Likelihood, get_likelihood
 from .networks import make_networks
 from .priors import StandardNormal, get_prior
-from .standardize import Standardize
 
 
-class VAE(nn.Module):
+class VAE(Model):
     """A VAE with an MLP or convolutional encoder/decoder and a pluggable likelihood.
 
     :param int x_dim: pixels per datapoint (D).
@@ -84,6 +80,8 @@ class VAE(nn.Module):
         for ``load_state_dict`` to fill; what :meth:`config` records.
     """
 
+    kind = "vae"
+
     def __init__(
         self,
         x_dim: int = 784,
@@ -102,14 +100,13 @@ class VAE(nn.Module):
         standardization: Optional[dict] = None,
         standardized: bool = False,
     ):
-        super().__init__()
+        super().__init__(x_dim, image_shape, standardization, standardized, name)
         hidden = tuple(int(h) for h in hidden)
-        for label, value in [("x_dim", x_dim), ("z_dim", z_dim)] + [("hidden", h) for h in hidden]:
+        for label, value in [("z_dim", z_dim)] + [("hidden", h) for h in hidden]:
             if not (isinstance(value, int) and value > 0):
                 raise ConfigError(f"{label} must be a positive integer, got {value!r}")
-        self.x_dim, self.z_dim, self.hidden = int(x_dim), int(z_dim), hidden
+        self.z_dim, self.hidden = int(z_dim), hidden
         self.arch = arch
-        self.image_shape = None if image_shape is None else tuple(int(s) for s in image_shape)
         self.channels = tuple(int(c) for c in channels)
         self.likelihood = get_likelihood(likelihood, **(likelihood_options or {}))
         try:
@@ -119,38 +116,17 @@ class VAE(nn.Module):
             raise ConfigError(str(error)) from None
         self.prior = get_prior(prior, self.z_dim, self.x_dim, **(prior_options or {}))
         self.posterior_family = get_guide(guide, self.z_dim, **(guide_options or {}))
-        self.standardizer = _standardizer(standardization, standardized, self.x_dim)
-        self.name = name or f"vae-{uuid.uuid4().hex[:12]}"
-        self._register_params = True
-
-    def __deepcopy__(self, memo):
-        """A copy with its own parameters and its own name in Pyro's param store."""
-        new = type(self).__new__(type(self))
-        memo[id(self)] = new
-        new.__dict__.update({k: copy.deepcopy(v, memo) for k, v in self.__dict__.items()})
-        new.name = f"vae-{uuid.uuid4().hex[:12]}"
-        return new
-
-    @contextmanager
-    def local_params(self):
-        """Run ``model``/``guide`` without registering the networks in Pyro's param store."""
-        previous, self._register_params = self._register_params, False
-        try:
-            yield self
-        finally:
-            self._register_params = previous
 
     # ----------------------------------------------------------------- Pyro
     def model(self, x: Optional[torch.Tensor] = None, num_samples: Optional[int] = None,
-              full_size: Optional[int] = None, subsample: Optional[torch.Tensor] = None):
+              full_size: Optional[int] = None, subsample: Optional[torch.Tensor] = None, y=None):
         """p(z) p(x|z). ``x`` (N, x_dim) is observed; with ``x=None`` the model draws
         ``num_samples`` images instead. With ``full_size`` and ``subsample`` (the indices
         of x's rows in a data set of ``full_size``), the plate scales the minibatch's
-        log-densities by ``full_size / N``: an estimate of the full-data ELBO."""
-        if self._register_params:
-            pyro.module(f"{self.name}.decoder", self.decoder)
-            if any(True for _ in self.prior.parameters()):
-                pyro.module(f"{self.name}.prior", self.prior)
+        log-densities by ``full_size / N``: an estimate of the full-data ELBO. (``y``: the
+        VAE takes no labels; it is None.)"""
+        self.register("decoder", self.decoder)
+        self.register("prior", self.prior)
         n = x.shape[0] if x is not None else num_samples
         with _data_plate(n, full_size, subsample):
             prior = self.prior.distribution(n, self.encoder)  # batch (N,), event (z_dim,)
@@ -160,29 +136,14 @@ class VAE(nn.Module):
             return pyro.sample("x", p_x, obs=obs)
 
     def guide(self, x: torch.Tensor, num_samples: Optional[int] = None,
-              full_size: Optional[int] = None, subsample: Optional[torch.Tensor] = None):
+              full_size: Optional[int] = None, subsample: Optional[torch.Tensor] = None, y=None):
         """q(z|x): the guide family at the encoder's (loc(x), scale(x)), by default
         Normal(loc(x), scale(x)), independent over datapoints (the same plate as the model's)."""
-        if self._register_params:
-            pyro.module(f"{self.name}.encoder", self.encoder)
-            if any(True for _ in self.posterior_family.parameters()):
-                pyro.module(f"{self.name}.guide", self.posterior_family)
+        self.register("encoder", self.encoder)
+        self.register("guide", self.posterior_family)
         with _data_plate(x.shape[0], full_size, subsample):
             loc, scale = self.encoder(x)  # (N, x_dim) -> 2 x (N, z_dim)
             return pyro.sample("z", self.posterior_family.distribution(loc, scale))
-
-    # ------------------------------------------------------- standardization
-    def to_model_space(self, x: torch.Tensor) -> torch.Tensor:
-        """Data units -> what the model sees: ``(x - mean) / std`` (identity without a standardization)."""
-        return x if self.standardizer is None else self.standardizer(x)
-
-    def to_data_space(self, y: torch.Tensor) -> torch.Tensor:
-        """Model space -> data units: ``y * std + mean`` (identity without a standardization)."""
-        return y if self.standardizer is None else self.standardizer.inverse(y)
-
-    def log_det_standardization(self) -> float:
-        r""":math:`\sum_d \log s_d` (0 without a standardization): log p_data(x) = log p_model(x_model) minus this."""
-        return 0.0 if self.standardizer is None else self.standardizer.log_det()
 
     # ------------------------------------------------------------ inference
     @torch.no_grad()
@@ -190,6 +151,12 @@ class VAE(nn.Module):
         """Amortized posterior parameters ``(loc, scale)``, each (N, z_dim), of rows ``x`` (N, x_dim)
         in data units (with a flow guide: those of its base distribution)."""
         return self.encoder(self.to_model_space(self._as_input(x)))
+
+    @torch.no_grad()
+    def posterior_params(self, x: torch.Tensor, y=None) -> dict:
+        """``{"loc", "scale"}`` of the encoder at rows ``x`` in model space (those of :meth:`encode`)."""
+        loc, scale = self.encoder(x)
+        return {"loc": loc, "scale": scale}
 
     def posterior(self, x: torch.Tensor) -> dist.TorchDistribution:
         """``q(z|x)`` of rows in data units, by default ``dist.Normal(loc, scale).to_event(1)``:
@@ -233,35 +200,6 @@ class VAE(nn.Module):
             **({"guide": self.posterior_family.config()} if self.posterior_family.name != "normal" else {}),
             **({"standardized": True} if self.standardizer is not None else {}),
         }
-
-    def _device(self) -> torch.device:
-        return next(self.decoder.parameters()).device
-
-    def _as_input(self, x: torch.Tensor) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor):
-            raise DataError(f"x must be a torch.Tensor of shape (N, {self.x_dim}), got {type(x).__name__}")
-        if x.dim() != 2 or x.shape[1] != self.x_dim:
-            raise DataError(f"x must have shape (N, {self.x_dim}), got {tuple(x.shape)}")
-        if not torch.is_floating_point(x):
-            raise DataError(f"x must be a floating-point tensor, got dtype {x.dtype}; use x.float()")
-        if not bool(torch.isfinite(x).all()):
-            raise DataError("x contains NaN or infinite values; clean or drop those rows")
-        weight = next(self.decoder.parameters())
-        return x.to(weight.device, weight.dtype)
-
-
-def _standardizer(standardization: Optional[dict], standardized: bool, x_dim: int) -> Optional[Standardize]:
-    """The :class:`Standardize` module of ``standardization``, placeholders (mean 0, std 1) when only
-    ``standardized``, or None."""
-    if standardization is None:
-        return Standardize(torch.zeros(x_dim), torch.ones(x_dim), x_dim) if standardized else None
-    if not (isinstance(standardization, dict) and set(standardization) == {"mean", "std"}):
-        raise ConfigError(f'standardization must be a dict {{"mean": [...], "std": [...]}} of x_dim values each, '
-                          f"got {standardization!r:.80}")
-    try:
-        return Standardize(standardization["mean"], standardization["std"], x_dim)
-    except (TypeError, ValueError, RuntimeError) as error:
-        raise ConfigError(str(error).splitlines()[0]) from None
 
 
 def _data_plate(n: int, full_size: Optional[int], subsample: Optional[torch.Tensor]):

@@ -7,11 +7,18 @@ import torch
 
 from ..data.placement import HostRows
 from ..environment import select_device, versions
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..infer import distributed as ddp
 from ..infer.compiled import CompiledSVIStep
-from ..infer.evaluation import elbo, evaluate_elbo
+from ..infer.elbos import make_elbo
+from ..infer.enum_elbo import make_enum_elbo
+from ..infer.evaluation import accuracy, elbo, evaluate_elbo
+from ..infer.labelled_step import LabelledSVIStep
 from ..infer.svi import SVIStep
+from ..model.base import Model
+from ..model.registry import CUSTOM, MODELS
+from ..model.registry import describe as describe_model
+from ..model.vae import VAE
 
 
 def place(config):
@@ -33,9 +40,73 @@ def ensure_writable(out: Path) -> None:
                           "choose another with --out") from None
 
 
-def build_step(config, vae, elbo_loss, optimizer, num_train: int, rank: int, world: int, log):
-    """The SVI step: sharded over the ranks (``distributed``, parameters broadcast from
-    rank 0), compiled (``fast``) or eager."""
+def build_model(config, dataset, likelihood, standardization, given=None):
+    """The model a run trains: a user's own (``given``, a :class:`~pyrovae.model.base.Model`), or the
+    registry's ``config.model`` built for the data (its size, image shape, classes)."""
+    if given is not None:
+        if not isinstance(given, Model):
+            raise ConfigError(f"model= takes an instance of a pyrovae.Model subclass, got {type(given).__name__}")
+        if given.x_dim != dataset.x_dim:
+            raise ConfigError(f"the model takes rows of {given.x_dim} values, but {dataset.name} has {dataset.x_dim}")
+        return given
+    if config.model == CUSTOM:
+        raise ConfigError("the run trained a model of a user's own class; continue it from Python with "
+                          "pyrovae.resume(run_dir, model=<that class>)")
+    if config.model == "vae":
+        return VAE(dataset.x_dim, config.z_dim, config.hidden, likelihood, arch=config.arch,
+                   image_shape=dataset.image_shape, channels=config.channels, prior=config.prior,
+                   prior_options=config.prior_options, guide=config.guide, guide_options=config.guide_options,
+                   standardization=standardization)
+    classes = dataset.summary().get("num_classes")
+    if not classes:
+        raise DataError(f"--model {config.model} needs class labels, and {dataset.name} has none; give a labelled "
+                        "source (class folders, an .npz with train_y/y, a table's --label-column, a labelled named set)")
+    options = {"alpha": config.alpha} if config.model == "m2" else {}
+    return MODELS[config.model](dataset.x_dim, classes, config.z_dim, config.hidden, likelihood=likelihood,
+                                arch=config.arch, image_shape=dataset.image_shape, standardization=standardization,
+                                **options)
+
+
+def build_elbo(config, model):
+    """The ELBO: the one its model needs (a program that sums a label out: TraceEnum_ELBO), else the setting."""
+    if model.labels == "optional":
+        return make_enum_elbo(config.num_particles)
+    return make_elbo(config.elbo, config.num_particles)
+
+
+def epoch_rows(model, data, log):
+    """(the rows an epoch runs over, their labels, the labelled rows added to every step) of a run:
+    all training rows, except for a model that sums hidden labels out, whose epoch runs over the rows
+    with hidden labels when there are any (:mod:`pyrovae.infer.labelled_step`)."""
+    if model.labels == "none":
+        return data.train_x, None, None
+    if data.train_y is None:
+        raise DataError(f"the {model.kind} model needs the training rows' labels, and the data have none")
+    if model.labels == "required":
+        if bool((data.train_y < 0).any()):
+            raise DataError(f"the {model.kind} model needs every training row's label; drop --labels-per-class "
+                            "(only --model m2 learns from rows whose labels are hidden)")
+        return data.train_x, data.train_y, None
+    hidden = data.train_y < 0  # (N,) on the device: split once, at the start
+    if not bool(hidden.any()):
+        return data.train_x, data.train_y, None
+    if not bool((~hidden).any()):
+        raise DataError("--model m2 needs some labelled training rows, but every label is hidden")
+    if not isinstance(data.train_x, torch.Tensor):
+        raise ConfigError("--model m2 keeps its training rows on the device; use --data-placement device")
+    labelled = (data.train_x[~hidden], data.train_y[~hidden])
+    log(f"m2: {int(hidden.sum())} rows with hidden labels, {len(labelled[1])} labelled rows joining every minibatch")
+    return data.train_x[hidden], data.train_y[hidden], labelled
+
+
+def build_step(config, vae, elbo_loss, optimizer, num_train: int, rank: int, world: int, log, labels=None,
+               labelled=None, transform=None):
+    """The SVI step: of a labelled model (its rows' ``labels``; ``labelled``: rows that join every
+    minibatch), sharded over the ranks (``distributed``, parameters broadcast from rank 0),
+    compiled (``fast``) or eager."""
+    if vae.labels != "none":
+        extra = 0 if labelled is None else min(len(labelled[1]), config.labelled_batch or config.batch_size)
+        return LabelledSVIStep(vae, elbo_loss, optimizer, labels, labelled, extra, transform)
     if config.distributed:
         step = ddp.DistributedSVIStep(vae, elbo_loss, optimizer, num_train, rank, world)
         ddp.broadcast_parameters(vae)
@@ -73,10 +144,17 @@ def describe(config, name: str, source: str, data, vae, elbo_loss, shown: str) -
     preprocessing = [f"minibatch transform {data.transform}"]
     if data.standardization is not None:
         preprocessing.append("columns standardized")
+    if vae.kind == "vae":
+        model = (f"p(x|z) {vae.likelihood!r}, p(z) {_part(arch.get('prior'))}, q(z|x) {_part(arch.get('guide'))}, "
+                 f"{config.arch} {widths}, z {config.z_dim}")
+    elif config.model == CUSTOM:
+        model = f"model {describe_model(vae)}, p(x|...) {vae.likelihood!r}"
+    else:
+        model = (f"model {vae.kind} ({vae.num_classes} classes{f', alpha {vae.alpha:g}' if vae.kind == 'm2' else ''})"
+                 f", p(x|z,y) {vae.likelihood!r}, {config.arch} {widths}, z {config.z_dim}")
     return (f"{name} ({source}): {len(data.train_x)} train / "
             + (f"{len(data.valid_x)} valid / " if data.valid_x is not None else "")
-            + f"{len(data.test_x)} test; p(x|z) {vae.likelihood!r}, p(z) {_part(arch.get('prior'))}, "
-            f"q(z|x) {_part(arch.get('guide'))}, {config.arch} {widths}, z {config.z_dim}; "
+            + f"{len(data.test_x)} test; {model}; "
             f"{type(elbo_loss).__name__} x{config.num_particles}; {', '.join(preprocessing)}; device {shown}")
 
 
@@ -92,18 +170,27 @@ def score(vae, data, test: bool, valid: bool, main: bool, world: int, device) ->
     """The validation ELBO (``valid_elbo``), and with ``test`` the test ELBO and its split
     (``test_elbo``, ``test_expected_log_likelihood``, ``test_kl``), per datapoint in nats,
     computed on rank 0 (which in a distributed run leaves the ranks' common random stream
-    alone) and broadcast; no ``valid_elbo`` key without a validation set."""
+    alone) and broadcast; no ``valid_elbo`` key without a validation set. A conditional model is
+    scored given the rows' labels (log p(x | y)); a model with a classifier also reports the
+    fraction of rows it classifies right (``valid_accuracy``, ``test_accuracy``), never used to choose."""
     keys = ["valid_elbo", "test_elbo", "test_expected_log_likelihood", "test_kl"]
     values = dict.fromkeys(keys)
+    given = vae.labels == "required"  # the labels condition the score
+    classifies = vae.labels == "optional"
     if main:
         vae.eval()
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], enabled=world > 1):
             if data.valid_x is not None and valid:
-                values["valid_elbo"] = evaluate_elbo(vae, data.valid_x)
+                values["valid_elbo"] = evaluate_elbo(vae, data.valid_x, y=data.valid_y if given else None)
+                if classifies and data.valid_y is not None:
+                    values["valid_accuracy"] = accuracy(vae, data.valid_x, data.valid_y)
             if test:
-                split = elbo(vae, data.test_x, num_particles=1, analytic_kl=True).means()
+                split = elbo(vae, data.test_x, num_particles=1, analytic_kl=True,
+                             y=data.test_y if given else None).means()
                 values.update(test_elbo=split["elbo"], test_expected_log_likelihood=split["expected_log_likelihood"],
                               test_kl=split["kl"])
+                if classifies and data.test_y is not None:
+                    values["test_accuracy"] = accuracy(vae, data.test_x, data.test_y)
     if world > 1:
         values = dict(zip(keys, ddp.broadcast_values([values[k] for k in keys], device)))
     if data.valid_x is None:

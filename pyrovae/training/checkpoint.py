@@ -1,7 +1,8 @@
 """Checkpoints: written atomically, read with ``torch.load(weights_only=True)``.
 
-A checkpoint is a dict of plain values and tensors (no pickled classes): the VAE's
-architecture (``VAE.config()``), its ``state_dict``, the optimizer's state dict, the
+A checkpoint is a dict of plain values and tensors (no pickled classes): the model's kind
+(``model``: a name of :mod:`pyrovae.model.registry`, or ``custom``; a VAE where absent) and
+architecture (``vae``: the model's ``config()``), its ``state_dict``, the optimizer's state dict, the
 run's :class:`~pyrovae.training.config.TrainConfig` as a dict, the epoch and the history. It is
 written to a temporary file in the same folder, flushed and fsynced, then moved over the
 old one with ``os.replace``, so a crash leaves either the old file or the new one.
@@ -29,8 +30,9 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError, PyrovaeError, one_line
+from ..model.base import Model
 from ..model.likelihoods import CallableLikelihood, Likelihood
-from ..model.vae import VAE
+from ..model.registry import CUSTOM, MODELS, describe, model_class
 from .files import atomic_write, remove_stale_temporaries, write_json  # noqa: F401 (their old home)
 
 FORMAT = "pyrovae-checkpoint-1"
@@ -61,9 +63,9 @@ def restore_rng(state: dict) -> None:
     random.setstate((p["version"], tuple(p["state"]), p["gauss_next"]))
 
 
-def save_checkpoint(path, vae: VAE, optimizer: Optional[torch.optim.Optimizer] = None, **extra) -> None:
+def save_checkpoint(path, vae: Model, optimizer: Optional[torch.optim.Optimizer] = None, **extra) -> None:
     """Save ``vae`` (and ``optimizer``, and plain-valued ``extra`` entries) to ``path``."""
-    state = {"format": FORMAT, "vae": vae.config(), "state_dict": vae.state_dict()}
+    state = {"format": FORMAT, **model_record(vae), "state_dict": vae.state_dict()}
     if optimizer is not None:
         state["optimizer"] = optimizer.state_dict()
     state.update(extra)
@@ -84,7 +86,7 @@ def _verify_crc(path: Path) -> None:
 
 
 # the parts a checkpoint may hold, with their types (entries beyond these are the caller's)
-_PART_TYPES = {"vae": dict, "state_dict": dict, "optimizer": dict, "config": dict, "loop": dict, "rng": dict,
+_PART_TYPES = {"model": str, "model_class": str, "vae": dict, "state_dict": dict, "optimizer": dict, "config": dict, "loop": dict, "rng": dict,
                "metrics": dict, "history": list, "epoch": int}
 
 
@@ -131,11 +133,11 @@ _PART_LIMITS = {"components": 100_000, "steps": 64, "hidden": 65_536}
 _PARTS = {"prior": "prior.", "guide": "posterior_family."}  # config key -> state_dict prefix
 
 
-def _build(arch: dict, likelihood, path: Path, state_dict: dict) -> VAE:
-    """The recorded architecture, first on the ``meta`` device (shapes only, no memory)
-    to check the networks against the stored tensors, then for real. A prior or guide
-    family (whose Pyro modules cannot all be built on ``meta``) is bounded by
-    :data:`_PART_LIMITS` first and checked by ``load_state_dict``."""
+def _build(cls, arch: dict, likelihood, path: Path, state_dict: dict) -> Model:
+    """The recorded architecture of a model of pyrovae's registry (``cls``), first on the
+    ``meta`` device (shapes only, no memory) to check the networks against the stored
+    tensors, then for real. A prior or guide family (whose Pyro modules cannot all be built
+    on ``meta``) is bounded by :data:`_PART_LIMITS` first and checked by ``load_state_dict``."""
     for part in _PARTS:
         for key, limit in _PART_LIMITS.items():
             values = arch.get(part, {}).get(key, []) if isinstance(arch.get(part), dict) else []
@@ -146,7 +148,7 @@ def _build(arch: dict, likelihood, path: Path, state_dict: dict) -> VAE:
     core = {k: v for k, v in arch.items() if k not in _PARTS}
     try:
         with torch.device("meta"):
-            shell = VAE(**core, likelihood=likelihood)
+            shell = cls(**core, likelihood=likelihood)
     except (TypeError, ValueError, PyrovaeError) as error:
         raise CheckpointError(f"{path} records an architecture pyrovae cannot build: {one_line(error)}") from None
     expected = {k: tuple(v.shape) for k, v in shell.state_dict().items()}
@@ -157,7 +159,7 @@ def _build(arch: dict, likelihood, path: Path, state_dict: dict) -> VAE:
                               "the file is damaged or was edited")
     check_finite(state_dict, path)
     try:
-        return VAE(**arch, likelihood=likelihood)
+        return cls(**arch, likelihood=likelihood)
     except (TypeError, ValueError, PyrovaeError) as error:
         raise CheckpointError(f"{path} records an architecture pyrovae cannot build: {one_line(error)}") from None
 
@@ -168,18 +170,25 @@ def check_finite(state_dict: dict, path: Path) -> None:
         raise CheckpointError(f"{path} holds NaN or infinite weights; use an earlier checkpoint")
 
 
-def load(path, map_location="cpu", likelihood=None) -> VAE:
-    """A trained :class:`~pyrovae.model.vae.VAE` from a checkpoint, in eval mode.
+def load(path, map_location="cpu", likelihood=None, model=None) -> Model:
+    """A trained model from a checkpoint, in eval mode: a :class:`~pyrovae.model.vae.VAE`, or the
+    model of pyrovae's registry the checkpoint records (``cvae``, ``m2``).
 
     ``likelihood`` is needed only when the run used a custom callable likelihood (which
-    a checkpoint cannot hold): pass the same callable again. (A run folder's own programs
-    open it through :class:`~pyrovae.training.run.Run`, which also checks that the file
-    belongs to the run.)"""
-    return model_from_state(read_checkpoint(path, map_location), path, map_location, likelihood)
+    a checkpoint cannot hold): pass the same callable again. ``model``: the class of a
+    user's own :class:`~pyrovae.model.base.Model` (a checkpoint holds its ``config()``, never
+    its code), built as ``model(**config)``. (A run folder's own programs open it through
+    :class:`~pyrovae.training.run.Run`, which also checks that the file belongs to the run.)"""
+    return model_from_state(read_checkpoint(path, map_location), path, map_location, likelihood, model)
 
 
-def model_from_state(state: dict, path, map_location="cpu", likelihood=None) -> VAE:
-    """The VAE of a checkpoint already read by :func:`read_checkpoint` (``path`` names it in errors)."""
+def model_from_state(state: dict, path, map_location="cpu", likelihood=None, model=None) -> Model:
+    """The model of a checkpoint already read by :func:`read_checkpoint` (``path`` names it in errors)."""
+    kind = state.get("model", "vae")  # checkpoints from before the registry hold a VAE
+    cls = model_class(kind if isinstance(kind, str) else "?", model, str(path))
+    device = map_location if isinstance(map_location, (str, torch.device)) else "cpu"
+    if cls not in MODELS.values():  # a user's class, given again: built from its own config
+        return _build_custom(cls, state, Path(path)).to(device).eval()
     arch = dict(state["vae"])
     lik = arch.pop("likelihood", None)
     if not isinstance(lik, dict) or "name" not in lik:
@@ -194,7 +203,7 @@ def model_from_state(state: dict, path, map_location="cpu", likelihood=None) -> 
                                   "load_state_dict(state['state_dict']) yourself")
     if likelihood is not None and not isinstance(likelihood, Likelihood):
         likelihood = CallableLikelihood(likelihood, lik.get("outputs_per_pixel", 1), lik["name"])
-    vae = _build(arch, likelihood if likelihood is not None else lik, Path(path), state["state_dict"])
+    vae = _build(cls, arch, likelihood if likelihood is not None else lik, Path(path), state["state_dict"])
     try:
         vae.load_state_dict(state["state_dict"])
     except RuntimeError as error:
@@ -202,6 +211,28 @@ def model_from_state(state: dict, path, map_location="cpu", likelihood=None) -> 
     if vae.standardizer is not None and not bool((vae.standardizer.std > 0).all()):
         raise CheckpointError(f"{path} records a standardization with a std that is not positive; "
                               "the file is damaged or was edited")
-    device = map_location if isinstance(map_location, (str, torch.device)) else "cpu"
     return vae.to(device).eval()
+
+
+def _build_custom(cls, state: dict, path: Path) -> Model:
+    """A user's model ``cls(**config)`` with the checkpoint's weights."""
+    check_finite(state["state_dict"], path)
+    try:
+        built = cls(**state["vae"])
+    except Exception as error:  # the user's constructor: any refusal of the recorded config is one line
+        raise CheckpointError(f"{path}: {cls.__name__}(**config) failed with the recorded config "
+                              f"({type(error).__name__}: {one_line(error, 120)}); pass the class the run trained") from None
+    try:
+        built.load_state_dict(state["state_dict"])
+    except RuntimeError as error:
+        raise CheckpointError(f"{path} does not match {cls.__name__}: {one_line(error)}; pass the class the run "
+                              "trained") from None
+    return built
+
+
+def model_record(model: Model) -> dict:
+    """What a checkpoint records of a model besides its weights: its kind and its ``config()``
+    (under ``vae``, the key of every checkpoint since the first)."""
+    return {"model": model.kind if type(model) in MODELS.values() else CUSTOM, "model_class": describe(model),
+            "vae": model.config()}
 

@@ -12,8 +12,10 @@ from typing import Any, Optional, Tuple
 from ..errors import ConfigError, DataError, one_line
 from ..infer.elbos import ELBO_CLASSES
 from ..model.guides import GUIDES
+from ..model.labelled import LABELLED_ARCHS
 from ..model.networks import ARCHITECTURES
 from ..model.priors import PRIORS
+from ..model.registry import CUSTOM, MODELS
 
 ELBOS = tuple(ELBO_CLASSES)  # the registries' own keys: one source for each list of names
 ARCHS = ARCHITECTURES
@@ -38,6 +40,9 @@ class TrainConfig:
     split_seed: int = 0  # the seed of that split, independent of the training seed
     label_column: Optional[str] = None  # tables: the column that holds each row's integer class label
     labels_per_class: Optional[int] = None  # keep the labels of N seeded training rows per class, hide the rest
+    model: str = "vae"  # vae | cvae (conditional on the class) | m2 (semi-supervised) | custom (a user's Model)
+    alpha: float = 50.0  # m2: weight of log q(y|x) per labelled row (Kingma et al.'s alpha = 0.1 N is 0.1 N / N_l)
+    labelled_batch: Optional[int] = None  # m2: labelled rows added to every minibatch (None: min(labelled, batch))
     likelihood: Any = "bernoulli"  # a built-in name, a Likelihood or a callable (stored as its config() dict)
     likelihood_options: dict = field(default_factory=dict)  # keyword options of the likelihood, e.g. {"scale": 0.1}
     prior: str = "normal"  # normal | mog (learned mixture of Gaussians) | vamp (VampPrior)
@@ -113,6 +118,7 @@ class TrainConfig:
             raise ConfigError(f"--elbo meanfield needs the closed-form KL of the guide, which the {self.guide} guide "
                               "does not have; use --elbo trace or iwae")
         _choice("arch", self.arch, ARCHS)
+        self._check_model()
         _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         for name in ("lr_patience",):
             _positive(name, getattr(self, name))
@@ -157,9 +163,37 @@ class TrainConfig:
                               "cannot score; use --likelihood gaussian or laplace")
         return self
 
+    def _check_model(self) -> None:
+        """The model and what it works with (each refusal names what to change)."""
+        _choice("model", self.model, (*MODELS, CUSTOM))
+        if not (isinstance(self.alpha, (int, float)) and not isinstance(self.alpha, bool)
+                and 0 <= self.alpha < float("inf")):
+            raise ConfigError(f"alpha must be a non-negative number, got {self.alpha!r}")
+        if self.labelled_batch is not None:
+            _positive("labelled_batch", self.labelled_batch)
+        if self.model == "vae":
+            return
+        what = f"--model {self.model}"
+        if self.fast:
+            raise ConfigError(f"--fast compiles the vae model's step; drop --fast for {what}")
+        if self.distributed:
+            raise ConfigError(f"--distributed trains the vae model; drop --distributed for {what}")
+        if self.model == CUSTOM:
+            return
+        if self.arch not in LABELLED_ARCHS:
+            raise ConfigError(f"{what} takes --arch {' or '.join(LABELLED_ARCHS)}, not {self.arch}")
+        if self.prior != "normal" or self.guide != "normal":
+            raise ConfigError(f"{what} has a standard-normal prior and a Gaussian guide; drop --prior and --guide")
+        if self.model == "m2" and self.elbo != "trace":
+            raise ConfigError("--model m2 sums the hidden labels out with TraceEnum_ELBO (Monte-Carlo KL of z); "
+                              "use --elbo trace")
+        if self.model == "cvae" and self.elbo == "iwae":
+            raise ConfigError("--model cvae trains with --elbo trace or meanfield")
+
     def out_dir(self) -> str:
         data = self.dataset if self.dataset_is_name() else Path(self.dataset).stem
-        return self.out or f"runs/{data}-{self.likelihood_name()}-{self.elbo}"
+        model = "" if self.model == "vae" else f"{self.model}-"
+        return self.out or f"runs/{model}{data}-{self.likelihood_name()}-{self.elbo}"
 
     def dataset_is_name(self) -> bool:
         from ..data.datasets import DATASETS

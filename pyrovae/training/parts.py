@@ -158,8 +158,8 @@ class RunRecord:
     ``device``, ``elbo``, ``likelihood``, ``selection`` rule, the test ELBO's estimator),
     the per-epoch ``history``, the last ``test_elbo``, the ``resumes`` and the SVI step's mode."""
 
-    ORDER = ("command", "dataset", "device", "elbo", "likelihood", "history", "test_elbo", "test_elbo_estimator",
-             "selection", "best", "stopped_early", "resumes", "svi_step")
+    ORDER = ("command", "model", "dataset", "device", "elbo", "likelihood", "history", "test_elbo", "test_accuracy",
+             "test_elbo_estimator", "selection", "best", "stopped_early", "resumes", "svi_step")
 
     def __init__(self, **described):
         self.state = {**described, "history": [], "test_elbo": None, "resumes": []}
@@ -177,6 +177,8 @@ class RunRecord:
     def tested(self, record: dict) -> None:
         if record["test_elbo"] is not None:
             self.state["test_elbo"] = record["test_elbo"]
+        if record.get("test_accuracy") is not None:  # a fraction of all test rows, never used to choose
+            self.state["test_accuracy"] = record["test_accuracy"]
 
     def resumed(self, epoch: int, global_step: int, command: Optional[str]) -> None:
         self.state["resumes"].append({"epoch": epoch, "global_step": global_step, "command": command})

@@ -118,6 +118,8 @@ def plot_reconstructions(originals: torch.Tensor, reconstructions: torch.Tensor,
               "test images (odd rows) and reconstructions (even rows)" + channel_note(image_shape), image_shape)
 
 
-def plot_samples(samples: torch.Tensor, image_shape, path: Path, ncols: int = 10) -> None:
-    save_grid(image_grid(samples, image_shape, ncols), path,
-              "samples: mean of p(x|z), z ~ p(z)" + channel_note(image_shape), image_shape)
+def plot_samples(samples: torch.Tensor, image_shape, path: Path, ncols: int = 10, per_class: bool = False) -> None:
+    """Decoded prior draws, ``ncols`` to a row; ``per_class``: a row per class (a model of labelled data)."""
+    title = ("samples, a row per class y: mean of p(x|z,y), z ~ p(z)" if per_class else
+             "samples: mean of p(x|z), z ~ p(z)")
+    save_grid(image_grid(samples, image_shape, ncols), path, title + channel_note(image_shape), image_shape)

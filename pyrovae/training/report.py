@@ -27,21 +27,24 @@ class Reporter:
         self.tensorboard: Optional[TensorBoardLog] = (TensorBoardLog(out / "tensorboard", start_epoch)
                                                       if tensorboard else None)
 
-    def epoch(self, record: dict, vae, test_x: torch.Tensor) -> None:
+    def epoch(self, record: dict, vae, test_x: torch.Tensor, test_y: Optional[torch.Tensor] = None) -> None:
         if self.tensorboard is None:
             return
         self.tensorboard.epoch(record)
         if record["test_elbo"] is not None and self.image_shape is not None:
-            originals, reconstructions, samples = figure_data(vae, test_x)
+            if not draws(vae):
+                return
+            originals, reconstructions, samples = figure_data(vae, test_x, test_y)
             self.tensorboard.images(record["epoch"], reconstruction_grid(originals, reconstructions, self.image_shape),
                                     image_grid(samples, self.image_shape, 10))
 
-    def finish(self, history: list, vae, test_x: torch.Tensor, stop: Callable[[], bool] = lambda: False) -> None:
+    def finish(self, history: list, vae, test_x: torch.Tensor, stop: Callable[[], bool] = lambda: False,
+               test_y: Optional[torch.Tensor] = None) -> None:
         """Draw the three figures; ``stop()`` true (a signal came) skips those not drawn yet."""
         if stop():
             return
         plot_elbo_curves(history, self.out / "elbo_curves.png", self.title)
-        if stop():
+        if stop() or not draws(vae):  # a user's model without reconstruct and sample: the curves only
             return
         if self.image_shape is None:
             originals, reconstructions, samples = table_figure_data(vae, test_x)
@@ -49,10 +52,10 @@ class Reporter:
             if not stop():
                 plot_table_samples(originals, samples, self.out / "samples.png", self.columns)
             return
-        originals, reconstructions, samples = figure_data(vae, test_x)
+        originals, reconstructions, samples = figure_data(vae, test_x, test_y)
         plot_reconstructions(originals, reconstructions, self.image_shape, self.out / "reconstructions.png")
         if not stop():
-            plot_samples(samples, self.image_shape, self.out / "samples.png")
+            plot_samples(samples, self.image_shape, self.out / "samples.png", per_class=vae.labels != "none")
 
     def close(self) -> None:
         if self.tensorboard is not None:
@@ -63,9 +66,11 @@ def epoch_line(record: dict) -> str:
     """The line logged after an epoch: its ELBOs per datapoint (the training objective
     during KL warm-up), beta and seconds."""
     beta = record["kl_scale"]
-    return (f"epoch {record['epoch']:3d}  train {'objective' if beta < 1 else 'ELBO'} {record['train_elbo']:9.3f}  "
+    objective = beta < 1 or "valid_accuracy" in record or "test_accuracy" in record  # m2 adds alpha log q(y|x)
+    return (f"epoch {record['epoch']:3d}  train {'objective' if objective else 'ELBO'} {record['train_elbo']:9.3f}  "
             + (f"valid ELBO {record['valid_elbo']:9.3f}  " if "valid_elbo" in record else "")
             + (f"test ELBO {record['test_elbo']:9.3f}  " if record["test_elbo"] is not None else "")
+            + (f"valid accuracy {record['valid_accuracy']:.2%}  " if record.get("valid_accuracy") is not None else "")
             + (f"(beta {beta:.3f}) " if beta < 1 else "") + f"({record['seconds']:.1f} s)")
 
 
@@ -74,15 +79,25 @@ def _spread(test_x: torch.Tensor, n: int) -> torch.Tensor:
     return test_x[torch.linspace(0, len(test_x) - 1, min(n, len(test_x)), device=test_x.device).long()]
 
 
-def figure_data(vae, test_x: torch.Tensor):
+def draws(vae) -> bool:
+    """Whether a model can draw the figures: it reconstructs rows and samples new ones."""
+    return callable(getattr(vae, "reconstruct", None)) and callable(getattr(vae, "sample", None))
+
+
+def figure_data(vae, test_x: torch.Tensor, test_y: Optional[torch.Tensor] = None):
     """(originals, reconstructions, samples) in data units: 50 test images spread over the
-    whole test set (50, D), their reconstructions (50, D), 100 decoded prior draws (100, D).
-    ``test_x`` is in model space."""
+    whole test set (50, D), their reconstructions (50, D, given their labels for a conditional
+    model), 100 decoded prior draws (100, D; a model of labelled data: 10 per class, class by
+    class). ``test_x`` is in model space."""
     vae = vae.eval()
     device = next(vae.parameters()).device  # test_x may be host rows streamed to it (pyrovae.data.placement)
     originals = vae.to_data_space(_spread(test_x, 50).to(device))
     generator = torch.Generator(device=device).manual_seed(0)
-    return originals, vae.reconstruct(originals), vae.sample(100, generator=generator)
+    if vae.labels == "none":
+        return originals, vae.reconstruct(originals), vae.sample(100, generator=generator)
+    labels = None if test_y is None or vae.labels != "required" else _spread(test_y, 50).to(device)
+    return (originals, vae.reconstruct(originals, labels),
+            vae.sample(10 * vae.num_classes, generator=generator))
 
 
 @torch.no_grad()

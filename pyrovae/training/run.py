@@ -44,9 +44,9 @@ class Run:
     """A run folder, opened (or made) once; use it as a context manager, or call :meth:`close`."""
 
     def __init__(self, folder: Path, lock: Optional[RunLock], record: Optional[dict], run_id: Optional[str],
-                 likelihood=None, made: Optional[Path] = None):
+                 likelihood=None, made: Optional[Path] = None, model=None):
         self.folder, self.lock, self.record, self.run_id = folder, lock, record, run_id
-        self._likelihood, self._made, self._config = likelihood, made, None
+        self._likelihood, self._made, self._config, self._model = likelihood, made, None, model
         self.removed = 0  # temporary files of writes a crash interrupted, removed on opening for writing
 
     # ------------------------------------------------------------------ opening
@@ -69,11 +69,11 @@ class Run:
         return run
 
     @classmethod
-    def open(cls, folder, write: bool = False, likelihood=None, lock: bool = True) -> "Run":
+    def open(cls, folder, write: bool = False, likelihood=None, lock: bool = True, model=None) -> "Run":
         """An existing run: ``write`` for a program that writes its files (resume,
         evaluation), else a reader. ``likelihood``: the callable of a run trained with a
-        user's likelihood, which settings cannot hold. ``lock`` False: a rank of a
-        distributed run other than rank 0."""
+        user's likelihood, and ``model``: the class of a run of a user's own model, which
+        settings cannot hold. ``lock`` False: a rank of a distributed run other than rank 0."""
         folder = Path(folder)
         if not folder.is_dir():
             raise ConfigError(f"{folder} is not a run folder: it does not exist")
@@ -93,7 +93,7 @@ class Run:
             if held is not None:
                 held.release()
             raise
-        run = cls(folder, held, record, run_id, likelihood)
+        run = cls(folder, held, record, run_id, likelihood, model=model)
         if write and held is not None:  # the lock is held: nobody else writes here
             run.removed = remove_stale_temporaries(folder)
         return run
@@ -168,7 +168,7 @@ class Run:
         if state is None:
             state = self.checkpoint(which, str(device))
         return model_from_state(state, self.path(which), str(device),
-                                likelihood if likelihood is not None else self._likelihood)
+                                likelihood if likelihood is not None else self._likelihood, self._model)
 
     def resume_state(self) -> dict:
         """``checkpoint.pt`` with every part a resume loads, checked: present, of its type,

@@ -38,11 +38,12 @@ from ..data.transforms import make_transform
 from ..environment import device_name
 from ..errors import CheckpointError, ConfigError, one_line
 from ..infer import distributed as ddp
-from ..infer.elbos import make_elbo
 from ..infer.svi import kl_warmup_scale, make_optimizer, run_epoch
-from ..model.vae import VAE
-from .build import build_step, config_record, describe, place, score
-from .checkpoint import save_checkpoint
+from ..model.base import Model
+from ..model.registry import CUSTOM
+from ..model.registry import describe as describe_model
+from .build import build_elbo, build_model, build_step, config_record, describe, epoch_rows, place, score
+from .checkpoint import model_from_state, save_checkpoint
 from .config import TrainConfig, check_selection, make_likelihood, same_likelihood
 from .files import write_json
 from .parts import Counters, RandomState, RunRecord, Schedule, Selection, upgrade
@@ -53,35 +54,45 @@ from .signals import StopSignals
 
 
 def train(config: TrainConfig, log: Callable[[str], None] = print, dataset: Optional[Dataset] = None,
-          command: Optional[str] = None, on_epoch_end: Sequence[Callable] = ()) -> dict:
+          command: Optional[str] = None, on_epoch_end: Sequence[Callable] = (), model: Optional[Model] = None) -> dict:
     """Run the training that ``config`` describes and return its metrics.
 
+    ``model``: a user's own :class:`~pyrovae.model.base.Model` to train instead of
+    ``config.model`` (recorded as ``custom``; resume and load take its class again).
     ``dataset`` replaces loading ``config.dataset``; ``command`` (the command line that
     started the run) is recorded in ``config.json`` and ``metrics.json``. Each callable
     in ``on_epoch_end`` is called as ``f(epoch, vae, data)`` with the device-resident
     :class:`~pyrovae.data.prepare.PreparedData` before the first epoch (``epoch=0``) and
     after every epoch; it must not change the VAE or draw from the global random state."""
+    if model is not None:  # a user's model: recorded as custom, its data prepared for its own likelihood
+        config.model = CUSTOM
+        if getattr(model, "likelihood", None) is None:
+            raise ConfigError(f"{type(model).__name__} has no likelihood attribute; set self.likelihood (e.g. "
+                              "pyrovae.get_likelihood('bernoulli')), which scores and prepares the data")
+        config.likelihood, config.likelihood_options = model.likelihood, {}
     config.validate()
     with Run.create(config.out_dir(), main=_rank_zero()) as run:
-        return Trainer(config, log, dataset, command, run).loop(on_epoch_end)
+        return Trainer(config, log, dataset, command, run, model=model).loop(on_epoch_end)
 
 
 def resume(run_dir, log: Callable[[str], None] = print, dataset: Optional[Dataset] = None,
            command: Optional[str] = None, epochs: Optional[int] = None, progress: Optional[bool] = None,
            cuda: Optional[bool] = None, distributed: Optional[bool] = None, threads: Optional[int] = None,
-           on_epoch_end: Sequence[Callable] = (), likelihood=None) -> dict:
+           on_epoch_end: Sequence[Callable] = (), likelihood=None, model=None) -> dict:
     """Continue the run in ``run_dir`` from its ``checkpoint.pt`` with its own settings
     (``epochs`` may raise the number of epochs; ``progress``, ``cuda``, ``distributed``
     and ``threads`` change only the display, the device, the number of processes and
     the number of CPU threads). A run trained on arrays given in Python needs them again as
-    ``dataset``, and one trained with a callable likelihood needs it again as ``likelihood``.
+    ``dataset``, one trained with a callable likelihood needs it again as ``likelihood``, and
+    one of a user's own model class needs that class again as ``model``.
     Network weights, optimizer and schedule state, counters,
     history, the unfinished epoch and every random state come back, so the resumed run
     is the run that was interrupted."""
     with Run.open(run_dir, write=True, likelihood=likelihood, lock=_rank_zero()) as run:
         state = run.resume_state()
+        given = None if model is None else model_from_state(state, run.path("last"), model=model)
         return _resume(run, state, log, dataset, command, epochs, progress, cuda, distributed, threads,
-                       on_epoch_end, likelihood)
+                       on_epoch_end, likelihood, given)
 
 
 def _rank_zero() -> bool:
@@ -90,7 +101,7 @@ def _rank_zero() -> bool:
 
 
 def _resume(run, state, log, dataset, command, epochs, progress, cuda, distributed, threads, on_epoch_end,
-            likelihood):
+            likelihood, given):
     try:
         config = TrainConfig.from_dict(state["config"])
     except TypeError as error:  # a setting the settings do not have, or of a wrong kind
@@ -110,7 +121,7 @@ def _resume(run, state, log, dataset, command, epochs, progress, cuda, distribut
     if threads is not None:
         config.threads = threads
     config.validate()
-    return Trainer(config, log, dataset, command, run, resume_from=state).loop(on_epoch_end)
+    return Trainer(config, log, dataset, command, run, resume_from=state, model=given).loop(on_epoch_end)
 
 
 class Trainer:
@@ -119,7 +130,7 @@ class Trainer:
     random state. A checkpoint holds each part's ``state_dict``; :meth:`loop` trains to the end."""
 
     def __init__(self, config: TrainConfig, log, dataset: Optional[Dataset], command: Optional[str], run: Run,
-                 resume_from: Optional[dict] = None):
+                 resume_from: Optional[dict] = None, model: Optional[Model] = None):
         self.config, self.command, self.run = config, command, run
         if config.threads is not None:
             torch.set_num_threads(config.threads)
@@ -144,22 +155,20 @@ class Trainer:
         rule = "valid_elbo" if self.data.valid_x is not None else "last_epoch"
 
         # what learns
-        self.vae = VAE(self.dataset.x_dim, config.z_dim, config.hidden, likelihood, arch=config.arch,
-                       image_shape=self.dataset.image_shape, channels=config.channels, prior=config.prior,
-                       prior_options=config.prior_options, guide=config.guide,
-                       guide_options=config.guide_options,
-                       standardization=self.data.standardization).to(self.device)
-        self.elbo = make_elbo(config.elbo, config.num_particles)
+        self.vae = build_model(config, self.dataset, likelihood, self.data.standardization, model).to(self.device)
+        self.elbo = build_elbo(config, self.vae)
         self.optimizer = make_optimizer(self.vae.parameters(), config.lr)
         self.schedule = Schedule(self.optimizer, config.lr_schedule, config.epochs, config.lr_min, config.lr_patience)
-        self.step = build_step(config, self.vae, self.elbo, self.optimizer, len(self.data.train_x), self.rank,
-                               self.world, log)
         self.transform = make_transform(self.data.transform, self.data.levels)
+        self.epoch_x, labels, labelled = epoch_rows(self.vae, self.data, log)  # the rows an epoch runs over
+        self.step = build_step(config, self.vae, self.elbo, self.optimizer, len(self.data.train_x), self.rank,
+                               self.world, log, labels, labelled, self.transform)
 
         # the parts of the run's state, in the order a resume loads them (the random state last)
         shown = device_name(self.device) if self.world == 1 else f"{self.world} x {device_name(self.device)}"
         self.counters, self.selection = Counters(self.device), Selection(rule, config.early_stopping)
-        self.record = RunRecord(command=command, dataset=self.dataset.summary(), device=shown, elbo=config.elbo,
+        self.record = RunRecord(command=command, model=describe_model(self.vae), dataset=self.dataset.summary(),
+                                device=shown, elbo=config.elbo,
                                 likelihood=likelihood.config(), selection=rule,
                                 test_elbo_estimator="TraceMeanField_ELBO (analytic KL), 1 particle")
         self.signals = StopSignals(self.step, self.world)
@@ -222,7 +231,7 @@ class Trainer:
                     if self.signals.agreed(counters.global_step, now=True):
                         raise self.signals.interrupted(counters.global_step, self.out)
                 if self.main:  # a signal here skips the figures left; a resume draws them
-                    self.reporter.finish(self.record.history, self.vae, self.data.test_x,
+                    self.reporter.finish(self.record.history, self.vae, self.data.test_x, test_y=self.data.test_y,
                                          stop=lambda: self.signals.signal is not None)
                 if self.signals.signal is not None:
                     raise self.signals.interrupted(counters.global_step, self.out)
@@ -239,7 +248,7 @@ class Trainer:
         return metrics
 
     def _train_one_epoch(self) -> None:
-        config, counters, num = self.config, self.counters, len(self.data.train_x)
+        config, counters, num = self.config, self.counters, len(self.epoch_x)
         epoch = counters.epoch + 1
         beta = kl_warmup_scale(epoch, config.kl_warmup)
         kl_scale = None if beta == 1.0 else torch.tensor(beta, device=self.device)
@@ -256,7 +265,7 @@ class Trainer:
         with tqdm(total=num, initial=min(num, state.position * config.batch_size), desc=f"epoch {epoch}/{config.epochs}",
                   unit="img", disable=not config.progress, leave=False) as bar:
             self.vae.train()
-            finished = run_epoch(self.step, self.data.train_x, state, config.batch_size, self.transform, kl_scale,
+            finished = run_epoch(self.step, self.epoch_x, state, config.batch_size, self.transform, kl_scale,
                                  validate_first_step=counters.global_step == 0, progress=bar, after_step=after_step)
         counters.check_finite(config.lr, self.out)
         counters.lap()
@@ -264,7 +273,7 @@ class Trainer:
             self._save()
             raise self.signals.interrupted(counters.global_step, self.out)
 
-        train_elbo = -float(state.total) / num  # one host read per epoch
+        train_elbo = -float(state.total) / len(self.data.train_x)  # per training row; one host read per epoch
         record = {"epoch": epoch, "train_elbo": train_elbo,
                   **self._score(test=epoch % config.test_frequency == 0 or epoch == config.epochs),
                   "kl_scale": beta, "lr": self.schedule.lr, "seconds": counters.epoch_seconds}
@@ -273,12 +282,12 @@ class Trainer:
         self.log(epoch_line(record))
         self._select(record)
         if self.selection.stopped_early and record["test_elbo"] is None:  # the last epoch is always tested
-            record.update({k: v for k, v in self._score(test=True, valid=False).items() if k != "valid_elbo"})
+            record.update({k: v for k, v in self._score(test=True, valid=False).items() if not k.startswith("valid")})
             self.record.tested(record)
         self._save()
         if self.main:
             write_json(self.out / "metrics.json", self.record.metrics(self.selection))
-        self.reporter.epoch(record, self.vae, self.data.test_x)
+        self.reporter.epoch(record, self.vae, self.data.test_x, self.data.test_y)
 
     def _score(self, test: bool, valid: bool = True) -> dict:
         return score(self.vae, self.data, test, valid, self.main, self.world, self.device)

@@ -118,11 +118,14 @@ def test_non_finite_loss_stops_with_one_line_and_keeps_the_last_good_checkpoint(
     (None, "no checkpoint at"),
     (b"", "not a readable checkpoint"),
     (b"\x00garbage\xff" * 10, "not a readable checkpoint"),
+    ("no config.json", "is not a finished run folder: config.json is missing"),
 ])
-def test_resume_of_a_bad_folder_is_one_line(tmp_path, content, message):
+def test_resume_of_a_bad_folder_is_one_line(uninterrupted, tmp_path, content, message):
     out = tmp_path / "run"
     out.mkdir()
-    if content is not None:
+    if content != "no config.json":  # the run's own settings, and a checkpoint that is missing or damaged
+        (out / "config.json").write_bytes((uninterrupted / "config.json").read_bytes())
+    if isinstance(content, bytes):
         (out / "checkpoint.pt").write_bytes(content)
     result = drive(tmp_path, "none", 0, ["--resume", str(out)])
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -130,8 +133,9 @@ def test_resume_of_a_bad_folder_is_one_line(tmp_path, content, message):
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
 
 
-def test_resume_of_a_checkpoint_that_would_run_code(tmp_path, code_running_checkpoint):
+def test_resume_of_a_checkpoint_that_would_run_code(uninterrupted, tmp_path, code_running_checkpoint):
     path, target = code_running_checkpoint
+    (path.parent / "config.json").write_bytes((uninterrupted / "config.json").read_bytes())
     result = drive(tmp_path, "none", 0, ["--resume", str(path.parent)])
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()

@@ -78,9 +78,11 @@ def test_validation_hold_out_is_disjoint_and_selects_best(mnist_sample, tmp_path
     config = pyrovae.TrainConfig(epochs=4, valid_size=300, train_limit=500, test_limit=100, z_dim=4, hidden=(32,),
                                  progress=False, out=str(tmp_path))
     metrics = pyrovae.train(config, log=lambda s: None, dataset=mnist_sample)
-    held = mnist_sample.hold_out(300)
-    assert len(held.valid_x) == 300 and torch.equal(held.valid_x, mnist_sample.train_x[-300:])
+    held = mnist_sample.hold_out(300)  # the sample's rows are sorted by class: 300 seeded random rows
+    rows = torch.tensor(held.held_out["valid_rows"])
+    assert len(held.valid_x) == 300 and torch.equal(held.valid_x, mnist_sample.train_x[rows])
     assert len(held.train_x) == len(mnist_sample.train_x) - 300
+    assert len(held.valid_y.unique()) == 10  # every class, not the last one only
     assert metrics["dataset"]["num_valid"] == 100  # the test limit applies to the validation set too
     assert metrics["selection"] == "valid_elbo"
     best = max(metrics["history"], key=lambda h: h["valid_elbo"])
@@ -119,13 +121,14 @@ def _selection_run(dataset, out):
 
 def test_selection_follows_validation_and_never_the_test_set(mnist_sample, tmp_path):
     """With --valid-size unset: best.pt, the plateau schedule and early stopping follow the
-    validation ELBO of the held-out last 10% of the training set, and a different test set
+    validation ELBO of the held-out 10% of the training set, and a different test set
     changes none of them."""
     metrics = _selection_run(mnist_sample, tmp_path / "a")
     history = metrics["history"]
     assert metrics["selection"] == "valid_elbo"
-    assert metrics["dataset"]["valid_held_out"] == {"rows": 100, "first_row": 3600, "of": 4000,
-                                                    "rule": "the last 10% (default)"}
+    held_out = metrics["dataset"]["valid_held_out"]  # the sample's rows are sorted by class: a random 10%
+    assert (held_out["rows"], held_out["of"], len(held_out["valid_rows"])) == (100, 4000, 400)
+    assert held_out["rule"] == "a random 10% (default) (seed 0)"
     valid = [h["valid_elbo"] for h in history]
     best_epoch = history[valid.index(max(valid))]["epoch"]
     assert metrics["best"]["epoch"] == best_epoch and metrics["stopped_early"]
@@ -142,7 +145,8 @@ def test_selection_follows_validation_and_never_the_test_set(mnist_sample, tmp_p
     # other test images (noise in [0, 1], not digits): the same selection, rates and weights
     generator = torch.Generator().manual_seed(1)
     other = pyrovae.Dataset(mnist_sample.name, mnist_sample.source, mnist_sample.train_x,
-                            torch.rand(mnist_sample.test_x.shape, generator=generator), mnist_sample.train_y)
+                            torch.rand(mnist_sample.test_x.shape, generator=generator), mnist_sample.train_y,
+                            origin=mnist_sample.origin)
     swapped = _selection_run(other, tmp_path / "b")
     assert [h["test_elbo"] for h in swapped["history"]] != [h["test_elbo"] for h in history]
     assert swapped["best"]["epoch"] == metrics["best"]["epoch"]
