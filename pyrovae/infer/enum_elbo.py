@@ -14,6 +14,8 @@ gradient): a synchronization per SVI step that stalls a GPU. :class:`TraceEnum_E
 the same tensor without it (non-finite losses are caught by the training loop, which records
 the first bad step on the device).
 """
+import warnings
+
 import pyro.infer
 import torch
 from pyro.distributions.util import is_identically_zero
@@ -28,10 +30,12 @@ class TraceEnum_ELBO(pyro.infer.TraceEnum_ELBO):
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
         elbo = 0.0
-        for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
-            particle = _compute_dice_elbo(model_trace, guide_trace)
-            if not is_identically_zero(particle):
-                elbo = elbo + particle
+        with warnings.catch_warnings():  # a minibatch of labelled rows only has nothing to enumerate: no news
+            warnings.filterwarnings("ignore", message="TraceEnum_ELBO found no sample sites configured")
+            for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
+                particle = _compute_dice_elbo(model_trace, guide_trace)
+                if not is_identically_zero(particle):
+                    elbo = elbo + particle
         elbo = elbo / self.num_particles
         if not torch.is_tensor(elbo) or not elbo.requires_grad:
             raise ValueError(f"the ELBO cannot be differentiated: {elbo}")
