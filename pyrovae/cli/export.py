@@ -17,8 +17,8 @@ def export_main(argv: Optional[List[str]] = None) -> int:
                    help="onnx: encoder.onnx and decoder.onnx (opset 17, any batch size); torchscript: encoder.pt and "
                         "decoder.pt")
     p.add_argument("--out", required=True,
-                   help="the folder to write: a new path, or an empty folder, inside a folder that exists (a folder "
-                        "that holds anything is refused); it is written whole or not at all")
+                   help="the folder to write: a new path (missing parent folders are made) or an empty folder; a "
+                        "folder that holds anything is refused; it is written whole or not at all")
     p.add_argument("--checkpoint", choices=("best", "last"), default=None,
                    help="best.pt (the best epoch by the validation ELBO) or checkpoint.pt (the last); "
                         "default: best.pt where the run kept one")

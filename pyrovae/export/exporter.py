@@ -3,8 +3,9 @@
 The run folder is opened through :class:`~pyrovae.training.run.Run` (its lock, shared; a
 checkpoint of its own). The files are written into a new folder beside ``out``, checked
 (:func:`~pyrovae.export.writers.check_file`) and moved to ``out`` with one rename, so ``out``
-either holds the whole export or does not exist: a refusal, an error or a signal midway leaves
-nothing. ``out`` must not exist, or be an empty folder; its parent folder must exist.
+either holds the whole export or is as it was: a refusal, an error or a signal midway leaves
+nothing (the parent folders made for it are removed again). ``out`` must not exist, or be an
+empty folder.
 """
 import os
 import shutil
@@ -17,7 +18,7 @@ import torch
 
 from ..errors import ConfigError, Interrupted, WriteError, one_line
 from ..training.files import write_json
-from ..training.run import Run
+from ..training.run import Run, _first_missing, _remove_made
 from .describe import describe, file_specs
 from .graphs import PARAMETERS, DecoderGraph, EncoderGraph, FlowGraph
 from .writers import CHECK_ROWS, FORMATS, TRACE_ROWS, check_file, write
@@ -54,18 +55,21 @@ def export_run(run_dir, fmt: str, out, checkpoint: Optional[str] = None, log: Ca
 
 
 def check_out(out) -> Path:
-    """``out`` as a path, refused in one line unless it is new (or an empty folder) in a writable folder."""
+    """``out`` as a path, refused in one line unless it is new (or an empty folder) and its nearest
+    existing folder is writable."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; export writes a folder: choose a new path")
     if out.is_dir() and any(out.iterdir()):
         raise ConfigError(f"--out {out} exists and is not empty; export writes a new folder: choose another path, "
                           "or remove that folder first")
-    parent = out.absolute().parent
-    if not parent.is_dir():
-        raise ConfigError(f"--out {out}: its folder {parent} does not exist; make it first")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise WriteError(f"--out {out}: {parent} is read-only or not writable; choose another path")
+    existing = out.absolute().parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"--out {out}: {existing} is a file, not a folder; choose another path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise WriteError(f"--out {out}: {existing} is read-only or not writable; choose another path")
     return out
 
 
@@ -108,13 +112,19 @@ def _write_files(vae, run: Run, fmt: str, checkpoint: str, epoch, graphs: dict, 
 
 
 def _write_folder(out: Path, fill: Callable[[Path], dict]) -> dict:
-    """``fill(folder)`` into a new temporary folder beside ``out``, then the folder renamed to ``out``;
-    on any failure the temporary folder is removed and ``out`` is as it was."""
+    """``fill(folder)`` into a new temporary folder beside ``out`` (its missing parent folders made),
+    then the folder renamed to ``out``; on any failure the temporary folder and the parent folders
+    made for it are removed and ``out`` is as it was."""
+    parent = out.absolute().parent
+    made = _first_missing(parent)
     try:
-        folder = Path(tempfile.mkdtemp(dir=out.absolute().parent, prefix=f".{out.name}.", suffix=".tmp"))
+        parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.", suffix=".tmp"))
     except OSError as error:
+        _remove_made(parent, made)
         raise WriteError(f"--out {out}: cannot make a folder beside it ({error.strerror or one_line(error)}); "
                          "choose another path") from None
+    done = False
     try:
         os.chmod(folder, 0o755)  # mkdtemp's 0700 would hide the export from other users
         record = fill(folder)
@@ -123,6 +133,7 @@ def _write_folder(out: Path, fill: Callable[[Path], dict]) -> dict:
         except OSError as error:
             raise WriteError(f"--out {out}: cannot put the export in place ({error.strerror or one_line(error)}); "
                              "nothing was written") from None
+        done = True
         return record
     except OSError as error:
         raise WriteError(f"{error.strerror or one_line(error)} while writing the export into {out}; "
@@ -130,3 +141,5 @@ def _write_folder(out: Path, fill: Callable[[Path], dict]) -> dict:
     finally:
         if folder.exists():
             shutil.rmtree(folder, ignore_errors=True)
+        if not done:
+            _remove_made(parent, made)

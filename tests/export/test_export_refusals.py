@@ -29,12 +29,12 @@ def leftovers(folder) -> list:
 
 
 def test_the_script_exports_a_run(trained, tmp_path):
-    out = tmp_path / "exported"
+    out = tmp_path / "exports" / "mnist"  # missing parent folders are made
     result = run_script("export.py", trained("bernoulli-mlp"), "--format", "torchscript", "--out", out)
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in out.iterdir()) == ["decoder.pt", "encoder.pt", "model.json"]
     assert json.loads((out / "model.json").read_text())["command"].startswith("python scripts/export.py ")
-    assert leftovers(tmp_path) == []
+    assert leftovers(tmp_path / "exports") == []
 
 
 def test_not_a_run_folder(tmp_path, capsys):
@@ -55,8 +55,8 @@ def test_an_existing_folder_that_holds_anything_is_refused_and_kept(trained, tmp
     assert [p.name for p in out.iterdir()] == ["notes.txt"] and (out / "notes.txt").read_text() == "mine"
     (tmp_path / "file").write_text("x")
     assert "is a file" in refused([trained("bernoulli-mlp"), "--format", "onnx", "--out", tmp_path / "file"], capsys)
-    assert "make it first" in refused([trained("bernoulli-mlp"), "--format", "onnx", "--out",
-                                       tmp_path / "no" / "such"], capsys)
+    assert "is a file, not a folder" in refused([trained("bernoulli-mlp"), "--format", "onnx", "--out",
+                                                 tmp_path / "file" / "inside"], capsys)
     empty = tmp_path / "empty"
     empty.mkdir()  # an empty folder is taken
     assert export_main([str(trained("bernoulli-mlp")), "--format", "onnx", "--out", str(empty)]) == 0
@@ -108,9 +108,9 @@ def test_an_export_that_fails_midway_leaves_nothing(trained, tmp_path, monkeypat
         return 0.0
 
     monkeypatch.setattr(exporter, "check_file", failing)
-    out = tmp_path / "out"
+    out = tmp_path / "new" / "parents" / "out"  # the parent folders made for it go too
     assert "decoder.onnx differs" in refused([trained("bernoulli-mlp"), "--format", "onnx", "--out", out], capsys)
-    assert calls == ["encoder.onnx", "decoder.onnx"] and not out.exists() and leftovers(tmp_path) == []
+    assert calls == ["encoder.onnx", "decoder.onnx"] and os.listdir(tmp_path) == []
 
 
 def test_an_interrupted_export_leaves_nothing(trained, tmp_path, monkeypatch, capsys):
