@@ -30,8 +30,10 @@ setup(
         "scikit-learn>=1.0",  # the real sets of scripts/example_data.py (and mlxtend's own dependency)
     ],
     extras_require={
+        # scripts/export.py: the versions its tests ran with (an ONNX file's opset must be one onnxruntime runs)
+        "export": ["onnx==1.23.2", "onnxruntime==1.32.0"],
         # ruff is pinned exactly: a new release may lint differently, and an upgrade is a commit, not a surprise
-        "test": ["pytest>=7", "hypothesis>=6", "ruff==0.17.6"],
+        "test": ["pytest>=7", "hypothesis>=6", "ruff==0.17.6", "onnx==1.23.2", "onnxruntime==1.32.0"],
     },
     entry_points={"console_scripts": ["pyrovae-train=pyrovae.cli:main"]},
 )

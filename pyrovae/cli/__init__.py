@@ -7,6 +7,7 @@
 * ``bench_ddp.py`` -> :func:`bench_ddp_main` -> :mod:`pyrovae.experiments.bench_ddp`
 * ``nll_table.py`` -> :func:`nll_table_main` -> :mod:`pyrovae.experiments.nll_table`
 * ``encode.py`` -> :func:`encode_main` -> :mod:`pyrovae.experiments.encode`
+* ``export.py`` -> :func:`pyrovae.cli.export.export_main` -> :func:`pyrovae.export.export_run`
 
 ``svi_train`` holds the training command lines, ``programs`` the others, ``common``
 what they share. Each command imports its application (:mod:`pyrovae.experiments`) only when it runs.

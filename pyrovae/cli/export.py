@@ -1,0 +1,31 @@
+"""``scripts/export.py RUN_DIR --format onnx|torchscript --out DIR``: a run's trained networks as files."""
+from typing import List, Optional
+
+from .common import _command, _guarded, _Help, _Parser, _set_threads, _threads_flag
+
+
+def export_main(argv: Optional[List[str]] = None) -> int:
+    """``scripts/export.py RUN_DIR --format onnx|torchscript --out DIR [--checkpoint best|last]``: the run's
+    encoder and decoder (and an IAF guide's flow) with ``model.json``, via :func:`pyrovae.export.export_run`."""
+    p = _Parser(description="Write the trained encoder (x -> loc, scale of q(z|x)) and decoder (z -> the likelihood's "
+                "parameters) of a run as ONNX files (for onnxruntime: no torch or Pyro needed) or TorchScript files "
+                "(torch.jit.load: no Pyro or pyrovae needed), with model.json saying what each input and output is. "
+                "A table's standardization is part of the graphs: both take and give data units. An IAF guide's "
+                "flow is written too (flow.onnx / flow.pt). See docs/export.md.", formatter_class=_Help)
+    p.add_argument("run_dir", help="a folder written by scripts/svi_train.py")
+    p.add_argument("--format", required=True, choices=("onnx", "torchscript"), dest="fmt",
+                   help="onnx: encoder.onnx and decoder.onnx (opset 17, any batch size); torchscript: encoder.pt and "
+                        "decoder.pt")
+    p.add_argument("--out", required=True,
+                   help="the folder to write: a new path (missing parent folders are made) or an empty folder; a "
+                        "folder that holds anything is refused; it is written whole or not at all")
+    p.add_argument("--checkpoint", choices=("best", "last"), default=None,
+                   help="best.pt (the best epoch by the validation ELBO) or checkpoint.pt (the last); "
+                        "default: best.pt where the run kept one")
+    _threads_flag(p)
+    args = p.parse_args(argv)
+    _set_threads(p, args.threads)
+    command = _command("scripts/export.py", argv)
+    from ..export import export_run  # the exporter loads only when its command runs
+
+    return _guarded(lambda: export_run(args.run_dir, args.fmt, args.out, args.checkpoint, command=command), args.out)

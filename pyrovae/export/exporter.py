@@ -1,0 +1,145 @@
+"""Export a run's trained guide and decoder (``scripts/export.py``): :func:`export_run`.
+
+The run folder is opened through :class:`~pyrovae.training.run.Run` (its lock, shared; a
+checkpoint of its own). The files are written into a new folder beside ``out``, checked
+(:func:`~pyrovae.export.writers.check_file`) and moved to ``out`` with one rename, so ``out``
+either holds the whole export or is as it was: a refusal, an error or a signal midway leaves
+nothing (the parent folders made for it are removed again). ``out`` must not exist, or be an
+empty folder.
+"""
+import os
+import shutil
+import signal
+import tempfile
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+from ..errors import ConfigError, Interrupted, WriteError, one_line
+from ..training.files import write_json
+from ..training.run import Run, _first_missing, _remove_made
+from .describe import describe, file_specs
+from .graphs import PARAMETERS, DecoderGraph, EncoderGraph, FlowGraph
+from .writers import CHECK_ROWS, FORMATS, TRACE_ROWS, check_file, write
+
+
+def export_run(run_dir, fmt: str, out, checkpoint: Optional[str] = None, log: Callable[[str], None] = print,
+               command: Optional[str] = None) -> dict:
+    """Write the encoder, the decoder (and an IAF guide's flow) of the run in ``run_dir`` as
+    ``fmt`` files (``onnx`` or ``torchscript``) with ``model.json`` into the new folder ``out``;
+    ``checkpoint``: ``best``, ``last`` or None (``best.pt`` where the run kept one). Returns the
+    contents of ``model.json`` (``command``: the command line, recorded there)."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    out = check_out(out)  # before anything slow
+    with Run.open(run_dir) as run:  # a reader: the run's lock, shared
+        _check_exportable(run)
+        state = run.checkpoint(checkpoint)
+        vae = run.model(checkpoint, "cpu", state=state)
+        name = run.path(checkpoint).name
+        graphs = {"encoder": EncoderGraph(vae), "decoder": DecoderGraph(vae)}
+        if vae.posterior_family.name == "iaf":
+            graphs["flow"] = FlowGraph(vae)
+        specs = file_specs(vae)
+        log(f"exporting {', '.join(graphs)} of {run.folder / name} (epoch {state.get('epoch')}) as {fmt} into {out}")
+        try:
+            record = _write_folder(out, lambda folder: _write_files(vae, run, fmt, name, state.get("epoch"), graphs,
+                                                                    specs, folder, command))
+        except KeyboardInterrupt as stop:  # SIGINT, or SIGTERM as scripts/_startup.py raises it
+            signum = stop.args[0] if stop.args and isinstance(stop.args[0], int) else signal.SIGINT
+            raise Interrupted(f"interrupted ({signal.Signals(signum).name}); nothing was written to {out}",
+                              128 + signum) from None
+    log(f"wrote {out}: {', '.join(record['files'])}, model.json")
+    return record
+
+
+def check_out(out) -> Path:
+    """``out`` as a path, refused in one line unless it is new (or an empty folder) and its nearest
+    existing folder is writable."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; export writes a folder: choose a new path")
+    if out.is_dir() and any(out.iterdir()):
+        raise ConfigError(f"--out {out} exists and is not empty; export writes a new folder: choose another path, "
+                          "or remove that folder first")
+    existing = out.absolute().parent
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"--out {out}: {existing} is a file, not a folder; choose another path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise WriteError(f"--out {out}: {existing} is read-only or not writable; choose another path")
+    return out
+
+
+def _check_exportable(run: Run) -> None:
+    """Refuse, before any checkpoint is read, a run of another model or with a user's callable likelihood."""
+    settings = run.record["settings"]
+    model = settings.get("model", "vae")
+    if model != "vae":
+        raise ConfigError(f"export supports the vae model; {run.folder} is a run of the {model!r} model")
+    likelihood = settings.get("likelihood")
+    if isinstance(likelihood, dict) and likelihood.get("custom"):
+        raise ConfigError(f"{run.folder} was trained with the likelihood {likelihood.get('name')!r}, a user's "
+                          "callable, which cannot be exported: export writes the parameters of the built-in "
+                          f"likelihoods ({', '.join(PARAMETERS)})")
+
+
+def _examples(vae, rows: int, seed: int) -> dict:
+    """Inputs for each graph: ``rows`` rows in data units (uniform in [0, 1], or about the columns'
+    mean and std), latent codes drawn from q(z|x) for the decoder, the flow's base draws."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(rows, vae.x_dim, generator=g)  # (rows, D)
+    if vae.standardizer is not None:
+        x = vae.standardizer.inverse(torch.randn(rows, vae.x_dim, generator=g))
+    with torch.no_grad():
+        loc, scale = EncoderGraph(vae)(x)  # 2 x (rows, K)
+    u = loc + scale * torch.randn(loc.shape, generator=g)  # (rows, K)
+    return {"encoder": (x,), "decoder": (u,), "flow": (u, loc, scale)}
+
+
+def _write_files(vae, run: Run, fmt: str, checkpoint: str, epoch, graphs: dict, specs: dict, folder: Path,
+                 command: Optional[str]) -> dict:
+    traced, checked, checks = _examples(vae, TRACE_ROWS, 0), _examples(vae, CHECK_ROWS, 1), {}
+    for name, graph in graphs.items():
+        path = folder / (name + FORMATS[fmt])
+        write(fmt, graph, traced[name], path, specs[name])
+        checks[name] = check_file(fmt, graph, checked[name], path, specs[name])
+    record = {**describe(vae, run, fmt, checkpoint, epoch, checks), "command": command}
+    write_json(folder / "model.json", record)
+    return record
+
+
+def _write_folder(out: Path, fill: Callable[[Path], dict]) -> dict:
+    """``fill(folder)`` into a new temporary folder beside ``out`` (its missing parent folders made),
+    then the folder renamed to ``out``; on any failure the temporary folder and the parent folders
+    made for it are removed and ``out`` is as it was."""
+    parent = out.absolute().parent
+    made = _first_missing(parent)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.", suffix=".tmp"))
+    except OSError as error:
+        _remove_made(parent, made)
+        raise WriteError(f"--out {out}: cannot make a folder beside it ({error.strerror or one_line(error)}); "
+                         "choose another path") from None
+    done = False
+    try:
+        os.chmod(folder, 0o755)  # mkdtemp's 0700 would hide the export from other users
+        record = fill(folder)
+        try:
+            os.replace(folder, out)  # an empty folder at out is replaced; a non-empty one refuses
+        except OSError as error:
+            raise WriteError(f"--out {out}: cannot put the export in place ({error.strerror or one_line(error)}); "
+                             "nothing was written") from None
+        done = True
+        return record
+    except OSError as error:
+        raise WriteError(f"{error.strerror or one_line(error)} while writing the export into {out}; "
+                         "nothing was written") from None
+    finally:
+        if folder.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+        if not done:
+            _remove_made(parent, made)
