@@ -32,7 +32,7 @@ PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 #: words that tell the story of how the software was made, which a reader cannot act on
 HISTORY = re.compile(r"issue[ -]?[0-9]|this session|device time|earlier version|was fixed|lent to", re.I)
 #: programs whose flags page names only their own flags and takes the rest from another program
-INHERITS = {"compare_elbo": "svi_train"}
+INHERITS = {"compare_elbo": "svi_train", "ssl_table": "svi_train"}
 README_MAX_LINES = 300
 
 

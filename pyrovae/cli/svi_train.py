@@ -37,6 +37,8 @@ def build_parser(description: str = "Train a VAE (Pyro model/guide) with SVI.") 
     p.add_argument("--labels-per-class", type=int, default=None, metavar="N",
                    help="keep the labels of N seeded training rows per class (--split-seed) and hide the rest; "
                         "validation and test rows keep theirs for scoring")
+    p.add_argument("--label-seed", type=int, default=None, metavar="SEED",
+                   help="the seed of the rows whose labels --labels-per-class keeps (default: --split-seed)")
     p.add_argument("--standardize", default=d.standardize, choices=STANDARDIZE,
                    help="columns: (x - mean) / std per column, from the training rows, undone on decode; "
                         "auto: for tables with a real-valued likelihood")

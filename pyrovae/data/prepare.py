@@ -63,7 +63,8 @@ def select_data(config: "TrainConfig", dataset: Dataset) -> Dataset:
     selected = dataset.hold_out(config.valid_size).limit(config.train_limit, config.test_limit,
                                                          rule=config.limit_rule)
     if config.labels_per_class is not None:
-        selected = selected.hide_labels(config.labels_per_class, seed=config.split_seed)
+        seed = config.split_seed if config.label_seed is None else config.label_seed
+        selected = selected.hide_labels(config.labels_per_class, seed=seed)
     return selected
 
 

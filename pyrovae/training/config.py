@@ -40,6 +40,7 @@ class TrainConfig:
     split_seed: int = 0  # the seed of that split, independent of the training seed
     label_column: Optional[str] = None  # tables: the column that holds each row's integer class label
     labels_per_class: Optional[int] = None  # keep the labels of N seeded training rows per class, hide the rest
+    label_seed: Optional[int] = None  # the seed of those rows (None: split_seed)
     model: str = "vae"  # vae | cvae (conditional on the class) | m2 (semi-supervised) | custom (a user's Model)
     alpha: float = 50.0  # m2: weight of log q(y|x) per labelled row (Kingma et al.'s alpha = 0.1 N is 0.1 N / N_l)
     labelled_batch: Optional[int] = None  # m2: labelled rows added to every minibatch (None: min(labelled, batch))
@@ -107,8 +108,12 @@ class TrainConfig:
         if self.label_column is not None and not (isinstance(self.label_column, str) and self.label_column):
             raise ConfigError(f"label_column must be the name of a column, got {self.label_column!r}")
         _choice("limit_rule", self.limit_rule, LIMIT_RULES)
-        if isinstance(self.split_seed, bool) or not isinstance(self.split_seed, int) or not 0 <= self.split_seed < SEED_LIMIT:
-            raise ConfigError(f"split_seed must be an integer from 0 to 2**32 - 1, got {self.split_seed!r}")
+        for name in ("split_seed", "label_seed"):
+            value = getattr(self, name)
+            if name == "label_seed" and value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < SEED_LIMIT:
+                raise ConfigError(f"{name} must be an integer from 0 to 2**32 - 1, got {value!r}")
         _choice("standardize", self.standardize, STANDARDIZE)
         _choice("data_placement", self.data_placement, PLACEMENTS)
         _choice("elbo", self.elbo, ELBOS)

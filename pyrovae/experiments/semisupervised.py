@@ -1,0 +1,139 @@
+r"""Semi-supervised classification with M2 against the same classifier trained on the labels alone
+(``scripts/ssl_table.py``).
+
+For each number of labels per class and each seed, one M2 run (``--model m2``, its labelled rows
+drawn with ``label_seed`` = the seed, its training with ``seed`` = the seed) and one supervised
+baseline: the network of M2's classifier :math:`q(y \mid x)` (the same widths and units), trained
+by Adam on the cross-entropy of the *same* labelled rows only, through the same per-minibatch
+preprocessing (fresh binarization of grey digits every step), for a fixed number of full-batch
+steps (nothing chooses the step: there is no label-free validation score for a classifier), the
+last step scored. Both are scored on all the run's test rows, prepared as the run scores them.
+M2's ``best.pt`` is chosen by its validation ELBO, which uses no label; its test accuracy is
+reported, never used to choose. The table gives mean and standard deviation over the seeds.
+"""
+import statistics
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, List, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..data.prepare import prepare_data
+from ..data.transforms import make_transform
+from ..infer.evaluation import accuracy
+from ..model.networks import mlp
+from ..training.config import TrainConfig
+from ..training.files import atomic_write, read_json, write_json
+from ..training.run import Run
+from ..training.trainer import resume, train
+
+
+def supervised_baseline(run_dir, steps: int = 1000, lr: float = 1e-3, seed: int = 0) -> dict:
+    """The classifier of M2's run ``run_dir`` trained on that run's labelled rows alone (module
+    docstring): its test accuracy over all the run's test rows, and what it was trained on."""
+    with Run.open(run_dir) as run:
+        config, model = run.config, run.model("best")
+        data = prepare_data(config, run.dataset(log=lambda line: None), model.likelihood)
+    labelled = data.train_y >= 0
+    x, y = data.train_x[labelled], data.train_y[labelled]  # (N_l, D), (N_l,)
+    transform = make_transform(data.transform, data.levels)
+    torch.manual_seed(seed)
+    net = mlp([model.x_dim, *config.hidden, model.num_classes], gated=config.arch == "gated")  # x -> logits
+    optimizer = torch.optim.Adam(net.parameters(), lr=lr)
+    for _ in range(steps):
+        batch = x if transform is None else transform(x)
+        loss = F.cross_entropy(net(batch), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        right = (net(data.test_x).argmax(-1) == data.test_y).float().mean().item()
+    return {"test_accuracy": right, "labelled_rows": int(labelled.sum()), "steps": steps, "lr": lr, "seed": seed,
+            "num_test": len(data.test_y), "final_train_loss": loss.item()}
+
+
+def ssl_table(base: TrainConfig, out_dir, labels_per_class: Sequence[int], seeds: Sequence[int],
+              baseline_steps: int = 1000, log: Callable[[str], None] = print, command: str = None) -> dict:
+    """Train (or resume, or skip when finished) one M2 run per (labels per class, seed) into
+    ``out_dir/m2-<n>-seed<s>``, its baseline beside it, and write ``out_dir/table.{md,json}``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows: List[dict] = []
+    for n in labels_per_class:
+        for seed in seeds:
+            folder = out / f"m2-{n}-seed{seed}"
+            config = replace(base, model="m2", labels_per_class=n, seed=seed, label_seed=seed, out=str(folder))
+            metrics = _finished(folder, config, log)
+            baseline = supervised_baseline(folder, baseline_steps, seed=seed)
+            write_json(folder / "baseline.json", baseline)
+            rows.append({"labels_per_class": n, "seed": seed, "m2": test_accuracy_of(folder, "best"),
+                         "baseline": baseline["test_accuracy"], "labelled_rows": baseline["labelled_rows"],
+                         "m2_best_epoch": metrics["best"]["epoch"], "epochs": len(metrics["history"]),
+                         "num_test": baseline["num_test"], "run": str(folder)})
+            log(f"{n} labels per class, seed {seed}: M2 {rows[-1]['m2']:.2%}, baseline {rows[-1]['baseline']:.2%}")
+    result = {"command": command, "dataset": base.dataset, "settings": base.to_dict(), "baseline_steps": baseline_steps,
+              "rows": rows, "summary": _summary(rows, labels_per_class)}
+    write_json(out / "table.json", result)
+    atomic_write(out / "table.md", lambda f: f.write(_markdown(result)), mode="w")
+    return result
+
+
+def _finished(folder: Path, config: TrainConfig, log) -> dict:
+    """The metrics of the run in ``folder``: trained, or resumed to its end, or read when it is done."""
+    if not (folder / "checkpoint.pt").is_file():
+        return train(config, log=log)
+    metrics = read_json(folder / "metrics.json")
+    if metrics.get("stopped_early") or len(metrics.get("history", [])) >= config.epochs:
+        return metrics
+    return resume(folder, log=log, epochs=config.epochs)
+
+
+def _summary(rows: List[dict], labels_per_class: Sequence[int]) -> List[dict]:
+    summary = []
+    for n in labels_per_class:
+        part = [r for r in rows if r["labels_per_class"] == n]
+        summary.append({"labels_per_class": n, "seeds": len(part),
+                        "m2_mean": statistics.mean(r["m2"] for r in part), "m2_sd": _spread(part, "m2"),
+                        "baseline_mean": statistics.mean(r["baseline"] for r in part),
+                        "baseline_sd": _spread(part, "baseline")})
+    return summary
+
+
+def _spread(part: List[dict], key: str) -> float:
+    """The standard deviation of ``key`` over the seeds (0 for one seed)."""
+    return statistics.stdev([r[key] for r in part]) if len(part) > 1 else 0.0
+
+
+def _markdown(r: dict) -> str:
+    s = r["settings"]
+    lines = [f"# Semi-supervised classification: M2 against its classifier trained on the labels alone ({r['dataset']})",
+             "", f"Test accuracy over all {r['rows'][0]['num_test']:,} test rows, mean ± standard deviation over "
+             f"{r['summary'][0]['seeds']} seeds (each seed draws its own labelled rows and trains with its own "
+             "random stream). M2: `--model m2`, MLP hidden "
+             f"{s['hidden']}, z {s['z_dim']}, alpha {s['alpha']:g} per labelled row, labelled rows in every minibatch "
+             f"({s['labelled_batch'] or 'all of them, up to --batch-size'}), {s['epochs']} epochs, best.pt chosen by "
+             f"the validation ELBO (no labels). Baseline: the same network as M2's q(y|x), Adam 1e-3 on the "
+             f"cross-entropy of the labelled rows alone, {r['baseline_steps']} full-batch steps, the last scored.", "",
+             "| labels per class | labelled rows | M2 | supervised baseline | M2 - baseline |",
+             "| ---: | ---: | ---: | ---: | ---: |"]
+    for row in r["summary"]:
+        n_rows = next(x["labelled_rows"] for x in r["rows"] if x["labels_per_class"] == row["labels_per_class"])
+        lines.append(f"| {row['labels_per_class']} | {n_rows:,} | {row['m2_mean']:.2%} ± {row['m2_sd']:.2%} | "
+                     f"{row['baseline_mean']:.2%} ± {row['baseline_sd']:.2%} | "
+                     f"{row['m2_mean'] - row['baseline_mean']:+.2%} |")
+    lines += ["", "Per run:", "", "| labels per class | seed | M2 | baseline | M2's best epoch / epochs |",
+              "| ---: | ---: | ---: | ---: | ---: |"]
+    for row in r["rows"]:
+        lines.append(f"| {row['labels_per_class']} | {row['seed']} | {row['m2']:.2%} | {row['baseline']:.2%} | "
+                     f"{row['m2_best_epoch']} / {row['epochs']} |")
+    lines += ["", f"Command: `{r['command']}`", ""]
+    return "\n".join(lines)
+
+
+def test_accuracy_of(run_dir, which: str = "best") -> float:
+    """The test accuracy of a checkpoint of an M2 run over all its test rows."""
+    with Run.open(run_dir) as run:
+        model = run.model(which)
+        data = prepare_data(run.config, run.dataset(log=lambda line: None), model.likelihood)
+    return accuracy(model, data.test_x, data.test_y)

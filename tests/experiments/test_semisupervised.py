@@ -1,0 +1,38 @@
+"""scripts/ssl_table.py: M2 runs and their supervised baselines on the same labelled rows, in a
+table with mean and spread over seeds; finished runs are kept when the table is made again."""
+import json
+
+import numpy as np
+from sklearn.datasets import load_digits
+
+from helpers import run_script
+from pyrovae.experiments.semisupervised import supervised_baseline
+
+
+def test_the_table_compares_m2_with_its_classifier_on_the_same_labels(tmp_path):
+    digits = load_digits()  # 1,797 real 8x8 digits, 17 grey levels, labelled
+    path = tmp_path / "digits.npz"
+    np.savez(path, x=digits.images.astype(np.float32) / 16.0, y=digits.target)
+    out = tmp_path / "table"
+    args = ["--dataset", path, "--labels", "5", "--seeds", "0", "1", "--epochs", "2", "--hidden", "32",
+            "--z-dim", "4", "--baseline-steps", "200", "--threads", "1", "--out", out]
+    result = run_script("ssl_table.py", *args)
+    assert result.returncode == 0, result.stderr
+    table = json.loads((out / "table.json").read_text())
+    assert [(r["labels_per_class"], r["seed"], r["labelled_rows"]) for r in table["rows"]] == [(5, 0, 50), (5, 1, 50)]
+    [summary] = table["summary"]
+    assert summary["seeds"] == 2 and 0.1 < summary["baseline_mean"] <= 1 and 0 <= summary["m2_mean"] <= 1
+    assert "| 5 | 50 |" in (out / "table.md").read_text()
+    labelled = [json.loads((out / f"m2-5-seed{s}" / "metrics.json").read_text())["dataset"]["labels"]
+                for s in (0, 1)]
+    assert labelled[0]["labelled_rows"] != labelled[1]["labelled_rows"]  # each seed draws its own labelled rows
+    again = run_script("ssl_table.py", *args)  # the finished runs are kept, not trained again
+    assert again.returncode == 0 and "epoch" not in again.stdout, again.stdout
+    baseline = supervised_baseline(out / "m2-5-seed0", steps=200, seed=0)
+    assert baseline == json.loads((out / "m2-5-seed0" / "baseline.json").read_text())  # the same, again
+
+
+def test_the_table_refuses_settings_it_sets_itself(tmp_path):
+    result = run_script("ssl_table.py", "--labels-per-class", "3", "--out", tmp_path / "t")
+    assert result.returncode == 2 and "set per table row" in result.stderr
+    assert not (tmp_path / "t").exists()
