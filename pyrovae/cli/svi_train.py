@@ -6,6 +6,7 @@ from typing import List, Optional
 from ..data.datasets import DATASETS
 from ..model.guides import GUIDES
 from ..model.likelihoods import BUILT_IN
+from ..model.networks import ACTIVATIONS
 from ..model.priors import PRIORS
 from ..model.registry import MODELS
 from ..training.config import ARCHS, BINARIZE, DEQUANTIZE, ELBOS, LR_SCHEDULES, PLACEMENTS, STANDARDIZE, TrainConfig
@@ -46,7 +47,7 @@ def build_parser(description: str = "Train a VAE (Pyro model/guide) with SVI.") 
                    help="device: the data moves to the GPU once; host: it stays in pinned host memory and "
                         "minibatches stream with overlapped copies; auto: device when it fits")
     p.add_argument("--model", default=d.model, choices=tuple(MODELS),
-                   help="vae = p(z) p(x|z); cvae = a conditional VAE p(z) p(x|z,y) (every row with its class); "
+                   help="vae = p(z) p(x|z); hvae = two stochastic layers p(z2) p(z1|z2) p(x|z1,z2); cvae = a conditional VAE p(z) p(x|z,y) (every row with its class); "
                         "m2 = the semi-supervised model of Kingma et al. 2014 (hidden labels summed out exactly)")
     p.add_argument("--alpha", type=float, default=d.alpha,
                    help="m2: the weight of log q(y|x) per labelled row (Kingma et al.'s alpha = 0.1 N on the mean "
@@ -80,6 +81,9 @@ def build_parser(description: str = "Train a VAE (Pyro model/guide) with SVI.") 
     p.add_argument("--z-dim", type=int, default=d.z_dim, help="latent dimensions")
     p.add_argument("--arch", default=d.arch, choices=ARCHS,
                    help="MLP (softplus units), MLP with gated units, or convolutional encoder/decoder")
+    p.add_argument("--activation", default=d.activation, choices=("auto", *ACTIVATIONS),
+                   help="the hidden units of --arch mlp and gated; auto: softplus for mlp (the measured default, "
+                        "results/activation), none for gated (the gate alone)")
     p.add_argument("--hidden", type=int, nargs="+", default=list(d.hidden),
                    help="mlp: hidden widths, e.g. --hidden 400 200; conv: the dense layer's width")
     p.add_argument("--channels", type=int, nargs=2, default=list(d.channels),

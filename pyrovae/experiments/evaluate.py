@@ -66,7 +66,7 @@ def _evaluate(run, vae, checkpoint_name, epoch, prepared, num_samples, test_limi
     with tqdm(total=len(test_x), desc=f"log p(x), K={num_samples}", unit="img", disable=not progress) as bar:
         log_p = log_likelihood(vae, test_x, num_samples=num_samples, progress=bar.update, y=given)
     split = elbo(vae, test_x, num_particles=10, analytic_kl=True, y=given).means()
-    n_active, _ = active_units(vae, test_x, y=given)
+    n_active, variances = active_units(vae, test_x, y=given)  # over every latent dimension, all layers
     nll = -log_p.mean().item()
     result = {
         "test_nll": nll,
@@ -81,12 +81,17 @@ def _evaluate(run, vae, checkpoint_name, epoch, prepared, num_samples, test_limi
         "elbo_estimator": "analytic KL, 10 particles",
         "active_units": n_active,
         "z_dim": vae.z_dim,
+        "latent_dims": len(variances),
         "command": command,
         "checkpoint": checkpoint_name,
         "checkpoint_epoch": epoch,
     }
     if given is not None:
         result["scored"] = "log p(x | y): each test row given its label"
+    if len(getattr(vae, "latent_sites", ())) > 1 and vae.labels == "none":  # the ELBO's KL split by layer
+        torch.manual_seed(0)
+        parts = [vae.kl_by_site(chunk, None, 10) for chunk in vae._as_input(test_x).split(500)]
+        result["kl_per_layer"] = {k: torch.cat([p[k] for p in parts]).mean().item() for k in parts[0]}
     if vae.labels == "optional" and test_y is not None:  # a fraction of the scored test rows
         result["test_accuracy"] = accuracy(vae, test_x, test_y)
     log_det = vae.log_det_standardization()
@@ -106,8 +111,10 @@ def _evaluate(run, vae, checkpoint_name, epoch, prepared, num_samples, test_limi
     run.write_metrics(metrics)
     log(f"test NLL {nll:.3f} ± {result['test_nll_se']:.3f} nats, test ELBO {split['elbo']:.3f} "
         f"(E log p(x|z) {split['expected_log_likelihood']:.3f}, KL {split['kl']:.3f}), "
-        f"{n_active}/{vae.z_dim} active units" + (f", {result['test_bpd']:.3f} bits/dim" if "test_bpd" in result else "")
+        f"{n_active}/{len(variances)} active units" + (f", {result['test_bpd']:.3f} bits/dim" if "test_bpd" in result else "")
         + (f", test accuracy {result['test_accuracy']:.2%}" if "test_accuracy" in result else "")
+        + ("; KL by layer " + ", ".join(f"{k} {v:.3f}" for k, v in result["kl_per_layer"].items())
+           if "kl_per_layer" in result else "")
         + (f"; in the data's own units (+ sum log std = {log_det:.3f}): test NLL {nll + log_det:.3f}"
            if "test_nll_data_units" in result else ""))
     return result

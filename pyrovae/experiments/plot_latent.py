@@ -34,7 +34,8 @@ def _plot(vae, dataset, prepared, out: Path, log) -> list:
     device = next(vae.parameters()).device
     test_x = vae.to_data_space(prepared.test_x.to(device))  # (N, D) in data units
     given = None if vae.labels != "required" else prepared.test_y.to(device)  # a conditional model's q(z | x, y)
-    means = torch.cat([vae.latents(c, None if given is None else given[i:i + 1000])["loc"]
+    key = "loc" if "z" in vae.latent_sites else f"{vae.latent_sites[0]}_loc"  # the top layer of a hierarchy
+    means = torch.cat([vae.latents(c, None if given is None else given[i:i + 1000])[key]
                        for i, c in zip(range(0, len(test_x), 1000), test_x.split(1000))]).cpu()  # (N, z_dim)
     image_shape = dataset.image_shape
     if vae.kind != "vae":  # the decoder of another model needs more than z (a class): the posterior means only

@@ -39,7 +39,8 @@ def supervised_baseline(run_dir, steps: int = 1000, lr: float = 1e-3, seed: int 
     x, y = data.train_x[labelled], data.train_y[labelled]  # (N_l, D), (N_l,)
     transform = make_transform(data.transform, data.levels)
     torch.manual_seed(seed)
-    net = mlp([model.x_dim, *config.hidden, model.num_classes], gated=config.arch == "gated")  # x -> logits
+    net = mlp([model.x_dim, *config.hidden, model.num_classes], model.activation,
+              gated=config.arch == "gated")  # x -> logits: the network of M2's q(y|x)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr)
     for _ in range(steps):
         batch = x if transform is None else transform(x)

@@ -119,16 +119,26 @@ class Model(nn.Module):
         guide_trace.compute_log_prob()
         model_trace.compute_log_prob()
         guide_sites = _sample_sites(guide_trace)
-        log_lik, kl = 0.0, 0.0
+        log_lik, kl = 0.0, {}
         for name, site in _sample_sites(model_trace).items():
             if site["is_observed"]:
                 log_lik = log_lik + site["log_prob"]
             elif name in guide_sites:
-                kl = kl + _kl(guide_sites[name], site, analytic_kl)
+                kl[name] = _kl(guide_sites[name], site, analytic_kl)
             else:
                 raise ConfigError(f"{type(self).__name__}'s guide does not sample the model's latent site {name!r}; "
                                   "a model that sums a latent out overrides elbo_terms and log_weights")
-        return log_lik, kl
+        self._kl_by_site = kl  # each latent site's KL term, (S, B), of the last call (for kl_by_site)
+        return log_lik, sum(kl.values()) if kl else 0.0
+
+    @torch.no_grad()
+    def kl_by_site(self, x: torch.Tensor, y: Optional[torch.Tensor], num_samples: int,
+                   analytic_kl: bool = True) -> Dict[str, torch.Tensor]:
+        """Each latent site's KL term per datapoint, (B,), averaged over ``num_samples`` draws (a
+        lower layer's given the guide's draws of the layers above it); their sum is the KL of
+        :meth:`elbo_terms`."""
+        log_lik, _ = self.log_terms(x, y, num_samples, analytic_kl)
+        return {name: torch.as_tensor(v).expand_as(log_lik).mean(0) for name, v in self._kl_by_site.items()}
 
     def elbo_terms(self, x: torch.Tensor, y: Optional[torch.Tensor], num_samples: int,
                    analytic_kl: bool) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -42,7 +42,7 @@ class LabelledModel(Model):
     def __init__(self, x_dim: int, num_classes: int, z_dim: int = 50, hidden: Sequence[int] = (400,),
                  likelihood="bernoulli", likelihood_options: Optional[dict] = None, arch: str = "mlp",
                  image_shape: Optional[Sequence[int]] = (28, 28), standardization: Optional[dict] = None,
-                 standardized: bool = False, name: Optional[str] = None):
+                 standardized: bool = False, name: Optional[str] = None, activation: Optional[str] = None):
         super().__init__(x_dim, image_shape, standardization, standardized, name)
         hidden = tuple(int(h) for h in hidden)
         for label, value in [("num_classes", num_classes), ("z_dim", z_dim)] + [("hidden", h) for h in hidden]:
@@ -54,10 +54,11 @@ class LabelledModel(Model):
             raise ConfigError(f"the {self.kind} model takes --arch {' or '.join(LABELLED_ARCHS)}, not {arch!r}")
         self.num_classes, self.z_dim, self.hidden, self.arch = int(num_classes), int(z_dim), hidden, arch
         self.likelihood = get_likelihood(likelihood, **(likelihood_options or {}))
-        gated = arch == "gated"
-        self.encoder = Encoder(self.x_dim + self.num_classes, self.z_dim, hidden, gated=gated)  # (x, e_y) -> q(z)
+        gated, self.activation = arch == "gated", activation
+        self.encoder = Encoder(self.x_dim + self.num_classes, self.z_dim, hidden, gated=gated,
+                               activation=activation)  # (x, e_y) -> q(z)
         self.decoder = Decoder(self.z_dim + self.num_classes, self.likelihood.outputs_per_pixel * self.x_dim, hidden,
-                               gated=gated)  # (z, e_y) -> p(x)
+                               gated=gated, activation=activation)  # (z, e_y) -> p(x)
         self.prior = StandardNormal(self.z_dim)
 
     def one_hot(self, y: torch.Tensor) -> torch.Tensor:
@@ -72,7 +73,8 @@ class LabelledModel(Model):
         return {"x_dim": self.x_dim, "num_classes": self.num_classes, "z_dim": self.z_dim, "hidden": list(self.hidden),
                 "likelihood": self.likelihood.config(), "arch": self.arch,
                 "image_shape": None if self.image_shape is None else list(self.image_shape),
-                **({"standardized": True} if self.standardizer is not None else {})}
+                **({"standardized": True} if self.standardizer is not None else {}),
+                **({"activation": self.activation} if self.activation is not None else {})}
 
     @torch.no_grad()
     def sample(self, n: int, y: Union[int, torch.Tensor, None] = None, mean: bool = True,

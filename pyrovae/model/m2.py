@@ -57,7 +57,8 @@ class M2(LabelledModel):
             raise ConfigError(f"alpha must be a non-negative number, got {alpha!r}")
         self.alpha = float(alpha)
         self.passes_per_sample = self.num_classes
-        self.classifier = mlp([self.x_dim, *self.hidden, self.num_classes], gated=self.arch == "gated")  # x -> logits
+        self.classifier = mlp([self.x_dim, *self.hidden, self.num_classes], self.activation,
+                              gated=self.arch == "gated")  # x -> logits
 
     def config(self) -> dict:
         return {**super().config(), "alpha": self.alpha}

@@ -7,7 +7,8 @@ r"""The two networks of an amortized VAE, as plain :class:`torch.nn.Module` s.
 
 Two architectures (``make_networks(arch, ...)``):
 
-* ``"mlp"``: :class:`Encoder` and :class:`Decoder`, MLPs with softplus hidden units;
+* ``"mlp"``: :class:`Encoder` and :class:`Decoder`, MLPs with softplus hidden units (or
+  another of :data:`ACTIVATIONS`);
 * ``"gated"``: the same MLPs with gated hidden units, :math:`h = (W x + b) \odot
   \sigma(V x + c)` (:class:`GatedLinear`; Dauphin et al. 2017, as in the VampPrior
   paper's VAEs);
@@ -28,30 +29,48 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+#: the hidden units of the MLP and gated networks by name ("none": identity, the gated layer's own default)
+ACTIVATIONS = {"softplus": nn.Softplus, "relu": nn.ReLU, "elu": nn.ELU, "silu": nn.SiLU, "tanh": nn.Tanh,
+               "none": nn.Identity}
+#: each architecture's units when none is named, as its networks have always had them
+LEGACY_ACTIVATION = {"mlp": "softplus", "gated": "none"}
+
+
+def activation_of(name: Optional[str], gated: bool) -> str:
+    """The units' name: ``name``, or the architecture's own (softplus for the MLP, none for gated units)."""
+    name = LEGACY_ACTIVATION["gated" if gated else "mlp"] if name is None else name
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
+    return name
+
 
 class GatedLinear(nn.Module):
-    r"""``(..., in) -> (..., out)``: :math:`(W x + b) \odot \sigma(V x + c)`."""
+    r"""``(..., in) -> (..., out)``: :math:`a(W x + b) \odot \sigma(V x + c)`, ``a`` the activation
+    (the identity by default, as in Dauphin et al. 2017)."""
 
-    def __init__(self, fan_in: int, fan_out: int):
+    def __init__(self, fan_in: int, fan_out: int, activation: str = "none"):
         super().__init__()
         self.value, self.gate = nn.Linear(fan_in, fan_out), nn.Linear(fan_in, fan_out)
+        self.activation = ACTIVATIONS[activation]()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.value(x) * torch.sigmoid(self.gate(x))
+        return self.activation(self.value(x)) * torch.sigmoid(self.gate(x))
 
 
-def mlp(sizes: Sequence[int], activation=nn.Softplus, gated: bool = False) -> nn.Sequential:
-    """Layers ``sizes[0] -> ... -> sizes[-1]``: linear with ``activation`` between them,
-    or with ``gated`` a :class:`GatedLinear` for every hidden layer and a linear output."""
+def mlp(sizes: Sequence[int], activation: Optional[str] = None, gated: bool = False) -> nn.Sequential:
+    """Layers ``sizes[0] -> ... -> sizes[-1]``: linear with ``activation`` units between them
+    (softplus by default), or with ``gated`` a :class:`GatedLinear` for every hidden layer
+    (identity by default) and a linear output."""
+    units = activation_of(activation, gated)
     layers = []
     for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         hidden = i < len(sizes) - 2
         if gated and hidden:
-            layers.append(GatedLinear(fan_in, fan_out))
+            layers.append(GatedLinear(fan_in, fan_out, units))
             continue
         layers.append(nn.Linear(fan_in, fan_out))
         if hidden:
-            layers.append(activation())
+            layers.append(ACTIVATIONS[units]())
     return nn.Sequential(*layers)
 
 
@@ -60,9 +79,9 @@ class Encoder(nn.Module):
     :math:`\sigma = \mathrm{softplus}(h) + \sigma_{min}` so the guide never degenerates."""
 
     def __init__(self, x_dim: int, z_dim: int, hidden: Sequence[int] = (400,), min_scale: float = 1e-4,
-                 gated: bool = False):
+                 gated: bool = False, activation: Optional[str] = None):
         super().__init__()
-        self.net = mlp([x_dim, *hidden, 2 * z_dim], gated=gated)
+        self.net = mlp([x_dim, *hidden, 2 * z_dim], activation, gated=gated)
         self.min_scale = min_scale
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -74,9 +93,10 @@ class Decoder(nn.Module):
     """``z (..., z_dim) -> o (..., out_dim)``: unconstrained outputs for a likelihood
     (``out_dim = outputs_per_pixel * x_dim``)."""
 
-    def __init__(self, z_dim: int, out_dim: int, hidden: Sequence[int] = (400,), gated: bool = False):
+    def __init__(self, z_dim: int, out_dim: int, hidden: Sequence[int] = (400,), gated: bool = False,
+                 activation: Optional[str] = None):
         super().__init__()
-        self.net = mlp([z_dim, *reversed(tuple(hidden)), out_dim], gated=gated)
+        self.net = mlp([z_dim, *reversed(tuple(hidden)), out_dim], activation, gated=gated)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z)
@@ -169,18 +189,42 @@ class ConvDecoder(nn.Module):
 ARCHITECTURES = ("mlp", "gated", "conv")
 
 
+class ConditionalConvEncoder(ConvEncoder):
+    """``(x (..., C*H*W), c (..., cond_dim)) -> (loc, scale)``: the :class:`ConvEncoder`'s feature
+    maps of x, flattened and joined to the condition ``c`` (e.g. a higher latent layer) before the
+    dense layers."""
+
+    def __init__(self, image_shape: Sequence[int], z_dim: int, cond_dim: int, channels: Sequence[int] = (32, 64),
+                 hidden: int = 256, min_scale: float = 1e-4):
+        super().__init__(image_shape, z_dim, channels, hidden, min_scale)
+        flat = self.head[0].in_features
+        self.head = nn.Sequential(nn.Linear(flat + cond_dim, hidden), nn.ELU(), nn.Linear(hidden, 2 * z_dim))
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        lead = torch.broadcast_shapes(x.shape[:-1], c.shape[:-1])
+        images = x.expand(*lead, x.shape[-1]).reshape(-1, self.c, self.h, self.w)  # (M, C, H, W)
+        if any(self.pad):
+            images = F.pad(images, self.pad)
+        features = self.features(images)  # (M, flat)
+        out = self.head(torch.cat([features, c.expand(*lead, c.shape[-1]).reshape(len(features), -1)], dim=-1))
+        loc, raw_scale = out.reshape(*lead, -1).chunk(2, dim=-1)  # (..., z_dim) each
+        return loc, F.softplus(raw_scale) + self.min_scale
+
+
 def make_networks(arch: str, x_dim: int, z_dim: int, outputs_per_pixel: int, hidden: Sequence[int] = (400,),
                   image_shape: Optional[Sequence[int]] = (28, 28),
-                  channels: Sequence[int] = (32, 64)) -> Tuple[nn.Module, nn.Module]:
+                  channels: Sequence[int] = (32, 64), activation: Optional[str] = None) -> Tuple[nn.Module, nn.Module]:
     """(encoder, decoder) of architecture ``arch``. For ``"mlp"`` and ``"gated"``, ``hidden`` are the
     encoder's widths (the decoder mirrors them) and ``image_shape`` is not used (any D, None for
     vector data); for ``"conv"``, ``hidden[0]`` is the width of the dense layer beside the
     latent, ``channels`` the feature maps at H'/2 and H'/4, and ``x_dim`` must equal C*H*W."""
     if arch in ("mlp", "gated"):
         gated = arch == "gated"
-        return (Encoder(x_dim, z_dim, hidden, gated=gated),
-                Decoder(z_dim, outputs_per_pixel * x_dim, hidden, gated=gated))
+        return (Encoder(x_dim, z_dim, hidden, gated=gated, activation=activation),
+                Decoder(z_dim, outputs_per_pixel * x_dim, hidden, gated=gated, activation=activation))
     if arch == "conv":
+        if activation is not None:
+            raise ValueError("the conv networks have ELU units; --activation applies to --arch mlp and gated")
         dims = image_dims(image_shape)
         if math.prod(dims) != x_dim:
             raise ValueError(f"image_shape {tuple(image_shape)} does not hold x_dim={x_dim} pixels")

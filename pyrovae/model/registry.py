@@ -2,6 +2,8 @@
 
 * ``vae`` (:class:`~pyrovae.model.vae.VAE`): p(z) p(x|z), the default, with pluggable
   likelihood, prior, guide and networks;
+* ``hvae`` (:class:`~pyrovae.model.hvae.HVAE`): two stochastic layers p(z2) p(z1|z2) p(x|z1,z2),
+  the same pluggable parts (prior and guide on the top layer);
 * ``cvae`` (:class:`~pyrovae.model.labelled.CVAE`): p(z) p(x|z, y), every row with its class;
 * ``m2`` (:class:`~pyrovae.model.m2.M2`): the semi-supervised model, hidden labels summed out.
 
@@ -13,11 +15,12 @@ from typing import Dict, Type
 
 from ..errors import CheckpointError
 from .base import Model
+from .hvae import HVAE
 from .labelled import CVAE
 from .m2 import M2
 from .vae import VAE
 
-MODELS: Dict[str, Type[Model]] = {"vae": VAE, "cvae": CVAE, "m2": M2}
+MODELS: Dict[str, Type[Model]] = {"vae": VAE, "hvae": HVAE, "cvae": CVAE, "m2": M2}
 #: what a run of a user's own model records as its kind
 CUSTOM = "custom"
 

@@ -78,6 +78,9 @@ class VAE(Model):
         ``(x - m) / s`` (see the module's docstring); held as buffers of ``vae.standardizer``.
     :param bool standardized: with no ``standardization``, placeholder buffers (mean 0, std 1)
         for ``load_state_dict`` to fill; what :meth:`config` records.
+    :param str activation: the hidden units of ``mlp``/``gated`` networks (see
+        :data:`pyrovae.model.networks.ACTIVATIONS`); None: softplus for ``mlp``, none (the gate
+        alone) for ``gated``.
     """
 
     kind = "vae"
@@ -99,6 +102,7 @@ class VAE(Model):
         guide_options: Optional[dict] = None,
         standardization: Optional[dict] = None,
         standardized: bool = False,
+        activation: Optional[str] = None,
     ):
         super().__init__(x_dim, image_shape, standardization, standardized, name)
         hidden = tuple(int(h) for h in hidden)
@@ -106,12 +110,12 @@ class VAE(Model):
             if not (isinstance(value, int) and value > 0):
                 raise ConfigError(f"{label} must be a positive integer, got {value!r}")
         self.z_dim, self.hidden = int(z_dim), hidden
-        self.arch = arch
+        self.arch, self.activation = arch, activation
         self.channels = tuple(int(c) for c in channels)
         self.likelihood = get_likelihood(likelihood, **(likelihood_options or {}))
         try:
             self.encoder, self.decoder = make_networks(arch, self.x_dim, self.z_dim, self.likelihood.outputs_per_pixel,
-                                                       hidden, self.image_shape, self.channels)
+                                                       hidden, self.image_shape, self.channels, activation)
         except ValueError as error:
             raise ConfigError(str(error)) from None
         self.prior = get_prior(prior, self.z_dim, self.x_dim, **(prior_options or {}))
@@ -199,6 +203,7 @@ class VAE(Model):
             **({"prior": self.prior.config()} if self.prior.name != "normal" else {}),
             **({"guide": self.posterior_family.config()} if self.posterior_family.name != "normal" else {}),
             **({"standardized": True} if self.standardizer is not None else {}),
+            **({"activation": self.activation} if self.activation is not None else {}),
         }
 
 

@@ -18,7 +18,6 @@ from ..infer.svi import SVIStep
 from ..model.base import Model
 from ..model.registry import CUSTOM, MODELS
 from ..model.registry import describe as describe_model
-from ..model.vae import VAE
 
 
 def place(config):
@@ -52,16 +51,19 @@ def build_model(config, dataset, likelihood, standardization, given=None):
     if config.model == CUSTOM:
         raise ConfigError("the run trained a model of a user's own class; continue it from Python with "
                           "pyrovae.resume(run_dir, model=<that class>)")
-    if config.model == "vae":
-        return VAE(dataset.x_dim, config.z_dim, config.hidden, likelihood, arch=config.arch,
-                   image_shape=dataset.image_shape, channels=config.channels, prior=config.prior,
-                   prior_options=config.prior_options, guide=config.guide, guide_options=config.guide_options,
-                   standardization=standardization)
+    if config.model in ("vae", "hvae"):
+        return MODELS[config.model](dataset.x_dim, config.z_dim, config.hidden, likelihood, arch=config.arch,
+                                    image_shape=dataset.image_shape, channels=config.channels, prior=config.prior,
+                                    prior_options=config.prior_options, guide=config.guide,
+                                    guide_options=config.guide_options, standardization=standardization,
+                                    activation=config.units())
     classes = dataset.summary().get("num_classes")
     if not classes:
         raise DataError(f"--model {config.model} needs class labels, and {dataset.name} has none; give a labelled "
                         "source (class folders, an .npz with train_y/y, a table's --label-column, a labelled named set)")
     options = {"alpha": config.alpha} if config.model == "m2" else {}
+    if config.units() is not None:
+        options["activation"] = config.units()
     return MODELS[config.model](dataset.x_dim, classes, config.z_dim, config.hidden, likelihood=likelihood,
                                 arch=config.arch, image_shape=dataset.image_shape, standardization=standardization,
                                 **options)
@@ -144,9 +146,14 @@ def describe(config, name: str, source: str, data, vae, elbo_loss, shown: str) -
     preprocessing = [f"minibatch transform {data.transform}"]
     if data.standardization is not None:
         preprocessing.append("columns standardized")
+    units = f" ({config.units()} units)" if config.units() not in (None, "none") and config.arch != "conv" else ""
     if vae.kind == "vae":
         model = (f"p(x|z) {vae.likelihood!r}, p(z) {_part(arch.get('prior'))}, q(z|x) {_part(arch.get('guide'))}, "
-                 f"{config.arch} {widths}, z {config.z_dim}")
+                 f"{config.arch} {widths}{units}, z {config.z_dim}")
+    elif vae.kind == "hvae":
+        model = (f"model hvae: p(x|z1,z2) {vae.likelihood!r}, p(z2) {_part(arch.get('prior'))}, p(z1|z2) normal, "
+                 f"q(z2|x) {_part(arch.get('guide'))}, q(z1|x,z2) normal, {config.arch} {widths}{units}, "
+                 f"z1 {vae.z1_dim}, z2 {config.z_dim}")
     elif config.model == CUSTOM:
         model = f"model {describe_model(vae)}, p(x|...) {vae.likelihood!r}"
     else:

@@ -13,7 +13,7 @@ from ..errors import ConfigError, DataError, one_line
 from ..infer.elbos import ELBO_CLASSES
 from ..model.guides import GUIDES
 from ..model.labelled import LABELLED_ARCHS
-from ..model.networks import ARCHITECTURES
+from ..model.networks import ACTIVATIONS, ARCHITECTURES
 from ..model.priors import PRIORS
 from ..model.registry import CUSTOM, MODELS
 
@@ -25,6 +25,8 @@ DEQUANTIZE = ("auto", "uniform", "none")
 STANDARDIZE = ("auto", "columns", "none")
 PLACEMENTS = ("auto", "device", "host")
 LIMIT_RULES = ("evenly-spaced", "first")
+#: the units ``activation="auto"`` gives each architecture (results/activation: the measured comparison)
+DEFAULT_ACTIVATION = {"mlp": "softplus", "gated": "none"}
 #: seeds are below this: pyro.set_rng_seed seeds numpy's global state too, which takes 32 bits
 SEED_LIMIT = 2**32
 
@@ -57,6 +59,7 @@ class TrainConfig:
     num_particles: int = 1
     z_dim: int = 50
     arch: str = "mlp"  # mlp | gated (MLP with gated units) | conv
+    activation: Optional[str] = "auto"  # mlp/gated units (networks.ACTIVATIONS); auto: DEFAULT_ACTIVATION of the arch
     hidden: Tuple[int, ...] = (400,)  # mlp: encoder widths (decoder mirrored); conv: dense width
     channels: Tuple[int, ...] = (32, 64)  # conv: feature maps at H/2 and H/4
     epochs: int = 100
@@ -168,9 +171,19 @@ class TrainConfig:
                               "cannot score; use --likelihood gaussian or laplace")
         return self
 
+    def units(self) -> Optional[str]:
+        """The networks' activation: the setting, ``auto`` resolved for the architecture
+        (:data:`DEFAULT_ACTIVATION`); None: the architecture's own units (runs recorded before
+        the setting existed)."""
+        return DEFAULT_ACTIVATION.get(self.arch) if self.activation == "auto" else self.activation
+
     def _check_model(self) -> None:
         """The model and what it works with (each refusal names what to change)."""
         _choice("model", self.model, (*MODELS, CUSTOM))
+        if self.activation is not None:
+            _choice("activation", self.activation, ("auto", *ACTIVATIONS))
+            if self.arch == "conv" and self.activation != "auto":
+                raise ConfigError("the conv networks have ELU units; --activation applies to --arch mlp and gated")
         if not (isinstance(self.alpha, (int, float)) and not isinstance(self.alpha, bool)
                 and 0 <= self.alpha < float("inf")):
             raise ConfigError(f"alpha must be a non-negative number, got {self.alpha!r}")
@@ -179,11 +192,11 @@ class TrainConfig:
         if self.model == "vae":
             return
         what = f"--model {self.model}"
-        if self.fast:
-            raise ConfigError(f"--fast compiles the vae model's step; drop --fast for {what}")
+        if self.fast and self.model != "hvae":
+            raise ConfigError(f"--fast compiles the vae and hvae models' step; drop --fast for {what}")
         if self.distributed:
             raise ConfigError(f"--distributed trains the vae model; drop --distributed for {what}")
-        if self.model == CUSTOM:
+        if self.model in (CUSTOM, "hvae"):
             return
         if self.arch not in LABELLED_ARCHS:
             raise ConfigError(f"{what} takes --arch {' or '.join(LABELLED_ARCHS)}, not {self.arch}")
@@ -238,7 +251,8 @@ class TrainConfig:
         if scale is not None:
             d["likelihood_options"] = {"scale": scale, **(d.get("likelihood_options") or {})}
         # settings a run recorded before they existed keep the behaviour it was trained with
-        config = cls(**{"valid_size": 0, "limit_rule": "first", **{k: v for k, v in d.items() if k in known}})
+        config = cls(**{"valid_size": 0, "limit_rule": "first", "activation": None,
+                        **{k: v for k, v in d.items() if k in known}})
         if source is None:
             return config
         try:
