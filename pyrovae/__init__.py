@@ -30,6 +30,7 @@ from .infer.elbos import make_elbo  # noqa: E402
 from .infer.encoding import encode_dataset  # noqa: E402
 from .infer.evaluation import ELBOSplit, active_units, elbo, evaluate_elbo, log_likelihood  # noqa: E402
 from .model.base import Model  # noqa: E402
+from .model.hvae import HVAE  # noqa: E402
 from .model.labelled import CVAE  # noqa: E402
 from .model.likelihoods import Likelihood, get_likelihood  # noqa: E402
 from .model.m2 import M2  # noqa: E402
@@ -39,7 +40,7 @@ from .training.config import TrainConfig  # noqa: E402
 from .training.trainer import resume, train  # noqa: E402
 
 __all__ = [
-    "VAE", "CVAE", "M2", "Model", "load", "train", "resume", "TrainConfig", "Likelihood", "get_likelihood", "make_elbo",
+    "VAE", "HVAE", "CVAE", "M2", "Model", "load", "train", "resume", "TrainConfig", "Likelihood", "get_likelihood", "make_elbo",
     "elbo", "log_likelihood", "active_units", "evaluate_elbo", "ELBOSplit", "load_dataset", "Dataset", "encode_dataset",
     "PyrovaeError", "ConfigError", "DataError", "CheckpointError",
 ]

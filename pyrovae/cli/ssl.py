@@ -17,8 +17,18 @@ def ssl_main(argv: Optional[List[str]] = None) -> int:
                    help="seeds: each draws its own labelled rows (--label-seed) and trains with its own --seed")
     p.add_argument("--baseline-steps", type=int, default=1000,
                    help="full-batch Adam steps of the supervised baseline on the labelled rows")
+    p.add_argument("--stack", action="store_true",
+                   help="M1+M2: per seed, train a VAE (M1) on the training rows without labels first; M2 and the "
+                        "baseline take its posterior means as rows")
+    p.add_argument("--m1-epochs", type=int, default=40, help="--stack: M1's epochs")
+    p.add_argument("--m1-z-dim", type=int, default=32, help="--stack: M1's latent dimensions (M2's input columns)")
+    p.add_argument("--m1-hidden", type=int, nargs="+", default=[256], help="--stack: M1's hidden widths")
     args = vars(p.parse_args(argv))
     study = {k: args.pop(k) for k in ("labels", "seeds", "baseline_steps")}
+    m1 = {k: args.pop(f"m1_{k}") for k in ("epochs", "z_dim", "hidden")}
+    stack = m1 if args.pop("stack") else None
+    if min([m1["epochs"], m1["z_dim"], *m1["hidden"]]) <= 0:
+        p.error("--m1-epochs, --m1-z-dim and --m1-hidden must be positive")
     out = args.pop("out")
     if args["model"] != "m2":
         p.error("the table compares M2; leave --model at m2")
@@ -31,4 +41,4 @@ def ssl_main(argv: Optional[List[str]] = None) -> int:
     config = _train_config(p, args)
     from ..experiments.semisupervised import ssl_table  # the application loads only when its command runs
     return _guarded(lambda: ssl_table(config, out, study["labels"], study["seeds"], study["baseline_steps"],
-                                      command=_command("scripts/ssl_table.py", argv)), out)
+                                      command=_command("scripts/ssl_table.py", argv), stack=stack), out)

@@ -14,11 +14,12 @@ reported, never used to choose. The table gives mean and standard deviation over
 import statistics
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, List, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 
+from ..data.datasets import Dataset
 from ..data.prepare import prepare_data
 from ..data.transforms import make_transform
 from ..infer.evaluation import accuracy
@@ -29,12 +30,13 @@ from ..training.run import Run
 from ..training.trainer import resume, train
 
 
-def supervised_baseline(run_dir, steps: int = 1000, lr: float = 1e-3, seed: int = 0) -> dict:
+def supervised_baseline(run_dir, steps: int = 1000, lr: float = 1e-3, seed: int = 0, dataset=None) -> dict:
     """The classifier of M2's run ``run_dir`` trained on that run's labelled rows alone (module
-    docstring): its test accuracy over all the run's test rows, and what it was trained on."""
+    docstring): its test accuracy over all the run's test rows, and what it was trained on
+    (``dataset``: the run's data, where they were given in Python)."""
     with Run.open(run_dir) as run:
         config, model = run.config, run.model("best")
-        data = prepare_data(config, run.dataset(log=lambda line: None), model.likelihood)
+        data = prepare_data(config, run.dataset(dataset, log=lambda line: None), model.likelihood)
     labelled = data.train_y >= 0
     x, y = data.train_x[labelled], data.train_y[labelled]  # (N_l, D), (N_l,)
     transform = make_transform(data.transform, data.levels)
@@ -55,39 +57,65 @@ def supervised_baseline(run_dir, steps: int = 1000, lr: float = 1e-3, seed: int 
 
 
 def ssl_table(base: TrainConfig, out_dir, labels_per_class: Sequence[int], seeds: Sequence[int],
-              baseline_steps: int = 1000, log: Callable[[str], None] = print, command: str = None) -> dict:
+              baseline_steps: int = 1000, log: Callable[[str], None] = print, command: str = None,
+              stack: Optional[dict] = None) -> dict:
     """Train (or resume, or skip when finished) one M2 run per (labels per class, seed) into
-    ``out_dir/m2-<n>-seed<s>``, its baseline beside it, and write ``out_dir/table.{md,json}``."""
+    ``out_dir/m2-<n>-seed<s>``, its baseline beside it, and write ``out_dir/table.{md,json}``.
+
+    ``stack`` (``{"epochs", "z_dim", "hidden"}``): M1+M2 (Kingma et al. 2014): per seed a VAE (M1)
+    is trained first on the training rows without their labels (``out_dir/m1-seed<s>``), and M2 and
+    the baseline take its posterior means as their rows (a Gaussian likelihood on standardized
+    columns), the same labelled rows, the same test rows."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rows: List[dict] = []
     for n in labels_per_class:
         for seed in seeds:
-            folder = out / f"m2-{n}-seed{seed}"
+            folder, features = out / f"m2-{n}-seed{seed}", None
             config = replace(base, model="m2", labels_per_class=n, seed=seed, label_seed=seed, out=str(folder))
-            metrics = _finished(folder, config, log)
-            baseline = supervised_baseline(folder, baseline_steps, seed=seed)
+            if stack is not None:
+                features = m1_features(base, stack, out / f"m1-seed{seed}", seed, log)
+                config = replace(config, likelihood="gaussian", likelihood_options={}, binarize="auto",
+                                 dequantize="auto", standardize="auto", arch="mlp")
+            metrics = _finished(folder, config, log, features)
+            baseline = supervised_baseline(folder, baseline_steps, seed=seed, dataset=features)
             write_json(folder / "baseline.json", baseline)
-            rows.append({"labels_per_class": n, "seed": seed, "m2": test_accuracy_of(folder, "best"),
+            rows.append({"labels_per_class": n, "seed": seed, "m2": test_accuracy_of(folder, "best", features),
                          "baseline": baseline["test_accuracy"], "labelled_rows": baseline["labelled_rows"],
                          "m2_best_epoch": metrics["best"]["epoch"], "epochs": len(metrics["history"]),
                          "num_test": baseline["num_test"], "run": str(folder)})
             log(f"{n} labels per class, seed {seed}: M2 {rows[-1]['m2']:.2%}, baseline {rows[-1]['baseline']:.2%}")
     result = {"command": command, "dataset": base.dataset, "settings": base.to_dict(), "baseline_steps": baseline_steps,
-              "rows": rows, "summary": _summary(rows, labels_per_class)}
+              "stack": stack, "rows": rows, "summary": _summary(rows, labels_per_class)}
     write_json(out / "table.json", result)
     atomic_write(out / "table.md", lambda f: f.write(_markdown(result)), mode="w")
     return result
 
 
-def _finished(folder: Path, config: TrainConfig, log) -> dict:
-    """The metrics of the run in ``folder``: trained, or resumed to its end, or read when it is done."""
+def m1_features(base: TrainConfig, stack: dict, folder: Path, seed: int, log) -> Dataset:
+    """The rows of the data as M1 sees them: a VAE trained (or resumed, or read) in ``folder`` on the
+    training rows alone, no labels, then the posterior means of its ``best.pt`` at every training,
+    validation and test row (the VAE's own split), with the rows' labels: a table of ``z_dim`` columns."""
+    config = replace(base, model="vae", labels_per_class=None, label_seed=None, seed=seed, epochs=stack["epochs"],
+                     z_dim=stack["z_dim"], hidden=tuple(stack["hidden"]), elbo="meanfield", prior="normal",
+                     guide="normal", arch="mlp", kl_warmup=0, out=str(folder))
+    _finished(folder, config, log)
+    with Run.open(folder) as run:
+        vae, data = run.model("best"), run.dataset(log=lambda line: None)
+    means = lambda x: None if x is None else torch.cat([vae.encode(c)[0] for c in x.split(4096)]).numpy()  # noqa: E731
+    return Dataset.from_arrays(means(data.train_x), means(data.test_x), means(data.valid_x),
+                               train_y=data.train_y.numpy(), test_y=data.test_y.numpy(), name=f"{data.name}-m1")
+
+
+def _finished(folder: Path, config: TrainConfig, log, dataset=None) -> dict:
+    """The metrics of the run in ``folder``: trained, or resumed to its end, or read when it is done
+    (``dataset``: its data, where they are given in Python)."""
     if not (folder / "checkpoint.pt").is_file():
-        return train(config, log=log)
+        return train(config, log=log, dataset=dataset)
     metrics = read_json(folder / "metrics.json")
     if metrics.get("stopped_early") or len(metrics.get("history", [])) >= config.epochs:
         return metrics
-    return resume(folder, log=log, epochs=config.epochs)
+    return resume(folder, log=log, epochs=config.epochs, dataset=dataset)
 
 
 def _summary(rows: List[dict], labels_per_class: Sequence[int]) -> List[dict]:
@@ -108,14 +136,22 @@ def _spread(part: List[dict], key: str) -> float:
 
 def _markdown(r: dict) -> str:
     s = r["settings"]
-    lines = [f"# Semi-supervised classification: M2 against its classifier trained on the labels alone ({r['dataset']})",
+    stack = r.get("stack")
+    stacked = "" if not stack else (
+        f"M1+M2 (Kingma et al. 2014): per seed, a VAE (M1: MLP hidden {stack['hidden']}, z {stack['z_dim']}, "
+        f"analytic KL, {stack['epochs']} epochs, best.pt by its validation ELBO) is trained first on the training "
+        "rows without labels; M2 and the baseline take its posterior means as their rows (a Gaussian likelihood "
+        "on standardized columns). ")
+    lines = [f"# Semi-supervised classification: {'M1+' if stack else ''}M2 against its classifier trained on the "
+             f"labels alone ({r['dataset']})",
              "", f"Test accuracy over all {r['rows'][0]['num_test']:,} test rows, mean ± standard deviation over "
              f"{r['summary'][0]['seeds']} seeds (each seed draws its own labelled rows and trains with its own "
-             "random stream). M2: `--model m2`, MLP hidden "
+             f"random stream). {stacked}M2: `--model m2`, MLP hidden "
              f"{s['hidden']}, z {s['z_dim']}, alpha {s['alpha']:g} per labelled row, labelled rows in every minibatch "
              f"({s['labelled_batch'] or 'all of them, up to --batch-size'}), {s['epochs']} epochs, best.pt chosen by "
              f"the validation ELBO (no labels). Baseline: the same network as M2's q(y|x), Adam 1e-3 on the "
-             f"cross-entropy of the labelled rows alone, {r['baseline_steps']} full-batch steps, the last scored.", "",
+             f"cross-entropy of the same labelled rows alone (the same inputs), {r['baseline_steps']} full-batch steps, "
+             "the last scored.", "",
              "| labels per class | labelled rows | M2 | supervised baseline | M2 - baseline |",
              "| ---: | ---: | ---: | ---: | ---: |"]
     for row in r["summary"]:
@@ -132,9 +168,10 @@ def _markdown(r: dict) -> str:
     return "\n".join(lines)
 
 
-def test_accuracy_of(run_dir, which: str = "best") -> float:
-    """The test accuracy of a checkpoint of an M2 run over all its test rows."""
+def test_accuracy_of(run_dir, which: str = "best", dataset=None) -> float:
+    """The test accuracy of a checkpoint of an M2 run over all its test rows (``dataset``: the
+    run's data, where they were given in Python)."""
     with Run.open(run_dir) as run:
         model = run.model(which)
-        data = prepare_data(run.config, run.dataset(log=lambda line: None), model.likelihood)
+        data = prepare_data(run.config, run.dataset(dataset, log=lambda line: None), model.likelihood)
     return accuracy(model, data.test_x, data.test_y)

@@ -26,7 +26,7 @@ STANDARDIZE = ("auto", "columns", "none")
 PLACEMENTS = ("auto", "device", "host")
 LIMIT_RULES = ("evenly-spaced", "first")
 #: the units ``activation="auto"`` gives each architecture (results/activation: the measured comparison)
-DEFAULT_ACTIVATION = {"mlp": "softplus", "gated": "none"}
+DEFAULT_ACTIVATION = {"mlp": "relu", "gated": "none"}
 #: seeds are below this: pyro.set_rng_seed seeds numpy's global state too, which takes 32 bits
 SEED_LIMIT = 2**32
 

@@ -36,3 +36,21 @@ def test_the_table_refuses_settings_it_sets_itself(tmp_path):
     result = run_script("ssl_table.py", "--labels-per-class", "3", "--out", tmp_path / "t")
     assert result.returncode == 2 and "set per table row" in result.stderr
     assert not (tmp_path / "t").exists()
+
+
+def test_m1_plus_m2_stacks_m2_on_the_posterior_means_of_a_vae(tmp_path):
+    digits = load_digits()
+    path = tmp_path / "digits.npz"
+    np.savez(path, x=digits.images.astype(np.float32) / 16.0, y=digits.target)
+    out = tmp_path / "stacked"
+    result = run_script("ssl_table.py", "--dataset", path, "--labels", "5", "--seeds", "0", "--epochs", "2",
+                        "--hidden", "32", "--z-dim", "4", "--baseline-steps", "100", "--threads", "1", "--stack",
+                        "--m1-epochs", "2", "--m1-z-dim", "6", "--m1-hidden", "32", "--out", out)
+    assert result.returncode == 0, result.stderr
+    m1 = json.loads((out / "m1-seed0" / "config.json").read_text())["settings"]
+    assert (m1["model"], m1["z_dim"], m1["labels_per_class"]) == ("vae", 6, None)  # M1 learns without labels
+    m2 = json.loads((out / "m2-5-seed0" / "config.json").read_text())
+    assert m2["settings"]["likelihood"] == "gaussian" and m2["resolved"]["standardize"] is not None
+    metrics = json.loads((out / "m2-5-seed0" / "metrics.json").read_text())
+    assert metrics["dataset"]["num_test"] == 180 and metrics["dataset"]["labels"]["per_class"] == 5
+    assert "M1+M2" in (out / "table.md").read_text()
