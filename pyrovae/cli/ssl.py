@@ -17,6 +17,9 @@ def ssl_main(argv: Optional[List[str]] = None) -> int:
                    help="seeds: each draws its own labelled rows (--label-seed) and trains with its own --seed")
     p.add_argument("--baseline-steps", type=int, default=1000,
                    help="full-batch Adam steps of the supervised baseline on the labelled rows")
+    p.add_argument("--alphas", type=float, nargs="+", default=None, metavar="A",
+                   help="choose --alpha first among these, by the validation accuracy of runs with a seed of their "
+                        "own (100) and the first --labels count")
     p.add_argument("--stack", action="store_true",
                    help="M1+M2: per seed, train a VAE (M1) on the training rows without labels first; M2 and the "
                         "baseline take its posterior means as rows")
@@ -24,7 +27,7 @@ def ssl_main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--m1-z-dim", type=int, default=32, help="--stack: M1's latent dimensions (M2's input columns)")
     p.add_argument("--m1-hidden", type=int, nargs="+", default=[256], help="--stack: M1's hidden widths")
     args = vars(p.parse_args(argv))
-    study = {k: args.pop(k) for k in ("labels", "seeds", "baseline_steps")}
+    study = {k: args.pop(k) for k in ("labels", "seeds", "baseline_steps", "alphas")}
     m1 = {k: args.pop(f"m1_{k}") for k in ("epochs", "z_dim", "hidden")}
     stack = m1 if args.pop("stack") else None
     if min([m1["epochs"], m1["z_dim"], *m1["hidden"]]) <= 0:
@@ -34,6 +37,8 @@ def ssl_main(argv: Optional[List[str]] = None) -> int:
         p.error("the table compares M2; leave --model at m2")
     if min(study["labels"]) <= 0 or study["baseline_steps"] <= 0 or min(study["seeds"]) < 0:
         p.error("--labels and --baseline-steps must be positive and --seeds non-negative")
+    if study["alphas"] and min(study["alphas"]) < 0:
+        p.error("--alphas must be non-negative")
     given = _flags_given(p, argv)
     for name in ("labels_per_class", "seed", "label_seed", "resume"):
         if name in given:
@@ -41,4 +46,5 @@ def ssl_main(argv: Optional[List[str]] = None) -> int:
     config = _train_config(p, args)
     from ..experiments.semisupervised import ssl_table  # the application loads only when its command runs
     return _guarded(lambda: ssl_table(config, out, study["labels"], study["seeds"], study["baseline_steps"],
-                                      command=_command("scripts/ssl_table.py", argv), stack=stack), out)
+                                      command=_command("scripts/ssl_table.py", argv), stack=stack,
+                                      alphas=study["alphas"] or ()), out)

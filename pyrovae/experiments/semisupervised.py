@@ -29,6 +29,9 @@ from ..training.files import atomic_write, read_json, write_json
 from ..training.run import Run
 from ..training.trainer import resume, train
 
+#: the seed of the labelled rows and the training of the runs that choose alpha (not a seed of a table row)
+TUNING_SEED = 100
+
 
 def supervised_baseline(run_dir, steps: int = 1000, lr: float = 1e-3, seed: int = 0, dataset=None) -> dict:
     """The classifier of M2's run ``run_dir`` trained on that run's labelled rows alone (module
@@ -58,16 +61,19 @@ def supervised_baseline(run_dir, steps: int = 1000, lr: float = 1e-3, seed: int 
 
 def ssl_table(base: TrainConfig, out_dir, labels_per_class: Sequence[int], seeds: Sequence[int],
               baseline_steps: int = 1000, log: Callable[[str], None] = print, command: str = None,
-              stack: Optional[dict] = None) -> dict:
+              stack: Optional[dict] = None, alphas: Sequence[float] = ()) -> dict:
     """Train (or resume, or skip when finished) one M2 run per (labels per class, seed) into
     ``out_dir/m2-<n>-seed<s>``, its baseline beside it, and write ``out_dir/table.{md,json}``.
 
     ``stack`` (``{"epochs", "z_dim", "hidden"}``): M1+M2 (Kingma et al. 2014): per seed a VAE (M1)
     is trained first on the training rows without their labels (``out_dir/m1-seed<s>``), and M2 and
     the baseline take its posterior means as their rows (a Gaussian likelihood on standardized
-    columns), the same labelled rows, the same test rows."""
+    columns), the same labelled rows, the same test rows. ``alphas``: first choose ``alpha`` among them
+    (:func:`tune_alpha`, with the first label count and the seed :data:`TUNING_SEED`)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if alphas:  # alpha chosen first, on validation rows, with a seed of its own
+        base = replace(base, alpha=tune_alpha(base, out, labels_per_class[0], alphas, TUNING_SEED, stack, log))
     rows: List[dict] = []
     for n in labels_per_class:
         for seed in seeds:
@@ -85,8 +91,9 @@ def ssl_table(base: TrainConfig, out_dir, labels_per_class: Sequence[int], seeds
                          "m2_best_epoch": metrics["best"]["epoch"], "epochs": len(metrics["history"]),
                          "num_test": baseline["num_test"], "run": str(folder)})
             log(f"{n} labels per class, seed {seed}: M2 {rows[-1]['m2']:.2%}, baseline {rows[-1]['baseline']:.2%}")
+    tuning = read_json(out / "tuning.json") if alphas else None
     result = {"command": command, "dataset": base.dataset, "settings": base.to_dict(), "baseline_steps": baseline_steps,
-              "stack": stack, "rows": rows, "summary": _summary(rows, labels_per_class)}
+              "stack": stack, "tuning": tuning, "rows": rows, "summary": _summary(rows, labels_per_class)}
     write_json(out / "table.json", result)
     atomic_write(out / "table.md", lambda f: f.write(_markdown(result)), mode="w")
     return result
@@ -103,8 +110,35 @@ def m1_features(base: TrainConfig, stack: dict, folder: Path, seed: int, log) ->
     with Run.open(folder) as run:
         vae, data = run.model("best"), run.dataset(log=lambda line: None)
     means = lambda x: None if x is None else torch.cat([vae.encode(c)[0] for c in x.split(4096)]).numpy()  # noqa: E731
-    return Dataset.from_arrays(means(data.train_x), means(data.test_x), means(data.valid_x),
-                               train_y=data.train_y.numpy(), test_y=data.test_y.numpy(), name=f"{data.name}-m1")
+    features = Dataset.from_arrays(means(data.train_x), means(data.test_x), means(data.valid_x),
+                                   train_y=data.train_y.numpy(), test_y=data.test_y.numpy(), name=f"{data.name}-m1")
+    features.valid_y = data.valid_y  # the validation rows' labels: their accuracy is reported (and tunes alpha)
+    return features
+
+
+def tune_alpha(base: TrainConfig, out_dir, labels_per_class: int, alphas: Sequence[float], seed: int,
+               stack: Optional[dict] = None, log: Callable[[str], None] = print) -> float:
+    """The ``alpha`` of the highest validation accuracy (``best.pt``, chosen by the validation ELBO) among
+    ``alphas``, each an M2 run with ``labels_per_class`` labels drawn with ``seed`` (a seed the table does
+    not use): the validation rows' labels choose alpha, the test rows choose nothing. Writes
+    ``out_dir/tuning.json``."""
+    out = Path(out_dir)
+    features = None if stack is None else m1_features(base, stack, out / f"m1-seed{seed}", seed, log)
+    tried = []
+    for alpha in alphas:
+        folder = out / f"tune-alpha{alpha:g}"
+        config = replace(base, model="m2", alpha=float(alpha), labels_per_class=labels_per_class, seed=seed,
+                         label_seed=seed, out=str(folder))
+        if stack is not None:
+            config = replace(config, likelihood="gaussian", likelihood_options={}, arch="mlp")
+        metrics = _finished(folder, config, log, features)
+        best = next(h for h in metrics["history"] if h["epoch"] == metrics["best"]["epoch"])
+        tried.append({"alpha": float(alpha), "valid_accuracy": best["valid_accuracy"], "best_epoch": best["epoch"]})
+        log(f"alpha {alpha:g}: validation accuracy {best['valid_accuracy']:.2%} at epoch {best['epoch']}")
+    chosen = max(tried, key=lambda t: t["valid_accuracy"])["alpha"]
+    write_json(out / "tuning.json", {"labels_per_class": labels_per_class, "seed": seed, "tried": tried,
+                                     "chosen": chosen, "rule": "the highest validation accuracy at best.pt"})
+    return chosen
 
 
 def _finished(folder: Path, config: TrainConfig, log, dataset=None) -> dict:
@@ -129,6 +163,17 @@ def _summary(rows: List[dict], labels_per_class: Sequence[int]) -> List[dict]:
     return summary
 
 
+def _tuned(tuning: Optional[dict]) -> str:
+    """How alpha was chosen, for the table's text."""
+    if not tuning:
+        return ""
+    tried = ", ".join(f"{t['alpha']:g}: {t['valid_accuracy']:.2%}" for t in tuning["tried"])
+    return (f"Alpha was chosen before the table by the validation accuracy of M2 runs with "
+            f"{tuning['labels_per_class']} labels per class drawn with seed {tuning['seed']} (not a table seed; "
+            f"validation rows' labels used for that choice only, the test rows for none): {tried}; chosen "
+            f"{tuning['chosen']:g}. ")
+
+
 def _spread(part: List[dict], key: str) -> float:
     """The standard deviation of ``key`` over the seeds (0 for one seed)."""
     return statistics.stdev([r[key] for r in part]) if len(part) > 1 else 0.0
@@ -146,7 +191,7 @@ def _markdown(r: dict) -> str:
              f"labels alone ({r['dataset']})",
              "", f"Test accuracy over all {r['rows'][0]['num_test']:,} test rows, mean ± standard deviation over "
              f"{r['summary'][0]['seeds']} seeds (each seed draws its own labelled rows and trains with its own "
-             f"random stream). {stacked}M2: `--model m2`, MLP hidden "
+             f"random stream). {stacked}{_tuned(r.get('tuning'))}M2: `--model m2`, MLP hidden "
              f"{s['hidden']}, z {s['z_dim']}, alpha {s['alpha']:g} per labelled row, labelled rows in every minibatch "
              f"({s['labelled_batch'] or 'all of them, up to --batch-size'}), {s['epochs']} epochs, best.pt chosen by "
              f"the validation ELBO (no labels). Baseline: the same network as M2's q(y|x), Adam 1e-3 on the "

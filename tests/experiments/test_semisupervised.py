@@ -45,7 +45,8 @@ def test_m1_plus_m2_stacks_m2_on_the_posterior_means_of_a_vae(tmp_path):
     out = tmp_path / "stacked"
     result = run_script("ssl_table.py", "--dataset", path, "--labels", "5", "--seeds", "0", "--epochs", "2",
                         "--hidden", "32", "--z-dim", "4", "--baseline-steps", "100", "--threads", "1", "--stack",
-                        "--m1-epochs", "2", "--m1-z-dim", "6", "--m1-hidden", "32", "--out", out)
+                        "--m1-epochs", "2", "--m1-z-dim", "6", "--m1-hidden", "32", "--alphas", "1", "1000",
+                        "--out", out)
     assert result.returncode == 0, result.stderr
     m1 = json.loads((out / "m1-seed0" / "config.json").read_text())["settings"]
     assert (m1["model"], m1["z_dim"], m1["labels_per_class"]) == ("vae", 6, None)  # M1 learns without labels
@@ -54,3 +55,8 @@ def test_m1_plus_m2_stacks_m2_on_the_posterior_means_of_a_vae(tmp_path):
     metrics = json.loads((out / "m2-5-seed0" / "metrics.json").read_text())
     assert metrics["dataset"]["num_test"] == 180 and metrics["dataset"]["labels"]["per_class"] == 5
     assert "M1+M2" in (out / "table.md").read_text()
+    tuning = json.loads((out / "tuning.json").read_text())  # alpha chosen first, on validation rows, seed 100
+    assert tuning["seed"] == 100 and [t["alpha"] for t in tuning["tried"]] == [1.0, 1000.0]
+    best = max(tuning["tried"], key=lambda t: t["valid_accuracy"])["alpha"]
+    assert tuning["chosen"] == best == json.loads((out / "m2-5-seed0" / "config.json").read_text())["settings"]["alpha"]
+    assert "Alpha was chosen before the table" in (out / "table.md").read_text()
