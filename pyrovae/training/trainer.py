@@ -5,9 +5,9 @@
 * ``config.json``: every setting, the resolved preprocessing, library versions, device;
 * ``metrics.json``: the data set actually used (with the training rows held out for
   validation), device, per-epoch ``history`` of
-  ``{"epoch", "train_elbo", "valid_elbo", "test_elbo", "kl_scale", "lr", "seconds"}``,
-  the final ``test_elbo`` (ELBO per datapoint in nats) and the ``best`` epoch,
-  rewritten after every epoch;
+  ``{"epoch", "train_elbo", "valid_elbo", "test_elbo", "kl_per_dim", "active_units", "kl_scale", "lr",
+  "seconds"}`` (``kl_per_dim`` and ``active_units``: :mod:`pyrovae.training.collapse`), the final
+  ``test_elbo`` (ELBO per datapoint in nats) and the ``best`` epoch, rewritten after every epoch;
 * ``checkpoint.pt``: weights, optimizer state and settings beside the state of each part
   of the run (:mod:`pyrovae.training.parts`: counters and the unfinished epoch's order and
   position, selection, schedule, record with the history, every random state); atomically
@@ -16,7 +16,7 @@
 * ``best.pt``: the weights of the epoch with the best validation ELBO (the last epoch's
   with ``valid_size=0``, which leaves no validation set); the test ELBO is reported,
   never used to choose;
-* ``elbo_curves.png``, ``reconstructions.png``, ``samples.png``.
+* ``elbo_curves.png``, ``reconstructions.png``, ``samples.png``, ``kl_per_dim.png``.
 
 SIGINT and SIGTERM end the current step, save ``checkpoint.pt`` and raise
 :class:`~pyrovae.errors.Interrupted`, whose message says how to resume. A non-finite
@@ -44,6 +44,7 @@ from ..model.registry import CUSTOM
 from ..model.registry import describe as describe_model
 from .build import build_elbo, build_model, build_step, config_record, describe, epoch_rows, place, score
 from .checkpoint import model_from_state, save_checkpoint
+from .collapse import CollapseDiagnostics
 from .config import TrainConfig, check_selection, make_likelihood, same_likelihood
 from .files import write_json
 from .parts import Counters, RandomState, RunRecord, Schedule, Selection, upgrade
@@ -171,6 +172,7 @@ class Trainer:
                                 device=shown, elbo=config.elbo,
                                 likelihood=likelihood.config(), selection=rule,
                                 test_elbo_estimator="TraceMeanField_ELBO (analytic KL), 1 particle")
+        self.collapse = CollapseDiagnostics(log, self.main, self.device)  # per epoch, on the validation rows
         self.signals = StopSignals(self.step, self.world)
         self.parts = {"loop": self.counters, "selection": self.selection, "schedule": self.schedule,
                       "record": self.record, "stop": self.signals, "rng": RandomState()}
@@ -276,6 +278,7 @@ class Trainer:
         train_elbo = -float(state.total) / len(self.data.train_x)  # per training row; one host read per epoch
         record = {"epoch": epoch, "train_elbo": train_elbo,
                   **self._score(test=epoch % config.test_frequency == 0 or epoch == config.epochs),
+                  **self.collapse.epoch(self.vae, self.data),  # kl_per_dim, active_units: the validation rows
                   "kl_scale": beta, "lr": self.schedule.lr, "seconds": counters.epoch_seconds}
         counters.end_epoch()
         self.record.add(record, getattr(self.step, "mode", "eager"))
