@@ -95,6 +95,10 @@ def build_parser(description: str = "Train a VAE (Pyro model/guide) with SVI.") 
                    help="plateau: epochs without a better validation ELBO before halving")
     p.add_argument("--kl-warmup", type=int, default=d.kl_warmup,
                    help="epochs over which the latent site's log-density scale rises linearly to 1 (0: none)")
+    p.add_argument("--beta", type=float, default=d.beta,
+                   help="the weight of the KL term after the warm-up (beta-VAE, Higgins et al. 2017): the latent "
+                        "sites' log-densities are scaled by beta x min(1, epoch / --kl-warmup); the validation and "
+                        "test ELBOs stay the ELBO itself; not with --elbo iwae")
     p.add_argument("--early-stopping", type=int, default=d.early_stopping,
                    help="stop after N epochs without a better validation ELBO (0: never)")
     p.add_argument("--valid-size", type=int, default=d.valid_size,

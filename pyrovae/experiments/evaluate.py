@@ -15,8 +15,9 @@ as the run scored it (same data, same one-off binarization or dequantization).
 * for standardized columns (tables), ``test_nll`` is the NLL of the standardized rows the
   model scores, and ``evaluation.test_nll_data_units`` that of the rows in their own units,
   :math:`\mathrm{NLL} + \sum_d \log s_d` (the change of variables :math:`x = m + s x'`);
-* ``evaluation``: the test ELBO and its split into expected log-likelihood and KL, and the
-  number of active latent units.
+* ``evaluation``: the test ELBO and its split into expected log-likelihood and KL (the ELBO
+  itself, KL weight 1, whatever ``--beta`` or warm-up trained), and the number of active
+  latent units.
 """
 import math
 from typing import Callable, Optional
@@ -78,7 +79,9 @@ def _evaluate(run, vae, checkpoint_name, epoch, prepared, num_samples, test_limi
         "test_elbo": split["elbo"],
         "expected_log_likelihood": split["expected_log_likelihood"],
         "kl": split["kl"],
-        "elbo_estimator": "analytic KL, 10 particles",
+        "elbo_estimator": "analytic KL, 10 particles" + (
+            f"; the ELBO itself (KL weight 1), not the objective beta = {run.config.beta:g} trained"
+            if run.config.beta != 1 else ""),
         "active_units": n_active,
         "z_dim": vae.z_dim,
         "command": command,

@@ -67,16 +67,25 @@ class Reporter:
 
 
 def epoch_line(record: dict) -> str:
-    """The line logged after an epoch: its ELBOs per datapoint (the training objective
-    during KL warm-up), the active units, beta and seconds."""
-    beta = record["kl_scale"]
-    objective = beta < 1 or "valid_accuracy" in record or "test_accuracy" in record  # m2 adds alpha log q(y|x)
+    """The line logged after an epoch: its ELBOs per datapoint (the training objective where the
+    KL weight is not 1: KL warm-up, ``--beta``), the active units, the KL weight and seconds."""
+    weight = record["kl_scale"]
+    objective = weight != 1 or "valid_accuracy" in record or "test_accuracy" in record  # m2 adds alpha log q(y|x)
     return (f"epoch {record['epoch']:3d}  train {'objective' if objective else 'ELBO'} {record['train_elbo']:9.3f}  "
             + (f"valid ELBO {record['valid_elbo']:9.3f}  " if "valid_elbo" in record else "")
             + (f"test ELBO {record['test_elbo']:9.3f}  " if record["test_elbo"] is not None else "")
             + (f"valid accuracy {record['valid_accuracy']:.2%}  " if record.get("valid_accuracy") is not None else "")
             + (f"active units {record['active_units']}  " if record.get("active_units") is not None else "")
-            + (f"(beta {beta:.3f}) " if beta < 1 else "") + f"({record['seconds']:.1f} s)")
+            + (f"(KL weight {weight:.3f}) " if weight != 1 else "") + f"({record['seconds']:.1f} s)")
+
+
+def elbo_estimator(config) -> str:
+    """How the validation and test ELBOs are estimated: ``metrics.json``'s ``test_elbo_estimator``,
+    which says that they are the ELBO itself where the training objective weighs the KL otherwise."""
+    weighted = config.beta != 1 or config.kl_warmup
+    return "TraceMeanField_ELBO (analytic KL), 1 particle" + (
+        "; the ELBO itself (KL weight 1), not the training objective (KL weight beta x min(1, epoch / kl_warmup))"
+        if weighted else "")
 
 
 def _spread(test_x: torch.Tensor, n: int) -> torch.Tensor:

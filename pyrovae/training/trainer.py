@@ -6,8 +6,9 @@
 * ``metrics.json``: the data set actually used (with the training rows held out for
   validation), device, per-epoch ``history`` of
   ``{"epoch", "train_elbo", "valid_elbo", "test_elbo", "kl_per_dim", "active_units", "kl_scale", "lr",
-  "seconds"}`` (``kl_per_dim`` and ``active_units``: :mod:`pyrovae.training.collapse`), the final
-  ``test_elbo`` (ELBO per datapoint in nats) and the ``best`` epoch, rewritten after every epoch;
+  "seconds"}`` (``train_elbo`` is the training objective where the KL weight ``kl_scale`` is not 1;
+  ``kl_per_dim`` and ``active_units``: :mod:`pyrovae.training.collapse`), the final ``test_elbo``
+  (ELBO per datapoint in nats) and the ``best`` epoch, rewritten after every epoch;
 * ``checkpoint.pt``: weights, optimizer state and settings beside the state of each part
   of the run (:mod:`pyrovae.training.parts`: counters and the unfinished epoch's order and
   position, selection, schedule, record with the history, every random state); atomically
@@ -48,7 +49,7 @@ from .collapse import CollapseDiagnostics
 from .config import TrainConfig, check_selection, make_likelihood, same_likelihood
 from .files import write_json
 from .parts import Counters, RandomState, RunRecord, Schedule, Selection, upgrade
-from .report import Reporter, epoch_line
+from .report import Reporter, elbo_estimator, epoch_line
 from .run import Run
 from .rundata import run_dataset
 from .signals import StopSignals
@@ -171,7 +172,7 @@ class Trainer:
         self.record = RunRecord(command=command, model=describe_model(self.vae), dataset=self.dataset.summary(),
                                 device=shown, elbo=config.elbo,
                                 likelihood=likelihood.config(), selection=rule,
-                                test_elbo_estimator="TraceMeanField_ELBO (analytic KL), 1 particle")
+                                test_elbo_estimator=elbo_estimator(config))
         self.collapse = CollapseDiagnostics(log, self.main, self.device)  # per epoch, on the validation rows
         self.signals = StopSignals(self.step, self.world)
         self.parts = {"loop": self.counters, "selection": self.selection, "schedule": self.schedule,
@@ -252,8 +253,8 @@ class Trainer:
     def _train_one_epoch(self) -> None:
         config, counters, num = self.config, self.counters, len(self.epoch_x)
         epoch = counters.epoch + 1
-        beta = kl_warmup_scale(epoch, config.kl_warmup)
-        kl_scale = None if beta == 1.0 else torch.tensor(beta, device=self.device)
+        weight = config.beta * kl_warmup_scale(epoch, config.kl_warmup)  # of the KL term: beta x min(1, e/W)
+        kl_scale = None if weight == 1.0 else torch.tensor(float(weight), device=self.device)
         state = counters.start_epoch(num)
 
         def after_step(state):
@@ -279,7 +280,7 @@ class Trainer:
         record = {"epoch": epoch, "train_elbo": train_elbo,
                   **self._score(test=epoch % config.test_frequency == 0 or epoch == config.epochs),
                   **self.collapse.epoch(self.vae, self.data),  # kl_per_dim, active_units: the validation rows
-                  "kl_scale": beta, "lr": self.schedule.lr, "seconds": counters.epoch_seconds}
+                  "kl_scale": float(weight), "lr": self.schedule.lr, "seconds": counters.epoch_seconds}
         counters.end_epoch()
         self.record.add(record, getattr(self.step, "mode", "eager"))
         self.log(epoch_line(record))
@@ -302,7 +303,7 @@ class Trainer:
         value, rule = record.get("valid_elbo"), self.selection.rule
         if rule == "valid_elbo" and value is None:
             return
-        warming_up = record["kl_scale"] < 1.0  # the objective still changes: no patience counted
+        warming_up = kl_warmup_scale(record["epoch"], self.config.kl_warmup) < 1.0  # no patience counted
         if self.selection.update(record["epoch"], value, record["test_elbo"], warming_up) and self.main:
             save_checkpoint(self.out / "best.pt", self.vae, run_id=self.run.run_id, config=self.config.to_dict(),
                             epoch=record["epoch"],
