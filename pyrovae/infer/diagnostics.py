@@ -33,7 +33,13 @@ such as :math:`p(z_1 \mid z_2)` is taken at the guide's :math:`z_2`), the KL of 
 
 The guide may sample other sites before a latent site (M2's label): the KL is then that of
 the site given the guide's draws, averaged over them.
+
+The same pass gives the statistic of the active units (Burda et al. 2016): the variance over the
+rows of each dimension's posterior mean, the mean of the guide's distribution at the site (of its
+base distribution for a flow, as :meth:`~pyrovae.model.base.Model.posterior_params` reads it);
+dimension k is active when it exceeds :data:`~pyrovae.infer.evaluation.ACTIVE_THRESHOLD`.
 """
+import math
 from dataclasses import dataclass
 from typing import Dict, Optional
 
@@ -52,11 +58,13 @@ CLOSED_FORM = "closed form"
 class SiteKL:
     """One latent site's KL per dimension: ``values`` (K,) in nats per datapoint, or None where it is
     not defined; ``standard_error`` (K,) of a Monte-Carlo estimate (zeros for the closed form);
-    ``method``: ``"closed form"``, ``"Monte Carlo, S draws per row"`` or why it is not defined."""
+    ``method``: ``"closed form"``, ``"Monte Carlo, S draws per row"`` or why it is not defined;
+    ``mean_variance`` (K,): the variance over the rows of each dimension's posterior mean."""
 
     values: Optional[torch.Tensor]
     standard_error: Optional[torch.Tensor]
     method: str
+    mean_variance: Optional[torch.Tensor] = None
 
 
 class _Reached(Exception):
@@ -126,13 +134,28 @@ def closed_form_kl(q: Distribution, p: Distribution) -> Optional[torch.Tensor]:
         return None
 
 
+def _compact(t: torch.Tensor) -> torch.Tensor:
+    """``t`` with each broadcast dimension (stride 0: the same values along it, as ``expand`` makes) cut to
+    size 1, so arithmetic on it does not repeat them."""
+    for dim in range(t.dim()):
+        if t.shape[dim] > 1 and t.stride(dim) == 0:
+            t = t.narrow(dim, 0, 1)
+    return t
+
+
 def _log_density(p: Distribution, mixture, z: torch.Tensor) -> torch.Tensor:
     """log p_k(z_k) per dimension, (..., B, K), of univariate ``p`` or a ``mixture`` (log weights, components)."""
     if mixture is None:
         return p.log_prob(z)
     log_weights, components = mixture
-    # z (..., B, K) -> (..., B, 1, K) against components (B, C, K); weights (B, C) -> (B, C, 1)
-    return torch.logsumexp(components.log_prob(z.unsqueeze(-2)) + log_weights.unsqueeze(-1), dim=-2)
+    log_weights = _compact(log_weights).unsqueeze(-1)  # (B or 1, C) -> (B or 1, C, 1)
+    z = z.unsqueeze(-2)  # (..., B, K) -> (..., B, 1, K) against components (B, C, K)
+    if isinstance(components, Normal):  # written out: one tensor of (..., B, C, K), none of the parameters
+        loc, scale = _compact(components.loc), _compact(components.scale)  # (B or 1, C or 1, K)
+        terms = ((z - loc) / scale).square_().mul_(-0.5)  # (..., B, C, K), the one tensor of that size
+        terms += log_weights - scale.log() - 0.5 * math.log(2 * math.pi)
+        return torch.logsumexp(terms, dim=-2)
+    return torch.logsumexp(components.log_prob(z) + log_weights, dim=-2)
 
 
 class _Sums:
@@ -140,21 +163,37 @@ class _Sums:
     within-row variance over the draws divided by S (K,)."""
 
     def __init__(self):
-        self.total, self.variance, self.rows, self.method = 0.0, 0.0, 0, None
+        self.total, self.variance, self.rows, self.method, self.draws = 0.0, 0.0, 0, None, 0
+        self.means, self.squares, self.seen = 0.0, 0.0, 0  # of the posterior means, in float64
+
+    def add_means(self, fn: Distribution) -> None:
+        while hasattr(fn, "base_dist"):  # Independent, a flow's TransformedDistribution
+            fn = fn.base_dist
+        mean = fn.mean.double().reshape(-1, fn.mean.shape[-1])  # (B, K)
+        self.means, self.squares, self.seen = self.means + mean.sum(0), self.squares + (mean**2).sum(0), \
+            self.seen + len(mean)
+
+    def mean_variance(self) -> torch.Tensor:
+        """The unbiased variance over the rows of each dimension's posterior mean, (K,)."""
+        n = max(self.seen - 1, 1)
+        return ((self.squares - self.means**2 / self.seen) / n).clamp(min=0).float()
 
 
 def kl_per_dim(model, x: Rows, y: Optional[torch.Tensor] = None, num_samples: int = 16, batch_size: int = 500,
-               max_elements: int = 2**24) -> Dict[str, SiteKL]:
+               max_elements: int = 2**24, component_draws: int = 64) -> Dict[str, SiteKL]:
     """``{site: SiteKL}``: the KL of each dimension of each latent site the guide samples at rows
     ``x`` (N, D) in model space (``y``: the rows' labels for a model that takes them), nats per
     datapoint (see the module docstring). Monte Carlo draws ``num_samples`` per row from the global
-    random stream, as many at a time as keep (S, B, C, K) under ``max_elements`` numbers."""
+    random stream, against a mixture of C components only as many as keep S C within
+    ``component_draws`` (at least one: 6 for 10 components, 1 for a VampPrior's 500), as many at a
+    time as keep (S, B, C, K) under ``max_elements`` numbers."""
     sums: Dict[str, _Sums] = {}
     reasons: Dict[str, str] = {}
     with torch.no_grad(), pyro.validation_enabled(False):
         for chunk, labels in _chunks(model, x, batch_size, check=False, y=y):
             for name, (q_fn, p_fn) in site_distributions(model, chunk, labels).items():
                 site = sums.setdefault(name, _Sums())
+                site.add_means(q_fn)
                 if name in reasons:
                     continue
                 q, p, mixture = marginals(q_fn), marginals(p_fn), _mixture(p_fn)
@@ -171,26 +210,28 @@ def kl_per_dim(model, x: Rows, y: Optional[torch.Tensor] = None, num_samples: in
                     site.total, site.method = site.total + exact.sum(0), CLOSED_FORM
                     site.rows += len(chunk)
                     continue
-                total, sq = _monte_carlo(q, p, mixture, num_samples, max_elements)  # (B, K) each
-                site.total = site.total + total.sum(0) / num_samples
-                if num_samples > 1:  # within-row sample variance of the S terms, over S
-                    variance = (sq - total**2 / num_samples) / (num_samples - 1)
-                    site.variance = site.variance + variance.clamp(min=0).sum(0) / num_samples
+                draws = num_samples if mixture is None else \
+                    max(1, min(num_samples, component_draws // mixture[0].shape[-1]))
+                total, sq = _monte_carlo(q, p, mixture, draws, max_elements)  # (B, K) each
+                site.total = site.total + total.sum(0) / draws
+                if draws > 1:  # within-row sample variance of the S terms, over S
+                    variance = (sq - total**2 / draws) / (draws - 1)
+                    site.variance = site.variance + variance.clamp(min=0).sum(0) / draws
                 site.rows += len(chunk)
-                site.method = f"Monte Carlo, {num_samples} draws per row"
+                site.method, site.draws = f"Monte Carlo, {draws} draw{'s' if draws > 1 else ''} per row", draws
     out = {}
     for name, site in sums.items():
         if name in reasons:
-            out[name] = SiteKL(None, None, reasons[name])
+            out[name] = SiteKL(None, None, reasons[name], site.mean_variance())
             continue
         values = site.total / site.rows  # (K,)
         if site.method == CLOSED_FORM:
             se = torch.zeros_like(values)
-        elif num_samples > 1:
+        elif site.draws > 1:
             se = (torch.zeros_like(values) + site.variance).sqrt() / site.rows
         else:  # one draw per row: no within-row variance to estimate it from
             se = torch.full_like(values, float("nan"))
-        out[name] = SiteKL(values, se, site.method)
+        out[name] = SiteKL(values, se, site.method, site.mean_variance())
     return out
 
 

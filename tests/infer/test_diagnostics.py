@@ -11,6 +11,7 @@ from torch.distributions import kl_divergence
 
 import pyrovae
 from pyrovae.infer.diagnostics import CLOSED_FORM, closed_form_kl, kl_per_dim
+from pyrovae.infer.evaluation import active_units
 from pyrovae.model.labelled import CVAE, join
 from pyrovae.model.m2 import M2
 from pyrovae.model.networks import Decoder, Encoder
@@ -49,6 +50,8 @@ def test_closed_form_per_dimension_and_its_sum_are_the_runs_kl(digits):
     # the per-dimension KLs of a factorized q against N(0, I) sum to the KL the scores use
     run_kl = pyrovae.elbo(model, digits, analytic_kl=True).kl.mean()
     assert site.values.sum().item() == pytest.approx(run_kl.item(), rel=1e-5)
+    # the same pass gives the active units' statistic: the variance of the posterior means over the rows
+    assert torch.allclose(site.mean_variance, active_units(model, digits)[1], rtol=1e-4, atol=1e-8)
 
 
 def _one_component_prior(n):
@@ -91,7 +94,7 @@ def test_a_mixture_priors_marginal_against_numerical_integration(digits):
     rows = digits[:4]
     samples = 4000
     torch.manual_seed(2)
-    [site] = kl_per_dim(model, rows, num_samples=samples).values()
+    [site] = kl_per_dim(model, rows, num_samples=samples, component_draws=3 * samples).values()
     loc, scale = (v.double() for v in model.encoder(rows))
     weights = torch.softmax(model.prior.logits.detach().double(), 0)
     scales = (torch.nn.functional.softplus(model.prior.raw_scales) + 1e-3).detach().double()
@@ -104,9 +107,12 @@ def test_a_mixture_priors_marginal_against_numerical_integration(digits):
 
 
 def test_vampprior_and_a_student_t_prior_are_estimated(digits):
-    vamp = vae(prior="vamp", prior_options={"components": 5})
-    [site] = kl_per_dim(vamp, digits[:50], num_samples=4).values()
-    assert site.method.startswith("Monte Carlo") and bool(torch.isfinite(site.values).all())
+    vamp = vae(prior="vamp", prior_options={"components": 500})  # S C within 64: one draw per row
+    [site] = kl_per_dim(vamp, digits[:50]).values()
+    assert site.method == "Monte Carlo, 1 draw per row" and bool(torch.isfinite(site.values).all())
+    assert bool(torch.isnan(site.standard_error).all())  # one draw: no within-row variance to estimate it from
+    [site] = kl_per_dim(vae(prior="mog"), digits[:50]).values()
+    assert site.method == "Monte Carlo, 6 draws per row"  # 10 components
     student = vae(prior=lambda n: dist.StudentT(3.0, torch.zeros(n, 6), 1.0).to_event(1))
     [site] = kl_per_dim(student, digits[:50], num_samples=4).values()
     assert site.method.startswith("Monte Carlo") and bool((site.values > -0.1).all())
@@ -115,6 +121,7 @@ def test_vampprior_and_a_student_t_prior_are_estimated(digits):
 def test_a_flow_guide_has_no_per_dimension_kl(digits):
     [site] = kl_per_dim(vae(guide="iaf"), digits[:20]).values()
     assert site.values is None and site.standard_error is None and "not factorized" in site.method
+    assert site.mean_variance.shape == (6,)  # the base distribution's means, as posterior_params reads them
 
 
 def test_labelled_models_per_site(digits, mnist_sample):
