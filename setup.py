@@ -28,6 +28,7 @@ setup(
         "pandas>=1.5",  # CSV and Parquet tables
         "pyarrow>=10",  # Parquet, through pandas
         "scikit-learn>=1.0",  # the real sets of scripts/example_data.py (and mlxtend's own dependency)
+        "pyyaml>=6",  # --config FILE in YAML
     ],
     extras_require={
         # scripts/export.py: the versions its tests ran with (an ONNX file's opset must be one onnxruntime runs)

@@ -34,12 +34,17 @@ def evaluate_main(argv: Optional[List[str]] = None) -> int:
 def plot_latent_main(argv: Optional[List[str]] = None) -> int:
     """``scripts/plot_latent.py RUN_DIR``: latent-space figures of a finished run."""
     p = _run_dir_parser("Latent-space figures of a finished run: posterior means of the test set "
-                        "(2-d latent or PCA), the decoded manifold (2-d latent), interpolations.")
+                        "(2-d latent or PCA), the decoded manifold (2-d latent), interpolations, traversals.")
     p.add_argument("--out", default=None, help="folder for the figures (default: RUN_DIR)")
+    p.add_argument("--traversal-dims", type=int, default=8, metavar="K",
+                   help="traversals.png: the K latent dimensions whose posterior means vary most, one row each")
     args = p.parse_args(argv)
+    if args.traversal_dims <= 0:
+        p.error(f"--traversal-dims must be a positive integer, got {args.traversal_dims}")
     _set_threads(p, args.threads)
     from ..experiments.plot_latent import plot_latent_run  # the application loads only when its command runs
-    return _guarded(lambda: plot_latent_run(args.run_dir, args.out, args.cuda), args.run_dir)
+    return _guarded(lambda: plot_latent_run(args.run_dir, args.out, args.cuda, traversal_dims=args.traversal_dims),
+                    args.run_dir)
 
 
 def bench_main(argv: Optional[List[str]] = None) -> int:

@@ -1,9 +1,13 @@
 """``scripts/svi_train.py`` and ``scripts/compare_elbo.py``: flags -> :class:`TrainConfig` ->
 :func:`pyrovae.train` / :func:`pyrovae.resume` (or the ELBO study)."""
 import argparse
+import sys
+from dataclasses import fields
+from pathlib import Path
 from typing import List, Optional
 
 from ..data.datasets import DATASETS
+from ..errors import ConfigError, PyrovaeError
 from ..model.guides import GUIDES
 from ..model.likelihoods import BUILT_IN
 from ..model.networks import ACTIVATIONS
@@ -99,6 +103,10 @@ def build_parser(description: str = "Train a VAE (Pyro model/guide) with SVI.") 
                    help="plateau: epochs without a better validation ELBO before halving")
     p.add_argument("--kl-warmup", type=int, default=d.kl_warmup,
                    help="epochs over which the latent site's log-density scale rises linearly to 1 (0: none)")
+    p.add_argument("--beta", type=float, default=d.beta,
+                   help="the weight of the KL term after the warm-up (beta-VAE, Higgins et al. 2017): the latent "
+                        "sites' log-densities are scaled by beta x min(1, epoch / --kl-warmup); the validation and "
+                        "test ELBOs stay the ELBO itself; not with --elbo iwae")
     p.add_argument("--early-stopping", type=int, default=d.early_stopping,
                    help="stop after N epochs without a better validation ELBO (0: never)")
     p.add_argument("--valid-size", type=int, default=d.valid_size,
@@ -157,17 +165,30 @@ def _train_config(p: argparse.ArgumentParser, args: dict) -> TrainConfig:
                        guide_options={} if steps is None else {"steps": steps})
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    """``scripts/svi_train.py``: a new run, or ``--resume RUN_DIR``."""
+def main_parser() -> argparse.ArgumentParser:
+    """The flags of ``scripts/svi_train.py``: the settings', ``--resume`` and ``--config``."""
     p = build_parser()
     p.add_argument("--resume", metavar="RUN_DIR", default=None,
                    help="continue the run in RUN_DIR from its checkpoint, with its own settings "
                         "(only --epochs, --cuda, --distributed, --threads and --no-progress may change)")
+    p.add_argument("--config", metavar="FILE", default=None,
+                   help="every setting from a .json/.yaml file of settings or a run's config.json; flags on the "
+                        "command line override it (see docs/flags.md)")
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """``scripts/svi_train.py``: a new run, or ``--resume RUN_DIR``."""
+    p = main_parser()
     args = vars(p.parse_args(argv))
     command = _command("scripts/svi_train.py", argv)
-    run_dir = args.pop("resume")
+    run_dir, config_file = args.pop("resume"), args.pop("config")
     if run_dir is None:
-        config = _train_config(p, args)
+        try:
+            config = _train_config(p, args) if config_file is None else _file_config(p, args, argv, config_file)
+        except PyrovaeError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
         return _guarded(lambda: train(config, command=command), config.out_dir())
     present = _flags_given(p, argv) - {"resume"}
     changed = sorted(present - RESUME_FLAGS)
@@ -176,6 +197,28 @@ def main(argv: Optional[List[str]] = None) -> int:
                 "(only --epochs, --cuda, --distributed, --threads and --no-progress may be given with --resume)")
     given = {k: args[k] for k in RESUME_FLAGS & present}
     return _guarded(lambda: resume(run_dir, command=command, **given), run_dir)
+
+
+def _file_config(p: argparse.ArgumentParser, args: dict, argv: Optional[List[str]], path: str) -> TrainConfig:
+    """The settings of a config file, with those of the flags on the command line in their place
+    (an option of ``--likelihood-option``, ``--prior-components`` or ``--flow-steps`` replaces that
+    one option). A run's config.json keeps its ``out`` unless ``--out`` is given, and is refused
+    when that would train into the run it records."""
+    from ..training.config_file import config_from_file
+
+    config, record = config_from_file(path)
+    flags = _train_config(p, dict(args))  # every flag's value, the defaults included
+    given = _flags_given(p, argv) - {"config", "resume"}
+    for name in given & {f.name for f in fields(TrainConfig)}:
+        setattr(config, name, getattr(flags, name))
+    for options, names in (("likelihood_options", {"likelihood_option", "likelihood_scale"}),
+                           ("prior_options", {"prior_components"}), ("guide_options", {"flow_steps"})):
+        if given & names:
+            setattr(config, options, {**getattr(config, options), **getattr(flags, options)})
+    if record and "out" not in given and Path(config.out_dir()).resolve() == Path(path).resolve().parent:
+        raise ConfigError(f"{path} records the run in {Path(path).parent}; training from it into the same folder "
+                          "would replace that run: give --out")
+    return config
 
 
 def _flags_given(p: argparse.ArgumentParser, argv: Optional[List[str]]) -> set:

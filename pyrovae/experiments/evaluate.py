@@ -15,8 +15,11 @@ as the run scored it (same data, same one-off binarization or dequantization).
 * for standardized columns (tables), ``test_nll`` is the NLL of the standardized rows the
   model scores, and ``evaluation.test_nll_data_units`` that of the rows in their own units,
   :math:`\mathrm{NLL} + \sum_d \log s_d` (the change of variables :math:`x = m + s x'`);
-* ``evaluation``: the test ELBO and its split into expected log-likelihood and KL, and the
-  number of active latent units.
+* ``evaluation``: the test ELBO and its split into expected log-likelihood and KL (the ELBO
+  itself, KL weight 1, whatever ``--beta`` or warm-up trained), the number of active latent
+  units, and ``kl_per_dim``, the KL of each latent dimension on the test rows
+  (:func:`pyrovae.infer.diagnostics.kl_per_dim`; ``{site: [...] or null}``, with
+  ``kl_per_dim_estimator`` saying how each site's was computed or why it is not defined).
 """
 import math
 from typing import Callable, Optional
@@ -27,7 +30,9 @@ from tqdm.auto import tqdm
 from ..data.prepare import prepare_data
 from ..data.transforms import evenly_spaced
 from ..environment import select_device
+from ..infer.diagnostics import kl_per_dim
 from ..infer.evaluation import accuracy, active_units, elbo, log_likelihood
+from ..training.collapse import as_json
 from ..training.run import Run
 
 
@@ -67,6 +72,8 @@ def _evaluate(run, vae, checkpoint_name, epoch, prepared, num_samples, test_limi
         log_p = log_likelihood(vae, test_x, num_samples=num_samples, progress=bar.update, y=given)
     split = elbo(vae, test_x, num_particles=10, analytic_kl=True, y=given).means()
     n_active, variances = active_units(vae, test_x, y=given)  # over every latent dimension, all layers
+    sites = kl_per_dim(vae, test_x, y=given)  # after every other draw: the scores above are unchanged by it
+    kl_dims = as_json(sites)
     nll = -log_p.mean().item()
     result = {
         "test_nll": nll,
@@ -78,8 +85,12 @@ def _evaluate(run, vae, checkpoint_name, epoch, prepared, num_samples, test_limi
         "test_elbo": split["elbo"],
         "expected_log_likelihood": split["expected_log_likelihood"],
         "kl": split["kl"],
-        "elbo_estimator": "analytic KL, 10 particles",
+        "elbo_estimator": "analytic KL, 10 particles" + (
+            f"; the ELBO itself (KL weight 1), not the objective beta = {run.config.beta:g} trained"
+            if run.config.beta != 1 else ""),
         "active_units": n_active,
+        "kl_per_dim": kl_dims,
+        "kl_per_dim_estimator": {name: site.method for name, site in sites.items()},
         "z_dim": vae.z_dim,
         "latent_dims": len(variances),
         "command": command,
@@ -117,4 +128,8 @@ def _evaluate(run, vae, checkpoint_name, epoch, prepared, num_samples, test_limi
            if "kl_per_layer" in result else "")
         + (f"; in the data's own units (+ sum log std = {log_det:.3f}): test NLL {nll + log_det:.3f}"
            if "test_nll_data_units" in result else ""))
+    for name, values in kl_dims.items():
+        log(f"KL per dimension of {name}, largest first (nats per datapoint): "
+            + (" ".join(f"{v:.2f}" for v in sorted(values, reverse=True)) if values is not None
+               else f"not defined: {sites[name].method}"))
     return result

@@ -1,7 +1,7 @@
 """Latent-space figures of a finished run (``scripts/plot_latent.py``): posterior means, the
-decoder over the prior's quantiles, decoded interpolations. Images may be grey (H, W) or have
-channels (C, H, W); for a table (``image_shape`` None) only the posterior means are drawn.
-The prepared test rows are in model space; the figures are in data units."""
+decoder over the prior's quantiles, decoded interpolations, latent traversals. Images may be
+grey (H, W) or have channels (C, H, W); for a table (``image_shape`` None) only the posterior
+means are drawn. The prepared test rows are in model space; the figures are in data units."""
 from pathlib import Path
 from typing import Callable
 
@@ -13,23 +13,26 @@ import torch  # noqa: E402
 
 from ..data.prepare import prepare_data  # noqa: E402
 from ..environment import select_device  # noqa: E402
-from ..training.plots import channel_note, image_grid, save_grid  # noqa: E402
+from ..training.plots import channel_note, image_grid, save_figure, save_grid, tile_inches  # noqa: E402
 from ..training.run import Run  # noqa: E402
 
 
 @torch.no_grad()
-def plot_latent_run(run_dir, out_dir=None, cuda: bool = False, log: Callable[[str], None] = print) -> list:
+def plot_latent_run(run_dir, out_dir=None, cuda: bool = False, log: Callable[[str], None] = print,
+                    traversal_dims: int = 8) -> list:
     """latent.png (posterior means: the 2-d latent itself, or a 2-d PCA), manifold.png
-    (images with 2-d latents only: the decoder over a grid of prior quantiles) and
-    interpolations.png (images only: decoded straight lines between posterior means)."""
+    (images with 2-d latents only: the decoder over a grid of prior quantiles),
+    interpolations.png (images only: decoded straight lines between posterior means) and
+    traversals.png (images only: :func:`_plot_traversals` of the ``traversal_dims`` dimensions
+    whose posterior means vary most)."""
     with Run.open(run_dir) as run:  # a reader: the run's lock, shared
         vae = run.model("last", select_device(cuda))
         dataset = run.dataset(log=log)
         prepared = prepare_data(run.config, dataset, vae.likelihood)
-        return _plot(vae, dataset, prepared, Path(out_dir or run_dir), log)
+        return _plot(vae, dataset, prepared, Path(out_dir or run_dir), log, traversal_dims)
 
 
-def _plot(vae, dataset, prepared, out: Path, log) -> list:
+def _plot(vae, dataset, prepared, out: Path, log, traversal_dims: int = 8) -> list:
     out.mkdir(parents=True, exist_ok=True)
     device = next(vae.parameters()).device
     test_x = vae.to_data_space(prepared.test_x.to(device))  # (N, D) in data units
@@ -39,11 +42,14 @@ def _plot(vae, dataset, prepared, out: Path, log) -> list:
                        for i, c in zip(range(0, len(test_x), 1000), test_x.split(1000))]).cpu()  # (N, z_dim)
     image_shape = dataset.image_shape
     if vae.kind != "vae":  # the decoder of another model needs more than z (a class): the posterior means only
-        log(f"the {vae.kind} model: drawing latent.png only (manifold.png and interpolations.png decode z alone)")
+        log(f"the {vae.kind} model: drawing latent.png only (manifold.png, interpolations.png and traversals.png "
+            "decode z alone)")
         image_shape = None
     elif image_shape is None:
-        log("the data are a table (no image shape): drawing latent.png only, not manifold.png or interpolations.png")
-    written = [out / "latent.png"] + ([out / "interpolations.png"] if image_shape is not None else [])
+        log("the data are a table (no image shape): drawing latent.png only, not manifold.png, interpolations.png "
+            "or traversals.png")
+    written = [out / "latent.png"] + ([out / "interpolations.png", out / "traversals.png"]
+                                      if image_shape is not None else [])
     if vae.z_dim == 2:
         coords, axis_names = means, ("z1", "z2")
         if image_shape is not None:
@@ -60,6 +66,7 @@ def _plot(vae, dataset, prepared, out: Path, log) -> list:
                   f"({'z' if vae.z_dim == 2 else 'PCA of z'}, z_dim={vae.z_dim})")
     if image_shape is not None:
         _plot_interpolations(vae, test_x, dataset.test_y, image_shape, out / "interpolations.png")
+        _plot_traversals(vae, test_x, image_shape, out / "traversals.png", traversal_dims)
     log(f"wrote {', '.join(str(p) for p in written)}")
     return written
 
@@ -105,3 +112,59 @@ def _plot_interpolations(vae, test_x, labels, image_shape, path, pairs: int = 8,
               "decoded straight lines between the posterior means of two test images" + channel_note(image_shape),
               image_shape)
 
+
+
+def prior_spread(vae, draws: int = 20000):
+    """(mean, standard deviation) of the prior's marginal in each dimension, (z_dim,) each: exact
+    where the distribution has them (the standard normal, a mixture by the law of total variance),
+    else from ``draws`` prior draws (on a forked random stream)."""
+    prior = vae.prior.distribution(1, vae.encoder)
+    try:
+        return prior.mean.reshape(-1), prior.variance.reshape(-1).sqrt()
+    except NotImplementedError:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            z = vae.prior.distribution(draws, vae.encoder).sample()  # (draws, z_dim)
+        return z.mean(0), z.std(0)
+
+
+def _plot_traversals(vae, test_x, image_shape, path, k: int = 8, steps: int = 11):
+    """traversals.png: one row per latent dimension, the ``k`` dimensions whose posterior means
+    vary most over the test images (the active-units statistic), largest first; along a row the
+    decoder mean at the first test image's posterior mean z* with that one dimension set to
+    m_d + t s_d, t from -3 to 3 in ``steps`` steps (m_d, s_d: the prior's marginal mean and standard
+    deviation). For a flow guide z* is the flow's image of its base mean, as reconstructions use."""
+    def z_star(rows):  # (B, D) in data units -> (B, z_dim), the decoder's input
+        loc, scale = vae.encode(rows)
+        for t in getattr(vae.posterior_family.distribution(loc, scale), "transforms", ()):
+            loc = t(loc)
+        return loc
+
+    means = torch.cat([z_star(rows) for rows in test_x.split(1000)])  # (N, z_dim)
+    variance = means.var(dim=0) if len(means) > 1 else torch.zeros(vae.z_dim, device=means.device)
+    dims = torch.argsort(variance, descending=True, stable=True)[:min(k, vae.z_dim)]  # (k,)
+    m, s = (v.to(means.device) for v in prior_spread(vae))
+    t = torch.linspace(-3.0, 3.0, steps, device=means.device)  # (steps,)
+    z = means[:1].repeat(len(dims) * steps, 1).view(len(dims), steps, -1)  # (k, steps, z_dim)
+    rows = torch.arange(len(dims), device=means.device)
+    z[rows, :, dims] = m[dims].view(-1, 1) + t.view(1, -1) * s[dims].view(-1, 1)  # row r sweeps dimension dims[r]
+    images = vae.to_data_space(vae.likelihood(vae.decoder(z)).mean).reshape(len(dims) * steps, -1).cpu()
+    grid = image_grid(images, image_shape, steps)  # (C, rows, cols)
+    h = grid.shape[1] / len(dims)  # pixels per row, with its padding
+    inches = tile_inches(image_shape) / min(image_shape[-2:])
+    fig, ax = plt.subplots(figsize=(grid.shape[2] * inches + 1.2, grid.shape[1] * inches + 0.8))
+    if grid.shape[0] == 3:
+        ax.imshow(grid.clamp(0, 1).permute(1, 2, 0).numpy(), interpolation="nearest")
+    else:
+        ax.imshow(grid[0].numpy(), cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_yticks([(r + 0.5) * h for r in range(len(dims))])
+    ax.set_yticklabels([f"z{int(d)}  var {float(variance[d]):.2f}" for d in dims], fontsize=7)
+    ax.set_xticks([(c + 0.5) * grid.shape[2] / steps for c in range(steps)])
+    ax.set_xticklabels([f"{round(float(v), 1) + 0.0:+.1f}" for v in t], fontsize=7)  # + 0.0: no "-0.0"
+    ax.set_xlabel("prior standard deviations from the prior mean", fontsize=8)
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    ax.set_title("traversals: one dimension swept at a test image's posterior mean" + channel_note(image_shape),
+                 fontsize=8)
+    save_figure(plt, fig, path, dpi=100)

@@ -32,6 +32,8 @@ from ..data.placement import HostRows
 from ..errors import DataError
 
 Rows = Union[torch.Tensor, HostRows]  # (N, D): on any device, or kept in host memory
+#: a latent dimension whose posterior mean varies over the data by more than this is active (Burda et al. 2016)
+ACTIVE_THRESHOLD = 1e-2
 
 
 @dataclass
@@ -116,7 +118,7 @@ def log_likelihood(model, x: Rows, num_samples: int = 5000, batch_size: int = 10
 
 
 @torch.no_grad()
-def active_units(model, x: Rows, threshold: float = 1e-2, batch_size: int = 1000,
+def active_units(model, x: Rows, threshold: float = ACTIVE_THRESHOLD, batch_size: int = 1000,
                  y: Optional[torch.Tensor] = None) -> Tuple[int, torch.Tensor]:
     """(number of active latent dimensions, per-dimension variance over ``x`` of the
     posterior mean); a model with several latent sites: their dimensions one after another."""

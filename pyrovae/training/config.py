@@ -69,6 +69,7 @@ class TrainConfig:
     lr_min: float = 0.0
     lr_patience: int = 10  # plateau: epochs without a better validation ELBO before halving
     kl_warmup: int = 0  # epochs over which the latent site's scale rises from 1/W to 1
+    beta: float = 1.0  # the KL term's weight after the warm-up (beta-VAE); runs recorded before it: 1
     early_stopping: int = 0  # stop after this many epochs without a better validation ELBO (0: never)
     valid_size: Optional[int] = None  # data sets without a validation split: hold out the last N training
     # images (None: the last 10%; 0: no validation set, best.pt is the last epoch)
@@ -157,6 +158,7 @@ class TrainConfig:
         likelihood = make_likelihood(self)  # refuses unknown or invalid options in one line
         if self.fast and self.distributed:
             raise ConfigError("--fast does not work with --distributed yet; drop one of them")
+        _check_beta(self)
         if self.elbo == "iwae" and (self.kl_warmup or self.distributed):
             raise ConfigError(f"--elbo iwae cannot take {'--kl-warmup' if self.kl_warmup else '--distributed'}: it is "
                               "a bound on log p(x) with unscaled log-densities (drop it, or use --elbo trace)")
@@ -332,6 +334,16 @@ def _dataset_spec(spec, names) -> str:
                         "file or folder; give a name, or the path of a .npy/.npz/.csv/.parquet file or an image folder "
                         "(a run's own data: put it back at that path)")
     return str(path.resolve())
+
+
+def _check_beta(config: TrainConfig) -> None:
+    """beta: a finite non-negative number; the IWAE bound has no KL term to weight."""
+    beta = config.beta
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 <= beta < float("inf"):
+        raise ConfigError(f"beta must be a non-negative finite number (the weight of the KL term), got {beta!r}")
+    if config.elbo == "iwae" and beta != 1:
+        raise ConfigError(f"--elbo iwae cannot take --beta {beta:g}: the IWAE bound is not a KL-weighted ELBO "
+                          "(drop --beta, or use --elbo trace or meanfield)")
 
 
 def _choice(name, value, allowed):

@@ -1,5 +1,6 @@
 """A run's reports outside the loop: TensorBoard after every epoch (``--tensorboard``), the
-figures at the end (``elbo_curves.png``, ``reconstructions.png``, ``samples.png``); rank 0 only.
+figures at the end (``elbo_curves.png``, ``reconstructions.png``, ``samples.png``,
+``kl_per_dim.png``); rank 0 only.
 
 Figures are in data units (the VAE's ``to_data_space``): image mosaics (grey or RGB) for
 images, per-column scatters and histograms (:mod:`~pyrovae.training.table_plots`) for tables."""
@@ -8,6 +9,7 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
+from .collapse import plot_kl_per_dim
 from .plots import image_grid, plot_elbo_curves, plot_reconstructions, plot_samples, reconstruction_grid
 from .table_plots import plot_table_reconstructions, plot_table_samples
 from .tracking import TensorBoardLog
@@ -40,10 +42,12 @@ class Reporter:
 
     def finish(self, history: list, vae, test_x: torch.Tensor, stop: Callable[[], bool] = lambda: False,
                test_y: Optional[torch.Tensor] = None) -> None:
-        """Draw the three figures; ``stop()`` true (a signal came) skips those not drawn yet."""
+        """Draw the figures; ``stop()`` true (a signal came) skips those not drawn yet."""
         if stop():
             return
         plot_elbo_curves(history, self.out / "elbo_curves.png", self.title)
+        if not stop():
+            plot_kl_per_dim(history, self.out / "kl_per_dim.png")  # where the history holds a per-dimension KL
         if stop() or not draws(vae):  # a user's model without reconstruct and sample: the curves only
             return
         if self.image_shape is None:
@@ -63,15 +67,25 @@ class Reporter:
 
 
 def epoch_line(record: dict) -> str:
-    """The line logged after an epoch: its ELBOs per datapoint (the training objective
-    during KL warm-up), beta and seconds."""
-    beta = record["kl_scale"]
-    objective = beta < 1 or "valid_accuracy" in record or "test_accuracy" in record  # m2 adds alpha log q(y|x)
+    """The line logged after an epoch: its ELBOs per datapoint (the training objective where the
+    KL weight is not 1: KL warm-up, ``--beta``), the active units, the KL weight and seconds."""
+    weight = record["kl_scale"]
+    objective = weight != 1 or "valid_accuracy" in record or "test_accuracy" in record  # m2 adds alpha log q(y|x)
     return (f"epoch {record['epoch']:3d}  train {'objective' if objective else 'ELBO'} {record['train_elbo']:9.3f}  "
             + (f"valid ELBO {record['valid_elbo']:9.3f}  " if "valid_elbo" in record else "")
             + (f"test ELBO {record['test_elbo']:9.3f}  " if record["test_elbo"] is not None else "")
             + (f"valid accuracy {record['valid_accuracy']:.2%}  " if record.get("valid_accuracy") is not None else "")
-            + (f"(beta {beta:.3f}) " if beta < 1 else "") + f"({record['seconds']:.1f} s)")
+            + (f"active units {record['active_units']}  " if record.get("active_units") is not None else "")
+            + (f"(KL weight {weight:.3f}) " if weight != 1 else "") + f"({record['seconds']:.1f} s)")
+
+
+def elbo_estimator(config) -> str:
+    """How the validation and test ELBOs are estimated: ``metrics.json``'s ``test_elbo_estimator``,
+    which says that they are the ELBO itself where the training objective weighs the KL otherwise."""
+    weighted = config.beta != 1 or config.kl_warmup
+    return "TraceMeanField_ELBO (analytic KL), 1 particle" + (
+        "; the ELBO itself (KL weight 1), not the training objective (KL weight beta x min(1, epoch / kl_warmup))"
+        if weighted else "")
 
 
 def _spread(test_x: torch.Tensor, n: int) -> torch.Tensor:

@@ -4,9 +4,10 @@ A run writes its event files into ``<run folder>/tensorboard`` (rank 0 only), so
 ``tensorboard --logdir runs`` lists every run by its folder. Per epoch: the ELBOs
 (``elbo/train``, ``elbo/valid``, ``elbo/test``, per datapoint in nats), the test ELBO's
 split (``test/expected_log_likelihood``, ``test/kl``), ``time/seconds_per_epoch``,
-``train/lr`` and ``train/kl_scale``; at test epochs, the images ``reconstructions``
-(test images above their reconstructions) and ``samples`` (decoded prior draws). A
-resumed run drops the events after the epoch it resumes from.
+``train/lr`` and ``train/kl_scale``, the collapse diagnostics ``collapse/active_units`` and
+``kl_per_dim/<site>/<k>`` (dimension k's KL, nats per datapoint); at test epochs, the
+images ``reconstructions`` (test images above their reconstructions) and ``samples``
+(decoded prior draws). A resumed run drops the events after the epoch it resumes from.
 """
 from pathlib import Path
 
@@ -40,6 +41,11 @@ class TensorBoardLog:
         for key, tag in SCALARS.items():
             if record.get(key) is not None:
                 self.writer.add_scalar(tag, record[key], record["epoch"])
+        if record.get("active_units") is not None:
+            self.writer.add_scalar("collapse/active_units", record["active_units"], record["epoch"])
+        for site, values in (record.get("kl_per_dim") or {}).items():
+            for k, value in enumerate(values or ()):
+                self.writer.add_scalar(f"kl_per_dim/{site}/{k:03d}", value, record["epoch"])
         self.writer.flush()
 
     def images(self, epoch: int, reconstructions: torch.Tensor, samples: torch.Tensor) -> None:

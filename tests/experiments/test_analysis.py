@@ -52,10 +52,10 @@ def test_evaluate_reports_bits_per_dim_for_dequantized_data(mnist_sample, tmp_pa
 
 def test_plot_latent_two_dims_and_pca(bernoulli_run, mnist_sample, tmp_path):
     written = plot_latent_run(bernoulli_run, tmp_path / "fig2", log=lambda s: None)
-    assert sorted(p.name for p in written) == ["interpolations.png", "latent.png", "manifold.png"]
+    assert sorted(p.name for p in written) == ["interpolations.png", "latent.png", "manifold.png", "traversals.png"]
     run5 = tiny_run(tmp_path, mnist_sample, z_dim=5)
     written = plot_latent_run(run5, tmp_path / "fig5", log=lambda s: None)
-    assert sorted(p.name for p in written) == ["interpolations.png", "latent.png"]
+    assert sorted(p.name for p in written) == ["interpolations.png", "latent.png", "traversals.png"]
     for p in written:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
 
