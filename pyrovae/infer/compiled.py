@@ -77,6 +77,11 @@ def _register_onednn_ops() -> bool:
 _ONEDNN_LIBRARY: list = []
 
 
+def onednn_available() -> bool:
+    """Whether this torch build has oneDNN, so ``pyrovae::onednn_mm`` exists (defining it if not yet)."""
+    return _register_onednn_ops()
+
+
 def onednn_matmuls(gm: torch.fx.GraphModule) -> int:
     """Point the float32 CPU ``aten.mm`` and ``aten.addmm`` (bias a row, no scaling) nodes
     of ``gm`` at ``pyrovae::onednn_mm`` / ``pyrovae::onednn_addmm``; return how many."""
