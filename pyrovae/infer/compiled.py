@@ -84,7 +84,11 @@ def onednn_available() -> bool:
 
 def onednn_matmuls(gm: torch.fx.GraphModule) -> int:
     """Point the float32 CPU ``aten.mm`` and ``aten.addmm`` (bias a row, no scaling) nodes
-    of ``gm`` at ``pyrovae::onednn_mm`` / ``pyrovae::onednn_addmm``; return how many."""
+    of ``gm`` at ``pyrovae::onednn_mm`` / ``pyrovae::onednn_addmm``; return how many.
+
+    A left operand that is a transposed view (a weight gradient's ``grad_out.T``) is made
+    contiguous in the graph first: oneDNN's entry copies it otherwise, slowly, and inductor
+    writes the transpose in tiles, fused with the kernel that computes it where it can."""
     if not _register_onednn_ops():
         return 0
     count = 0
@@ -97,6 +101,13 @@ def onednn_matmuls(gm: torch.fx.GraphModule) -> int:
         if node.target is torch.ops.aten.addmm.default and tuple(vals[0].shape) != (vals[2].shape[1],):
             continue
         node.target = getattr(torch.ops.pyrovae, _TO_ONEDNN[node.target]).default
+        left = node.args[-2]
+        if not vals[-2].is_contiguous():
+            with gm.graph.inserting_before(node):
+                copy = gm.graph.call_function(torch.ops.aten.clone.default, (left,),
+                                              {"memory_format": torch.contiguous_format})
+            copy.meta["val"] = vals[-2].contiguous()
+            node.replace_input_with(left, copy)
         count += 1
     if count:
         gm.graph.lint()
