@@ -24,7 +24,9 @@ full minibatches of ``B``, as NumPyro's example does):
 block of steps on 8 fixed minibatches, in an order rotated by one each round. Wall and
 process CPU seconds are taken per epoch and per block. A system's ratio to the reference
 is taken within each round and the median over rounds is reported with its spread (min,
-max). NumPyro's thread count is XLA's intra-op pool (``XLA_FLAGS``).
+max). At one thread NumPyro runs with ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false`` (XLA has no
+thread-count flag; its CPU seconds are reported beside the wall seconds); at more, XLA's pool
+as it comes. The environment's OpenMP settings (``OMP_WAIT_POLICY``) are recorded.
 
 **The floor.** One step's matrix products are, per linear layer (in -> out, batch B), the
 forward :math:`B \times in \times out`, the weight gradient :math:`out \times B \times in`
@@ -38,6 +40,7 @@ The floor of an epoch is the time of exactly those products, ``N // B`` times, w
 import copy
 import os
 import platform
+import shlex
 import statistics
 import tempfile
 import time
@@ -176,6 +179,8 @@ def run_peers(args, command: str, log=print) -> dict:
     initial = VAE(x_dim, args.z_dim, tuple(args.hidden))
     workdir = tempfile.TemporaryDirectory(prefix="pyrovae-peers-")
     workers = NumPyroWorkers(args.numpyro, args.numpyro_path, x, Path(workdir.name), args, steps, log)
+    settings = machine()["environment"]
+    command = " ".join([*(f"{k}={shlex.quote(v)}" for k, v in settings.items()), command])
     result = {"command": command, "machine": machine(), "versions": {**versions(), **workers.versions},
               "protocol": {"dataset": dataset.name, "rows": num, "batch_size": args.batch_size, "hidden": args.hidden,
                            "z_dim": args.z_dim, "steps_per_epoch": steps, "images_per_epoch": steps * args.batch_size,
@@ -254,4 +259,10 @@ def machine() -> dict:
             model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
     except OSError:
         pass
-    return {"cpu": model, "logical_cpus": os.cpu_count(), "platform": platform.platform()}
+    return {"cpu": model, "logical_cpus": os.cpu_count(), "platform": platform.platform(),
+            "environment": {k: os.environ[k] for k in ENVIRONMENT if k in os.environ}}
+
+
+#: the settings of the process that change how it computes, recorded with the result
+ENVIRONMENT = ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GOMP_SPINCOUNT", "MKL_NUM_THREADS", "KMP_BLOCKTIME",
+               "XLA_FLAGS", "ONEDNN_DEFAULT_FPMATH_MODE", "DNNL_MAX_CPU_ISA")

@@ -103,11 +103,14 @@ def markdown(r: dict) -> str:
              f"{p['rows']:,} rows; 784-{hidden}-{p['z_dim']} MLP VAE, Bernoulli logits, {p['optimizer']}; batch "
              f"{p['batch_size']}, {p['steps_per_epoch']} minibatches ({p['images_per_epoch']:,} images) per epoch, "
              "the same order for every system. One warm-up epoch per system, then "
-             f"{p['rounds']} rounds; in each round every system trains one epoch and one block of "
+             f"{p['rounds']} round{'s' * (p['rounds'] > 1)}; in each round every system trains one epoch and one block of "
              f"{p['steps_per_block']} steps, in an order rotated by one each round. Medians over rounds "
              "(min-max); ratios are taken within each round. CPU seconds are the process's (all its threads). "
              f"Load average {r['load_average_start'][0]:.1f} at the start, {r['load_average_end'][0]:.1f} at the end "
-             "(the machine is shared).", ""]
+             "(the machine is shared). Environment: "
+             + (", ".join(f"`{k}={val}`" for k, val in m.get("environment", {}).items()) or "no OpenMP or XLA settings")
+             + (f"; NumPyro's XLA_FLAGS per thread count: {np_status.get('xla_flags')}" if np_status["ran"] else "")
+             + ".", ""]
     for t, s in r["summary"].items():
         lines += [f"## {t} thread{'s' * (int(t) > 1)}", "", *_table(s["rows"]), ""]
         g = s["goals"]
@@ -140,6 +143,6 @@ def markdown(r: dict) -> str:
             e = s["rows"].get(floor, {}).get("epoch_s")
             if e:
                 rate = f["step_needed"] * p["steps_per_epoch"] / e["median"] / 1e9
-                lines.append(f"- {t} thread(s), {floor}: {e['median']:.2f} s an epoch, {rate:.0f} GFLOP/s")
+                lines.append(f"- {t} thread{'s' * (int(t) > 1)}, {floor}: {e['median']:.2f} s an epoch, {rate:.0f} GFLOP/s")
     lines += ["", f"Command: `{r['command']}`", ""]
     return "\n".join(lines)

@@ -17,10 +17,9 @@ PROBE = "import jax, numpyro; print(numpyro.__version__, jax.__version__)"
 
 
 def xla_flags(threads: int) -> str:
-    """XLA's CPU settings for ``threads`` intra-op threads (one: no multi-threaded Eigen either)."""
-    if threads == 1:
-        return "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-    return f"intra_op_parallelism_threads={threads}"
+    """XLA's CPU setting for ``threads``: one thread turns Eigen's multi-threading off (XLA has
+    no thread-count flag; more threads leave XLA's pool as it comes, one thread per core)."""
+    return "--xla_cpu_multi_thread_eigen=false" if threads == 1 else ""
 
 
 class _Row:
