@@ -63,6 +63,8 @@ from .bench import reference_step, stock_pyro_step
 from .bench_peers_report import (
     FAST,
     FAST_BEFORE,
+    FAST_HOST_BEFORE,
+    FAST_ORIGINAL,
     FLOOR_MM,
     FLOOR_ONEDNN,
     MEANFIELD,
@@ -82,11 +84,24 @@ class _PyroTracesMeanField(TraceMeanField_ELBO):
     _get_trace = pyro.infer.TraceMeanField_ELBO._get_trace
 
 
-def _pyrovae(kind, fast=False, **options):
+class _DynamoGuardedStep(CompiledSVIStep):
+    """The compiled step called through ``torch.compile`` (TorchDynamo's guards) and stepped
+    by ``optimizer.step()`` every time (the "before" rows)."""
+
+    def _compile_graph(self, traced, example):
+        return torch.compile(traced, dynamic=False, options={"fallback_random": True})
+
+    def _optimizer_step(self, grads):
+        self.optimizer.step()
+
+
+def _pyrovae(kind, fast=False, host_before=False, **options):
     def factory(vae):
         elbo = _PyroTracesMeanField(max_plate_nesting=1) if kind == "meanfield-before" else make_elbo(kind)
         optimizer = make_optimizer(vae.parameters(), 1e-3)
-        return CompiledSVIStep(vae, elbo, optimizer, **options) if fast else SVIStep(vae, elbo, optimizer)
+        if not fast:
+            return SVIStep(vae, elbo, optimizer)
+        return (_DynamoGuardedStep if host_before else CompiledSVIStep)(vae, elbo, optimizer, **options)
     return factory
 
 
@@ -99,6 +114,8 @@ TORCH_SYSTEMS: Dict[str, tuple] = {
     MEANFIELD_BEFORE: (_pyrovae("meanfield-before"), "pyrovae"),
     FAST: (_pyrovae("trace", fast=True), "pyrovae"),
     FAST_BEFORE: (_pyrovae("trace", fast=True, onednn=False), "pyrovae"),
+    FAST_HOST_BEFORE: (_pyrovae("trace", fast=True, host_before=True), "pyrovae"),
+    FAST_ORIGINAL: (_pyrovae("trace", fast=True, host_before=True, onednn=False), "pyrovae"),
 }
 
 
