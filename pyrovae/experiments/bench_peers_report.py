@@ -65,9 +65,10 @@ def summarize(r: dict) -> dict:
                  "fast_over_numpyro_cpu": _stat(_ratios(rounds, "epochs", t, FAST, NUMPYRO, "cpu_s")),
                  "meanfield_over_trace": _stat(_ratios(rounds, "epochs", t, MEANFIELD, TRACE)),
                  "meanfield_over_trace_cpu": _stat(_ratios(rounds, "epochs", t, MEANFIELD, TRACE, "cpu_s")),
-                 "changes": {after: {"epoch": _stat(_ratios(rounds, "epochs", t, after, before)),
-                                     "cpu": _stat(_ratios(rounds, "epochs", t, after, before, "cpu_s")),
-                                     "step": _stat(_ratios(rounds, "steps", t, after, before))}
+                 "changes": {before: {"after": after,  # keyed by the "before" row: several changes share an after
+                                      "epoch": _stat(_ratios(rounds, "epochs", t, after, before)),
+                                      "cpu": _stat(_ratios(rounds, "epochs", t, after, before, "cpu_s")),
+                                      "step": _stat(_ratios(rounds, "steps", t, after, before))}
                              for before, after, _ in CHANGES}}
         out[t] = {"rows": rows, "goals": goals}
     return out
@@ -127,9 +128,9 @@ def markdown(r: dict) -> str:
                   f"{_x(g['meanfield_over_trace_cpu'])} CPU seconds.", ""]
     lines += ["## Changes, before and after, measured as rows of the same rounds", "",
               "| change | threads | after / before, epoch (wall) | CPU | per step |", "| --- | ---: | ---: | ---: | ---: |"]
-    for _, after, what in CHANGES:
+    for before, _, what in CHANGES:
         for t, s in r["summary"].items():
-            c = s["goals"]["changes"][after]
+            c = s["goals"]["changes"][before]
             lines.append(f"| {what} | {t} | {_x(c['epoch'])} | {_x(c['cpu'])} | {_x(c['step'])} |")
     gather = r["gather_us"]
     lines += ["", f"`run_epoch` gathers each minibatch with `index_select`: {gather['index_select']:.0f} us per "
