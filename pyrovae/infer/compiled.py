@@ -66,17 +66,21 @@ def _register_onednn_ops() -> bool:
     this torch build has no oneDNN."""
     if hasattr(torch.ops.pyrovae, "onednn_mm"):
         return True
-    if not torch.backends.mkldnn.is_available() or not hasattr(torch.ops.mkldnn, "_linear_pointwise"):
+    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+            and hasattr(torch.library, "register_fake")):
         return False
     linear = torch.ops.mkldnn._linear_pointwise.default  # (x, w, bias, ...) -> x @ w.T + bias
-    lib = torch.library.Library("pyrovae", "FRAGMENT")
-    lib.define("onednn_mm(Tensor a, Tensor b) -> Tensor")
-    lib.define("onednn_addmm(Tensor bias, Tensor a, Tensor b) -> Tensor")
-    lib.impl("onednn_mm", lambda a, b: linear(a, b.t(), None, "none", [], ""), "CPU")
-    lib.impl("onednn_addmm", lambda bias, a, b: linear(a, b.t(), bias, "none", [], ""), "CPU")
-    for name in ("onednn_mm", "onednn_addmm"):  # shapes for tracing and compiling
-        torch.library.register_fake(f"pyrovae::{name}", lambda *t: t[-2].new_empty(t[-2].shape[0], t[-1].shape[1]),
-                                    lib=lib)
+    try:
+        lib = torch.library.Library("pyrovae", "FRAGMENT")
+        lib.define("onednn_mm(Tensor a, Tensor b) -> Tensor")
+        lib.define("onednn_addmm(Tensor bias, Tensor a, Tensor b) -> Tensor")
+        lib.impl("onednn_mm", lambda a, b: linear(a, b.t(), None, "none", [], ""), "CPU")
+        lib.impl("onednn_addmm", lambda bias, a, b: linear(a, b.t(), bias, "none", [], ""), "CPU")
+        for name in ("onednn_mm", "onednn_addmm"):  # shapes for tracing and compiling
+            torch.library.register_fake(f"pyrovae::{name}",
+                                        lambda *t: t[-2].new_empty(t[-2].shape[0], t[-1].shape[1]), lib=lib)
+    except (RuntimeError, TypeError, AttributeError):  # a torch without these registration APIs: torch.mm
+        return False
     _ONEDNN_LIBRARY.append(lib)  # the registrations live as long as the library object
     return True
 
@@ -98,7 +102,7 @@ def onednn_matmuls(gm: torch.fx.GraphModule) -> int:
     A left operand that is a transposed view (a weight gradient's ``grad_out.T``) is made
     contiguous in the graph first: oneDNN's entry copies it otherwise, slowly, and inductor
     writes the transpose in tiles, fused with the kernel that computes it where it can."""
-    if not _register_onednn_ops():
+    if not (torch.backends.mkldnn.enabled and _register_onednn_ops()):  # oneDNN switched off: torch.mm
         return 0
     count = 0
     for node in gm.graph.nodes:
@@ -162,7 +166,7 @@ class CompiledSVIStep(SVIStep):
         self._params = [p for _, p in self._module.named_parameters()]
         self._shape: Optional[torch.Size] = None
         self._dtype: Optional[torch.dtype] = None
-        self._functional_adam = False  # set after the first optimizer.step() where it applies
+        self._stepped = False  # whether optimizer.step() has run once
         self._graph = None
         self._one: Optional[torch.Tensor] = None
         self.fallback_reason: Optional[str] = None
@@ -286,9 +290,9 @@ class CompiledSVIStep(SVIStep):
         opt = self.optimizer
         group = opt.param_groups[0]
         states = [opt.state.get(p) for p in self._params]
-        if not (self._functional_adam and all(st and "step" in st for st in states)):
-            opt.step()
-            self._functional_adam = self._plain_fused_adam()
+        if not (self._stepped and self._plain_fused_adam() and all(st and "step" in st for st in states)):
+            opt.step()  # the first step (it creates the state, and LR schedulers look for it), and any other optimizer
+            self._stepped = True
             return
         options = {k: group[k] for k in ("lr", "weight_decay", "eps", "maximize", "decoupled_weight_decay")
                    if k in group}

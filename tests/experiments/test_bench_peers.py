@@ -1,15 +1,28 @@
 """scripts/bench_peers.py: a tiny run writes peers.md and peers.json with every row, the
 NumPyro row skipped with its reason where NumPyro is not importable, the floor's products
-counted as stated; bad flags are one line and exit status 2."""
+counted as stated, the "before" rows computing what the rows after each change compute;
+bad flags are one line and exit status 2."""
+import copy
 import importlib.util
 import json
 
 import numpy as np
 import pytest
+import torch
 
 from pyrovae.cli.bench_peers import bench_peers_main
 from pyrovae.experiments.bench_peers import TORCH_SYSTEMS, flops, matmul_shapes
-from pyrovae.experiments.bench_peers_report import FLOOR_MM, NUMPYRO, REFERENCE
+from pyrovae.experiments.bench_peers_report import (
+    FAST,
+    FAST_HOST_BEFORE,
+    FAST_ORIGINAL,
+    FLOOR_MM,
+    MEANFIELD,
+    MEANFIELD_BEFORE,
+    NUMPYRO,
+    REFERENCE,
+)
+from pyrovae.infer.compiled import onednn_available
 
 
 def test_the_floor_counts_each_product_of_a_step():
@@ -50,3 +63,28 @@ def test_bad_flags_are_one_line(argv, capsys):
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ")
+
+
+def test_the_before_rows_compute_what_the_after_rows_compute(small_vae, binary_batch):
+    """Each speed change keeps the numbers: --fast with and without oneDNN, TorchDynamo's guards
+    and Optimizer.step reach the same parameters; the mean-field ELBO with every site scored
+    gives the same losses bit for bit."""
+    pairs = [(FAST, [FAST_HOST_BEFORE, FAST_ORIGINAL]), (MEANFIELD, [MEANFIELD_BEFORE])]
+    for after, befores in pairs:
+        vaes = {name: copy.deepcopy(small_vae) for name in [after, *befores]}
+        steps = {name: TORCH_SYSTEMS[name][0](vae) for name, vae in vaes.items()}
+        losses = {name: [] for name in steps}
+        for seed in range(6):
+            for name, step in steps.items():
+                torch.manual_seed(seed)
+                losses[name].append(step(binary_batch[:32]))
+        for name in befores:
+            exact = after == MEANFIELD
+            for a, b in zip(losses[after], losses[name]):
+                assert torch.equal(a, b) if exact else torch.allclose(a, b, rtol=1e-5), (name, a, b)
+            for pa, pb in zip(vaes[after].parameters(), vaes[name].parameters()):
+                assert torch.equal(pa, pb) if exact else torch.allclose(pa, pb, rtol=1e-4, atol=1e-6), name
+    if onednn_available():  # every product of the step runs on oneDNN: 4 layers, 11 products
+        fast = TORCH_SYSTEMS[FAST][0](copy.deepcopy(small_vae))
+        fast(binary_batch[:32])
+        assert fast.mode == "compiled" and fast.onednn_matmuls == len(matmul_shapes(784, [64], 8, 32)) == 11
