@@ -8,7 +8,7 @@ is much of the step. :class:`CompiledSVIStep` pays it once per minibatch shape:
    guide and ELBO, unchanged) and ``torch.autograd.grad`` once, with the parameters as
    graph inputs, and records every tensor operation, forward and backward, in one
    graph. Python that does not touch tensors runs at capture only.
-2. **Compile.** ``torch.compile`` (inductor) turns the graph into fused kernels.
+2. **Compile.** Inductor (``torch._inductor.compile``) turns the graph into fused kernels.
    ``fallback_random=True`` keeps PyTorch's own random-number operations, so the
    compiled step draws the same :math:`z` as the eager step from the same seed. On the
    CPU the graph's float32 matrix products (``aten.mm``, ``aten.addmm`` with a bias row;
@@ -40,7 +40,8 @@ one graph serves the whole run. The graph is inductor's code called as it is
 dtype, layout and device itself). The optimizer step is ``torch.optim``'s: the first through
 ``optimizer.step()``, the rest, for pyrovae's fused Adam without hooks, through Adam's
 functional form on the optimizer's own state (the same kernel, without ``Optimizer.step``'s
-per-call bookkeeping). Together these take 8% off a CPU step of the 784-400-50 VAE.
+per-call bookkeeping). Together these take about 7% off a CPU step of the 784-400-50 VAE
+(``results/bench/peers.md``).
 Minibatches of another shape (the last, smaller one of an epoch) and validated steps run
 eagerly: the same computation.
 
@@ -166,6 +167,7 @@ class CompiledSVIStep(SVIStep):
         self._params = [p for _, p in self._module.named_parameters()]
         self._shape: Optional[torch.Size] = None
         self._dtype: Optional[torch.dtype] = None
+        self._device: Optional[torch.device] = None
         self._stepped = False  # whether optimizer.step() has run once
         self._graph = None
         self._one: Optional[torch.Tensor] = None
@@ -193,7 +195,7 @@ class CompiledSVIStep(SVIStep):
         return (loss.detach(), *grads)
 
     def _capture(self, x: torch.Tensor, kl_scale: torch.Tensor) -> None:
-        self._shape, self._dtype = x.shape, x.dtype
+        self._shape, self._dtype, self._device = x.shape, x.dtype, x.device
         try:
             devices = [x.device] if x.device.type == "cuda" else []
             with torch.random.fork_rng(devices=devices):  # tracing runs the ops: draws too
@@ -266,7 +268,7 @@ class CompiledSVIStep(SVIStep):
         if self._shape is None:
             self._capture(x, kl_scale)
         if self._graph is None or x.shape != self._shape or x.dtype != self._dtype or not x.is_contiguous() \
-                or x.device != kl_scale.device:
+                or x.device != self._device or kl_scale.device != self._device:
             return super().__call__(x, kl_scale=kl_scale)
         if self._cuda_graph is not None:
             self._static_in[0].copy_(x)
@@ -298,9 +300,8 @@ class CompiledSVIStep(SVIStep):
                    if k in group}
         with torch.no_grad():
             _ADAM.adam([p.detach() for p in self._params], list(grads), [st["exp_avg"] for st in states],
-                                  [st["exp_avg_sq"] for st in states], [], [st["step"] for st in states],
-                                  fused=True, amsgrad=False, beta1=group["betas"][0], beta2=group["betas"][1],
-                                  **options)
+                       [st["exp_avg_sq"] for st in states], [], [st["step"] for st in states],
+                       fused=True, amsgrad=False, beta1=group["betas"][0], beta2=group["betas"][1], **options)
 
     def _plain_fused_adam(self) -> bool:
         opt = self.optimizer
