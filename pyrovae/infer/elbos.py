@@ -21,12 +21,23 @@ synchronizations per SVI step, which stall a GPU. Here the same quantities are k
 detached tensors, :math:`\ell + (s - \mathrm{sg}(s))`: the same value and the same
 gradient, no host read (``tests/infer/test_elbos.py`` checks both against Pyro's classes,
 including a model with a non-reparameterized latent, where :math:`s \ne \ell`).
+
+:class:`TraceMeanField_ELBO` also computes only the log-densities its loss reads: Pyro's
+traces score every sample site, model and guide (``compute_log_prob``,
+``compute_score_parts``), and the closed-form KL then leaves :math:`\log p(z)` and
+:math:`\log q(z \mid x)` unused, so the analytic-KL step did the Monte-Carlo step's work
+and the KL on top. Here the observed sites' log-densities are computed, and a latent
+site's only where no closed-form KL is registered (with validation on, Pyro's traces and
+checks run as they are). The loss is computed by the same operations as before.
 """
 import pyro.infer
 import torch
+from pyro import poutine
 from pyro.distributions.util import is_identically_zero, scale_and_mask
 from pyro.infer import ELBO
-from pyro.infer.util import check_fully_reparametrized, is_validation_enabled
+from pyro.infer.util import check_fully_reparametrized, is_validation_enabled, torch_item
+from pyro.poutine.messenger import Messenger
+from pyro.poutine.util import prune_subsample_sites
 from torch.distributions import kl_divergence
 
 from ._pyro_internals import compute_log_r, get_traces
@@ -78,18 +89,34 @@ class Trace_ELBO(_DeviceLoss, pyro.infer.Trace_ELBO):
 
 class TraceMeanField_ELBO(_DeviceLoss, pyro.infer.TraceMeanField_ELBO):
     """:class:`pyro.infer.TraceMeanField_ELBO` (closed-form KL where one is registered,
-    else Monte Carlo) whose ``differentiable_loss`` stays on the device."""
+    else Monte Carlo) whose ``differentiable_loss`` stays on the device and whose traces
+    compute only the log-densities the loss reads."""
 
     pyro_class = pyro.infer.TraceMeanField_ELBO
 
+    def _get_trace(self, model, guide, args, kwargs):
+        if is_validation_enabled() or isinstance(poutine.unwrap(guide), Messenger):
+            return super()._get_trace(model, guide, args, kwargs)  # Pyro's, every site scored, every check
+        # pyro.infer.enum.get_importance_trace without compute_log_prob / compute_score_parts
+        guide_trace = poutine.trace(guide, graph_type="flat").get_trace(*args, **kwargs)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace), graph_type="flat").get_trace(*args,
+                                                                                                           **kwargs)
+        return prune_subsample_sites(model_trace), prune_subsample_sites(guide_trace)
+
+    def _differentiable_loss_particle(self, model_trace, guide_trace):
+        """Pyro's ``loss`` reads this: ``(loss as a float, loss)``, from the traces above."""
+        loss, surrogate = self._device_loss_particle(model_trace, guide_trace)
+        return torch_item(loss), surrogate
+
     def _device_loss_particle(self, model_trace, guide_trace):
-        # pyro.infer.TraceMeanField_ELBO._differentiable_loss_particle, without torch_item
+        # pyro.infer.TraceMeanField_ELBO._differentiable_loss_particle, without torch_item,
+        # each log-density computed where it is read (Pyro's trace methods, one site at a time)
         elbo = 0.0
         for name, model_site in model_trace.nodes.items():
             if model_site["type"] != "sample":
                 continue
             if model_site["is_observed"]:
-                elbo = elbo + model_site["log_prob_sum"]
+                elbo = elbo + _log_prob_sum(model_trace, name)
                 continue
             guide_site = guide_trace.nodes[name]
             if is_validation_enabled():
@@ -97,7 +124,7 @@ class TraceMeanField_ELBO(_DeviceLoss, pyro.infer.TraceMeanField_ELBO):
             try:
                 kl_qp = kl_divergence(guide_site["fn"], model_site["fn"])
             except NotImplementedError:
-                elbo = elbo + model_site["log_prob_sum"] - guide_site["score_parts"].entropy_term.sum()
+                elbo = elbo + _log_prob_sum(model_trace, name) - _score_parts(guide_trace, name).entropy_term.sum()
                 continue
             kl_qp = scale_and_mask(kl_qp, scale=guide_site["scale"], mask=guide_site["mask"])
             if torch.is_tensor(kl_qp):
@@ -108,8 +135,25 @@ class TraceMeanField_ELBO(_DeviceLoss, pyro.infer.TraceMeanField_ELBO):
             if guide_site["type"] == "sample" and name not in model_trace.nodes:
                 if is_validation_enabled():
                     check_fully_reparametrized(guide_site)
-                elbo = elbo - guide_site["score_parts"].entropy_term.sum()
+                elbo = elbo - _score_parts(guide_trace, name).entropy_term.sum()
         return -elbo.detach(), -elbo
+
+
+def _log_prob_sum(trace, name: str) -> torch.Tensor:
+    """``trace.nodes[name]["log_prob_sum"]``, computed (by Pyro) for that site alone if not yet."""
+    trace.compute_log_prob(site_filter=lambda site_name, site: site_name == name)
+    return trace.nodes[name]["log_prob_sum"]
+
+
+def _score_parts(trace, name: str):
+    """``trace.nodes[name]["score_parts"]``, computed as ``Trace.compute_score_parts`` does, for that site alone."""
+    site = trace.nodes[name]
+    if "score_parts" not in site:
+        parts = site["fn"].score_parts(site["value"], *site["args"], **site["kwargs"])
+        site["unscaled_log_prob"] = parts.log_prob
+        parts = parts.scale_and_mask(site["scale"], site["mask"])
+        site["score_parts"], site["log_prob"], site["log_prob_sum"] = parts, parts.log_prob, parts.log_prob.sum()
+    return site["score_parts"]
 
 
 #: the objective registry: ``--elbo`` choices, the config's check and the benchmark read it

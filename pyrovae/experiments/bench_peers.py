@@ -1,0 +1,285 @@
+r"""pyrovae against its peers on the CPU (``scripts/bench_peers.py``): seconds per training
+epoch and per step, at each thread count, as ratios to a hand-written PyTorch loop and as
+multiples of this machine's matrix-product floor.
+
+The systems train the same VAE (784-400-(50+50) encoder with softplus hidden units, 50-400-784
+decoder, Bernoulli logits, N(0, I) prior, Adam lr 1e-3) on the same binary rows in the same
+minibatch order (epoch ``e`` visits ``numpy.random.RandomState(e).permutation(N)``, ``N // B``
+full minibatches of ``B``, as NumPyro's example does):
+
+* ``PyTorch by hand``: the reference, :func:`pyrovae.experiments.bench.reference_step` (analytic
+  KL, ``torch.optim.Adam`` as it comes) in a plain loop, ``total += step(x[idx])``;
+* ``stock Pyro``: ``pyro.infer.SVI`` with ``pyro.optim.Adam`` and ``Trace_ELBO``, as Pyro's
+  VAE example trains, on the same networks;
+* pyrovae's eager step with each ELBO and ``--fast`` (the compiled step), each in pyrovae's own
+  epoch loop (:func:`pyrovae.infer.svi.run_epoch`);
+* ``NumPyro``: the same model with ``stax`` networks, the epoch one ``jit``-ted
+  ``lax.fori_loop`` over ``svi.update`` (NumPyro's ``examples/vae.py``), in a process of its
+  own (:mod:`.bench_peers_numpyro`), skipped with the reason when NumPyro or JAX is not
+  importable there;
+* "before" rows: pyrovae's steps without a speed change, measured in the same rounds.
+
+**Protocol.** One warm-up epoch per system and thread count (compilation, allocation), then
+``rounds`` rounds; in each, at each thread count, every system trains one epoch and one
+block of steps on 8 fixed minibatches, in an order rotated by one each round. Wall and
+process CPU seconds are taken per epoch and per block. A system's ratio to the reference
+is taken within each round and the median over rounds is reported with its spread (min,
+max). At one thread NumPyro runs with ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false`` (XLA has no
+thread-count flag; its CPU seconds are reported beside the wall seconds); at more, XLA's pool
+as it comes. The environment's OpenMP settings (``OMP_WAIT_POLICY``) are recorded.
+
+**The floor.** One step's matrix products are, per linear layer (in -> out, batch B), the
+forward :math:`B \times in \times out`, the weight gradient :math:`out \times B \times in`
+and the input gradient :math:`B \times out \times in`, except the first layer's input
+gradient, which nothing needs. At :math:`2mnk` FLOPs each, the forward is
+:math:`F = \sum 2 B \cdot in \cdot out` and the backward :math:`2F` (less that one product).
+The floor of an epoch is the time of exactly those products, ``N // B`` times, with
+``torch.mm`` on contiguous operands (the BLAS torch uses) and with oneDNN
+(``pyrovae::onednn_mm``, what ``--fast`` uses on the CPU), timed as rows of the same rounds.
+"""
+import copy
+import os
+import platform
+import shlex
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Sequence
+
+import numpy as np
+import pyro
+import torch
+
+from ..data.datasets import load_dataset
+from ..environment import versions
+from ..errors import DataError
+from ..infer.compiled import CompiledSVIStep, onednn_available
+from ..infer.elbos import TraceMeanField_ELBO, make_elbo
+from ..infer.svi import EpochState, SVIStep, make_optimizer, run_epoch
+from ..model.vae import VAE
+from ..training.files import atomic_write, write_json
+from .bench import reference_step, stock_pyro_step
+from .bench_peers_report import (
+    FAST,
+    FAST_BEFORE,
+    FAST_HOST_BEFORE,
+    FAST_ORIGINAL,
+    FLOOR_MM,
+    FLOOR_ONEDNN,
+    MEANFIELD,
+    MEANFIELD_BEFORE,
+    REFERENCE,
+    STOCK,
+    TRACE,
+    markdown,
+    summarize,
+)
+from .bench_peers_worker import NumPyroWorkers
+
+
+class _PyroTracesMeanField(TraceMeanField_ELBO):
+    """pyrovae's TraceMeanField_ELBO scoring every site, as Pyro's traces do (the "before" row)."""
+
+    _get_trace = pyro.infer.TraceMeanField_ELBO._get_trace
+
+
+class _DynamoGuardedStep(CompiledSVIStep):
+    """The compiled step called through ``torch.compile`` (TorchDynamo's guards) and stepped
+    by ``optimizer.step()`` every time (the "before" rows)."""
+
+    def _compile_graph(self, traced, example):
+        return torch.compile(traced, dynamic=False, options={"fallback_random": True})
+
+    def _optimizer_step(self, grads):
+        self.optimizer.step()
+
+
+def _pyrovae(kind, fast=False, host_before=False, **options):
+    def factory(vae):
+        elbo = _PyroTracesMeanField(max_plate_nesting=1) if kind == "meanfield-before" else make_elbo(kind)
+        optimizer = make_optimizer(vae.parameters(), 1e-3)
+        if not fast:
+            return SVIStep(vae, elbo, optimizer)
+        return (_DynamoGuardedStep if host_before else CompiledSVIStep)(vae, elbo, optimizer, **options)
+    return factory
+
+
+#: name -> (factory(vae) -> step, loop): "plain" (total += step(x[idx])) or "pyrovae" (run_epoch)
+TORCH_SYSTEMS: Dict[str, tuple] = {
+    REFERENCE: (reference_step, "plain"),
+    STOCK: (lambda vae: stock_pyro_step(vae, "trace"), "plain"),
+    TRACE: (_pyrovae("trace"), "pyrovae"),
+    MEANFIELD: (_pyrovae("meanfield"), "pyrovae"),
+    MEANFIELD_BEFORE: (_pyrovae("meanfield-before"), "pyrovae"),
+    FAST: (_pyrovae("trace", fast=True), "pyrovae"),
+    FAST_BEFORE: (_pyrovae("trace", fast=True, onednn=False), "pyrovae"),
+    FAST_HOST_BEFORE: (_pyrovae("trace", fast=True, host_before=True), "pyrovae"),
+    FAST_ORIGINAL: (_pyrovae("trace", fast=True, host_before=True, onednn=False), "pyrovae"),
+}
+
+
+def matmul_shapes(x_dim: int, hidden: Sequence[int], z_dim: int, batch: int) -> List[tuple]:
+    """(m, k, n) of every product of one training step (see the module's docstring)."""
+    layers = list(zip([x_dim, *hidden], [*hidden, 2 * z_dim]))
+    layers += list(zip([z_dim, *reversed(hidden)], [*reversed(hidden), x_dim]))
+    out = [(batch, i, o) for i, o in layers] + [(o, batch, i) for i, o in layers]
+    return out + [(batch, o, i) for i, o in layers[1:]]
+
+
+def flops(x_dim: int, hidden: Sequence[int], z_dim: int, batch: int) -> dict:
+    shapes = matmul_shapes(x_dim, hidden, z_dim, batch)
+    forward = sum(2 * m * k * n for m, k, n in shapes[:(len(shapes) + 1) // 3])  # the first L of 3L - 1
+    needed = sum(2 * m * k * n for m, k, n in shapes)
+    return {"forward": forward, "backward_2x": 2 * forward, "step_formula": 3 * forward, "step_needed": needed,
+            "skipped_first_input_gradient": 3 * forward - needed, "products_per_step": len(shapes)}
+
+
+def _floor_step(shapes, onednn: bool) -> Callable:
+    mats = [(torch.randn(m, k), torch.randn(k, n)) for m, k, n in shapes]
+    mm = torch.ops.pyrovae.onednn_mm if onednn else torch.mm
+
+    def step(_=None):
+        for a, b in mats:
+            mm(a, b)
+    return step
+
+
+class _Timed:
+    """One system at one thread count: its step, how its epoch runs, its timings."""
+
+    def __init__(self, name, step, loop):
+        self.name, self.step, self.loop = name, step, loop
+
+    def epoch(self, x, seed, order, batch) -> dict:
+        wall, cpu = time.perf_counter(), time.process_time()
+        if self.loop == "pyrovae":
+            state = EpochState(order.clone(), 0, torch.zeros(()), torch.full((), -1, dtype=torch.long))
+            run_epoch(self.step, x, state, batch)
+            total = float(state.total)
+        elif self.loop == "floor":
+            for _ in range(len(order) // batch):
+                self.step()
+            total = None
+        else:
+            total = 0.0
+            for idx in order.split(batch):
+                total = total + self.step(x[idx])
+            total = float(total)
+        return {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu, "loss_sum": total}
+
+    def steps(self, batches, n) -> dict:
+        wall, cpu = time.perf_counter(), time.process_time()
+        for i in range(n):
+            self.step(batches[i % len(batches)])
+        return {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu, "steps": n}
+
+
+def _order(num: int, seed: int, steps: int, batch: int) -> torch.Tensor:
+    return torch.from_numpy(np.random.RandomState(seed).permutation(num)[:steps * batch].astype(np.int64))
+
+
+def run_peers(args, command: str, log=print) -> dict:
+    dataset = load_dataset(args.dataset, args.data_dir, download=False, log=log)
+    x = dataset.train_x.float()
+    if not bool(((x == 0) | (x == 1)).all()):  # grey levels: one static binarization, the same for all
+        x = torch.bernoulli(x, generator=torch.Generator().manual_seed(0))
+    x = x.contiguous()  # rows as a PyTorch user holds them (the stored set may be column-major)
+    num, x_dim = x.shape
+    steps = num // args.batch_size if args.max_steps is None else min(num // args.batch_size, args.max_steps)
+    if steps < 1:
+        raise DataError(f"{num} rows make no minibatch of {args.batch_size}; lower --batch-size")
+    shapes = matmul_shapes(x_dim, args.hidden, args.z_dim, args.batch_size)
+    g = np.random.RandomState(12345)
+    fixed = [x[torch.from_numpy(np.sort(g.choice(num, args.batch_size, replace=False)))] for _ in range(8)]
+    torch.manual_seed(0)
+    initial = VAE(x_dim, args.z_dim, tuple(args.hidden))
+    workdir = tempfile.TemporaryDirectory(prefix="pyrovae-peers-")
+    workers = NumPyroWorkers(args.numpyro, args.numpyro_path, x, Path(workdir.name), args, steps, log)
+    settings = machine()["environment"]
+    command = " ".join([*(f"{k}={shlex.quote(v)}" for k, v in settings.items()), command])
+    result = {"command": command, "machine": machine(), "versions": {**versions(), **workers.versions},
+              "protocol": {"dataset": dataset.name, "rows": num, "batch_size": args.batch_size, "hidden": args.hidden,
+                           "z_dim": args.z_dim, "steps_per_epoch": steps, "images_per_epoch": steps * args.batch_size,
+                           "rounds": args.rounds, "threads": args.threads, "steps_per_block": args.steps_per_block,
+                           "order": "rotated by one each round", "optimizer": "Adam lr 1e-3"},
+              "flops": flops(x_dim, args.hidden, args.z_dim, args.batch_size), "matmul_shapes": shapes,
+              "numpyro": workers.status, "load_average_start": os.getloadavg(), "warmup": {}, "rounds": []}
+    systems: Dict[int, List[_Timed]] = {}
+    try:
+        for t in args.threads:
+            torch.set_num_threads(t)
+            systems[t] = [_Timed(name, factory(copy.deepcopy(initial)), loop)
+                          for name, (factory, loop) in TORCH_SYSTEMS.items()]
+            systems[t] += [_Timed(FLOOR_MM, _floor_step(shapes, False), "floor")]
+            if onednn_available():
+                systems[t] += [_Timed(FLOOR_ONEDNN, _floor_step(shapes, True), "floor")]
+            if workers.running:
+                systems[t].append(workers.system(t))
+            log(f"{t} thread(s): warm-up epoch of {len(systems[t])} systems")
+            order = _order(num, 0, steps, args.batch_size)
+            result["warmup"][t] = {s.name: {**s.epoch(x, 0, order, args.batch_size),
+                                            **_mode(s)} for s in systems[t]}
+            for s in systems[t]:
+                s.steps(fixed, 2)
+        for r in range(args.rounds):
+            order = _order(num, r + 1, steps, args.batch_size)
+            record = {"round": r + 1, "epochs": {}, "steps": {}}
+            for t in args.threads:
+                torch.set_num_threads(t)
+                turn = systems[t][r % len(systems[t]):] + systems[t][:r % len(systems[t])]
+                record["epochs"][t] = {s.name: s.epoch(x, r + 1, order, args.batch_size) for s in turn}
+                record["steps"][t] = {s.name: s.steps(fixed, args.steps_per_block) for s in turn}
+                log(f"round {r + 1}/{args.rounds}, {t} thread(s): " + ", ".join(
+                    f"{s.name} {record['epochs'][t][s.name]['wall_s']:.2f} s" for s in systems[t]))
+            result["rounds"].append(record)
+    finally:
+        workers.close()
+        workdir.cleanup()
+    result["load_average_end"] = os.getloadavg()
+    result["gather_us"] = _gather_timing(x, args.batch_size)
+    result["summary"] = summarize(result)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "peers.json", result)
+    atomic_write(out / "peers.md", lambda f: f.write(markdown(result)), mode="w")
+    log((out / "peers.md").read_text())
+    return result
+
+
+def _mode(system: _Timed) -> dict:
+    step = getattr(system, "step", None)
+    if isinstance(step, CompiledSVIStep):
+        return {"mode": step.mode, "onednn_matmuls": step.onednn_matmuls}
+    return {}
+
+
+def _gather_timing(x: torch.Tensor, batch: int, repeats: int = 200) -> dict:
+    """Microseconds per minibatch gather: advanced indexing against ``index_select``."""
+    idx = torch.from_numpy(np.random.RandomState(7).permutation(len(x))[:batch])
+    out = {}
+    for name, fn in (("x[idx]", lambda: x[idx]), ("index_select", lambda: x.index_select(0, idx))):
+        best = []
+        for _ in range(5):
+            start = time.perf_counter()
+            for _ in range(repeats):
+                fn()
+            best.append((time.perf_counter() - start) / repeats * 1e6)
+        out[name] = statistics.median(best)
+    return out
+
+
+def machine() -> dict:
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return {"cpu": model, "logical_cpus": os.cpu_count(), "platform": platform.platform(),
+            "environment": {k: os.environ[k] for k in ENVIRONMENT if k in os.environ}}
+
+
+#: the settings of the process that change how it computes, recorded with the result
+ENVIRONMENT = ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GOMP_SPINCOUNT", "MKL_NUM_THREADS", "KMP_BLOCKTIME",
+               "XLA_FLAGS", "ONEDNN_DEFAULT_FPMATH_MODE", "DNNL_MAX_CPU_ISA")

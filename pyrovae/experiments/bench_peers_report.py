@@ -1,0 +1,154 @@
+"""The report of ``scripts/bench_peers.py``: the rows' names, the summary of the rounds
+(medians, spreads, within-round ratios) and ``peers.md``."""
+import statistics
+from typing import Dict, List, Optional
+
+REFERENCE = "PyTorch by hand (eager, torch.optim.Adam)"
+STOCK = "stock Pyro SVI (Trace_ELBO, pyro.optim.Adam)"
+TRACE, MEANFIELD = "pyrovae Trace_ELBO (eager)", "pyrovae TraceMeanField_ELBO (eager)"
+MEANFIELD_BEFORE = "before: pyrovae TraceMeanField_ELBO, every site scored"
+FAST, FAST_BEFORE = "pyrovae --fast (Trace_ELBO)", "before: pyrovae --fast with torch.mm"
+FAST_HOST_BEFORE = "before: pyrovae --fast with TorchDynamo's guards and Optimizer.step"
+FAST_ORIGINAL = "before: pyrovae --fast as it was (torch.mm, TorchDynamo's guards, Optimizer.step)"
+NUMPYRO = "NumPyro (stax, jit-ted epoch)"
+FLOOR_MM, FLOOR_ONEDNN = "matmul floor: torch.mm", "matmul floor: oneDNN"
+FLOORS = (FLOOR_MM, FLOOR_ONEDNN)
+#: (before, after, what changed): speed changes measured as rows of the same rounds
+CHANGES = [(FAST_ORIGINAL, FAST, "`--fast`: all the changes below together"),
+           (FAST_BEFORE, FAST, "`--fast`: the graph's matrix products on oneDNN instead of `torch.mm`"),
+           (FAST_HOST_BEFORE, FAST, "`--fast`: the graph called without TorchDynamo's guards, Adam through its "
+                                    "functional form"),
+           (MEANFIELD_BEFORE, MEANFIELD, "eager `TraceMeanField_ELBO`: only the log-densities the loss reads")]
+
+
+def _ok(entry) -> bool:
+    return isinstance(entry, dict) and "wall_s" in entry
+
+
+def _ratios(rounds: List[dict], kind: str, t, name: str, against: str, key: str = "wall_s") -> List[float]:
+    """``name``'s time over ``against``'s, round by round (rounds missing either skipped)."""
+    out = []
+    for r in rounds:
+        a, b = r[kind][t].get(name), r[kind][t].get(against)
+        if _ok(a) and _ok(b) and b[key] > 0:
+            out.append(a[key] / b[key])
+    return out
+
+
+def _stat(values: List[float]) -> Optional[dict]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)} if values else None
+
+
+def summarize(r: dict) -> dict:
+    """Per thread count and row: epoch seconds (wall, CPU), ms per step, and the
+    within-round ratios to the reference, to the floors and between the goal rows."""
+    rounds, p = r["rounds"], r["protocol"]
+    out = {}
+    for t in p["threads"]:
+        names = list(r["warmup"].get(t, {}))
+        rows = {}
+        for name in names:
+            epochs = [x["epochs"][t][name] for x in rounds if _ok(x["epochs"][t].get(name))]
+            blocks = [x["steps"][t][name] for x in rounds if _ok(x["steps"][t].get(name))]
+            last = epochs[-1].get("loss_sum") if epochs else None
+            rows[name] = {
+                "epoch_s": _stat([e["wall_s"] for e in epochs]), "epoch_cpu_s": _stat([e["cpu_s"] for e in epochs]),
+                "ms_per_step": _stat([b["wall_s"] / b["steps"] * 1e3 for b in blocks]),
+                "cpu_ms_per_step": _stat([b["cpu_s"] / b["steps"] * 1e3 for b in blocks]),
+                "ratio": _stat(_ratios(rounds, "epochs", t, name, REFERENCE)),
+                "cpu_ratio": _stat(_ratios(rounds, "epochs", t, name, REFERENCE, "cpu_s")),
+                "step_ratio": _stat(_ratios(rounds, "steps", t, name, REFERENCE)),
+                "x_floor": {f: _stat(_ratios(rounds, "epochs", t, name, f)) for f in FLOORS},
+                "cpu_x_floor": {f: _stat(_ratios(rounds, "epochs", t, name, f, "cpu_s")) for f in FLOORS},
+                "loss_per_image": None if last is None else last / p["images_per_epoch"]}
+        goals = {"fast_over_numpyro": _stat(_ratios(rounds, "epochs", t, FAST, NUMPYRO)),
+                 "fast_over_numpyro_cpu": _stat(_ratios(rounds, "epochs", t, FAST, NUMPYRO, "cpu_s")),
+                 "meanfield_over_trace": _stat(_ratios(rounds, "epochs", t, MEANFIELD, TRACE)),
+                 "meanfield_over_trace_cpu": _stat(_ratios(rounds, "epochs", t, MEANFIELD, TRACE, "cpu_s")),
+                 "changes": {before: {"after": after,  # keyed by the "before" row: several changes share an after
+                                      "epoch": _stat(_ratios(rounds, "epochs", t, after, before)),
+                                      "cpu": _stat(_ratios(rounds, "epochs", t, after, before, "cpu_s")),
+                                      "step": _stat(_ratios(rounds, "steps", t, after, before))}
+                             for before, after, _ in CHANGES}}
+        out[t] = {"rows": rows, "goals": goals}
+    return out
+
+
+def _x(s: Optional[dict], digits: int = 2, suffix: str = "x") -> str:
+    if not s:
+        return "-"
+    return f"{s['median']:.{digits}f}{suffix} ({s['min']:.{digits}f}-{s['max']:.{digits}f})"
+
+
+def _v(s: Optional[dict], digits: int = 2) -> str:
+    return "-" if not s else f"{s['median']:.{digits}f}"
+
+
+def _table(rows: Dict[str, dict]) -> List[str]:
+    lines = ["| system | s / epoch | CPU s / epoch | ratio to PyTorch by hand | CPU ratio | x floor torch.mm | "
+             "x floor oneDNN | ms / step | step ratio | -ELBO / image |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for name, s in rows.items():
+        loss = "-" if s["loss_per_image"] is None else f"{s['loss_per_image']:.1f}"
+        bold = "**" if name in (FAST, NUMPYRO) else ""
+        lines.append(f"| {bold}{name}{bold} | {_x(s['epoch_s'], 2, '')} | {_v(s['epoch_cpu_s'])} | {_x(s['ratio'])} | "
+                     f"{_v(s['cpu_ratio'])}x | {_v(s['x_floor'][FLOOR_MM])}x | {_v(s['x_floor'][FLOOR_ONEDNN])}x | "
+                     f"{_v(s['ms_per_step'])} | {_v(s['step_ratio'])}x | {loss} |")
+    return lines
+
+
+def markdown(r: dict) -> str:
+    """``peers.md``: protocol, the floor's arithmetic, one table per thread count, the goals and the changes."""
+    p, v, m, f = r["protocol"], r["versions"], r["machine"], r["flops"]
+    np_status = r["numpyro"]
+    numpyro = (f"numpyro {v.get('numpyro')}, jax {v.get('jax')}, jaxlib {v.get('jaxlib')}" if np_status["ran"]
+               else f"NumPyro row skipped: {np_status['reason']}")
+    hidden = "-".join(map(str, p["hidden"]))
+    lines = [f"# pyrovae against its peers on {m['cpu']} ({m['logical_cpus']} logical CPUs)", "",
+             f"torch {v['torch']}, pyro {v['pyro']}, Python {v['python']}; {numpyro}. {p['dataset']}, "
+             f"{p['rows']:,} rows; 784-{hidden}-{p['z_dim']} MLP VAE, Bernoulli logits, {p['optimizer']}; batch "
+             f"{p['batch_size']}, {p['steps_per_epoch']} minibatches ({p['images_per_epoch']:,} images) per epoch, "
+             "the same order for every system. One warm-up epoch per system, then "
+             f"{p['rounds']} round{'s' * (p['rounds'] > 1)}; in each round every system trains one epoch and one block of "
+             f"{p['steps_per_block']} steps, in an order rotated by one each round. Medians over rounds "
+             "(min-max); ratios are taken within each round. CPU seconds are the process's (all its threads). "
+             f"Load average {r['load_average_start'][0]:.1f} at the start, {r['load_average_end'][0]:.1f} at the end "
+             "(the machine is shared). Environment: "
+             + (", ".join(f"`{k}={val}`" for k, val in m.get("environment", {}).items()) or "no OpenMP or XLA settings")
+             + (f"; NumPyro's XLA_FLAGS per thread count: {np_status.get('xla_flags')}" if np_status["ran"] else "")
+             + ".", ""]
+    for t, s in r["summary"].items():
+        lines += [f"## {t} thread{'s' * (int(t) > 1)}", "", *_table(s["rows"]), ""]
+        g = s["goals"]
+        lines += [f"- `--fast` / NumPyro per epoch: {_x(g['fast_over_numpyro'])} wall, "
+                  f"{_x(g['fast_over_numpyro_cpu'])} CPU seconds (below 1: `--fast` is faster).",
+                  f"- `--fast` x matmul floor: {_x(s['rows'].get(FAST, {}).get('x_floor', {}).get(FLOOR_MM))} of "
+                  f"`torch.mm`'s, {_x(s['rows'].get(FAST, {}).get('x_floor', {}).get(FLOOR_ONEDNN))} of oneDNN's.",
+                  f"- eager `TraceMeanField_ELBO` / eager `Trace_ELBO`: {_x(g['meanfield_over_trace'])} wall, "
+                  f"{_x(g['meanfield_over_trace_cpu'])} CPU seconds.", ""]
+    lines += ["## Changes, before and after, measured as rows of the same rounds", "",
+              "| change | threads | after / before, epoch (wall) | CPU | per step |", "| --- | ---: | ---: | ---: | ---: |"]
+    for before, _, what in CHANGES:
+        for t, s in r["summary"].items():
+            c = s["goals"]["changes"][before]
+            lines.append(f"| {what} | {t} | {_x(c['epoch'])} | {_x(c['cpu'])} | {_x(c['step'])} |")
+    gather = r["gather_us"]
+    lines += ["", f"`run_epoch` gathers each minibatch with `index_select`: {gather['index_select']:.0f} us per "
+              f"minibatch of {p['batch_size']} rows against {gather['x[idx]']:.0f} us for `x[idx]`.", "",
+              "## The matrix-product floor", "",
+              f"A step multiplies, per linear layer (in -> out), the forward B x in x out, the weight gradient "
+              f"out x B x in and the input gradient B x out x in, at 2mnk FLOPs each. Forward: F = sum 2 B in out = "
+              f"{f['forward'] / 1e6:.1f} MFLOP; backward 2F = {f['backward_2x'] / 1e6:.1f} MFLOP, of which the first "
+              f"layer's input gradient ({f['skipped_first_input_gradient'] / 1e6:.1f} MFLOP) is needed by nothing; "
+              f"{f['products_per_step']} products, {f['step_needed'] / 1e6:.1f} MFLOP a step, "
+              f"{f['step_needed'] * p['steps_per_epoch'] / 1e9:.1f} GFLOP an epoch. The floor rows time exactly these "
+              "products on contiguous operands, an epoch's worth per round, with `torch.mm` and with oneDNN "
+              "(`pyrovae::onednn_mm`, what `--fast` runs on the CPU):", ""]
+    for t, s in r["summary"].items():
+        for floor in FLOORS:
+            e = s["rows"].get(floor, {}).get("epoch_s")
+            if e:
+                rate = f["step_needed"] * p["steps_per_epoch"] / e["median"] / 1e9
+                lines.append(f"- {t} thread{'s' * (int(t) > 1)}, {floor}: {e['median']:.2f} s an epoch, {rate:.0f} GFLOP/s")
+    lines += ["", f"Command: `{r['command']}`", ""]
+    return "\n".join(lines)

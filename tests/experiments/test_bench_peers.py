@@ -1,0 +1,90 @@
+"""scripts/bench_peers.py: a tiny run writes peers.md and peers.json with every row, the
+NumPyro row skipped with its reason where NumPyro is not importable, the floor's products
+counted as stated, the "before" rows computing what the rows after each change compute;
+bad flags are one line and exit status 2."""
+import copy
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from pyrovae.cli.bench_peers import bench_peers_main
+from pyrovae.experiments.bench_peers import TORCH_SYSTEMS, flops, matmul_shapes
+from pyrovae.experiments.bench_peers_report import (
+    FAST,
+    FAST_HOST_BEFORE,
+    FAST_ORIGINAL,
+    FLOOR_MM,
+    MEANFIELD,
+    MEANFIELD_BEFORE,
+    NUMPYRO,
+    REFERENCE,
+)
+from pyrovae.infer.compiled import onednn_available
+
+
+def test_the_floor_counts_each_product_of_a_step():
+    shapes = matmul_shapes(784, [400], 50, 256)
+    assert len(shapes) == 11  # 4 layers: forward, weight gradient, input gradient but the first layer's
+    assert shapes[:4] == [(256, 784, 400), (256, 400, 100), (256, 50, 400), (256, 400, 784)]
+    f = flops(784, [400], 50, 256)
+    assert f["forward"] == 2 * 256 * (784 * 400 + 400 * 100 + 50 * 400 + 400 * 784)
+    assert f["backward_2x"] == 2 * f["forward"]
+    assert f["step_needed"] == 3 * f["forward"] - 2 * 256 * 784 * 400
+
+
+def test_a_tiny_run_writes_both_files(binary_batch, tmp_path, capsys):
+    rows = tmp_path / "rows.npy"
+    np.save(rows, binary_batch.numpy().astype(np.float32))  # 64 binary digits
+    out = tmp_path / "out"
+    code = bench_peers_main(["--dataset", str(rows), "--batch-size", "16", "--hidden", "8", "--z-dim", "2",
+                             "--threads", "1", "--rounds", "1", "--steps-per-block", "2", "--max-steps", "2",
+                             "--numpyro-path", str(tmp_path / "nothing-here"), "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    result = json.loads((out / "peers.json").read_text())
+    md = (out / "peers.md").read_text()
+    rows_timed = result["rounds"][0]["epochs"]["1"]
+    assert set(TORCH_SYSTEMS) | {FLOOR_MM} <= set(rows_timed)
+    assert all(r["wall_s"] > 0 for r in rows_timed.values())
+    assert result["summary"]["1"]["rows"][REFERENCE]["ratio"]["median"] == 1.0
+    assert result["protocol"]["steps_per_epoch"] == 2 and result["versions"]["torch"]
+    if importlib.util.find_spec("numpyro") is None:  # not in this environment: the row says why
+        assert not result["numpyro"]["ran"] and "not importable" in result["numpyro"]["reason"]
+        assert NUMPYRO not in rows_timed and "NumPyro row skipped" in md
+    assert "| PyTorch by hand (eager, torch.optim.Adam) |" in md and "Command: `python scripts/bench_peers.py" in md
+
+
+@pytest.mark.parametrize("argv", [["--rounds", "0"], ["--threads", "0"], ["--batch-size", "-1"], ["--bogus"]])
+def test_bad_flags_are_one_line(argv, capsys):
+    with pytest.raises(SystemExit) as stop:
+        bench_peers_main(argv)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ")
+
+
+def test_the_before_rows_compute_what_the_after_rows_compute(small_vae, binary_batch):
+    """Each speed change keeps the numbers: --fast with and without oneDNN, TorchDynamo's guards
+    and Optimizer.step reach the same parameters; the mean-field ELBO with every site scored
+    gives the same losses bit for bit."""
+    pairs = [(FAST, [FAST_HOST_BEFORE, FAST_ORIGINAL]), (MEANFIELD, [MEANFIELD_BEFORE])]
+    for after, befores in pairs:
+        vaes = {name: copy.deepcopy(small_vae) for name in [after, *befores]}
+        steps = {name: TORCH_SYSTEMS[name][0](vae) for name, vae in vaes.items()}
+        losses = {name: [] for name in steps}
+        for seed in range(6):
+            for name, step in steps.items():
+                torch.manual_seed(seed)
+                losses[name].append(step(binary_batch[:32]))
+        for name in befores:
+            exact = after == MEANFIELD
+            for a, b in zip(losses[after], losses[name]):
+                assert torch.equal(a, b) if exact else torch.allclose(a, b, rtol=1e-5), (name, a, b)
+            for pa, pb in zip(vaes[after].parameters(), vaes[name].parameters()):
+                assert torch.equal(pa, pb) if exact else torch.allclose(pa, pb, rtol=1e-4, atol=1e-6), name
+    if onednn_available():  # every product of the step runs on oneDNN: 4 layers, 11 products
+        fast = TORCH_SYSTEMS[FAST][0](copy.deepcopy(small_vae))
+        fast(binary_batch[:32])
+        assert fast.mode == "compiled" and fast.onednn_matmuls == len(matmul_shapes(784, [64], 8, 32)) == 11
