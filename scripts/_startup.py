@@ -1,11 +1,13 @@
 """What every script does before the libraries load (standard library only, so it acts at once):
-SIGTERM stops the program as Ctrl-C does, and a stop while torch and Pyro load is one line.
+SIGTERM stops the program as Ctrl-C does, a stop while torch and Pyro load is one line, and
+OpenMP's idle threads sleep (``OMP_WAIT_POLICY=PASSIVE``, unless the environment sets it).
 
 ``run("pyrovae.cli", "main")`` imports the program's function and calls it. Until the program
 installs handlers of its own (a training run saves a checkpoint first), SIGINT and SIGTERM raise
 ``KeyboardInterrupt(signum)``; the command lines turn it into one line and exit status
 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM)."""
 import importlib
+import os
 import signal
 import sys
 
@@ -15,6 +17,9 @@ def _interrupt(signum, frame):
 
 
 def run(module: str, function: str) -> int:
+    # OpenMP threads that wait for work sleep instead of spinning, unless the user says otherwise: on a machine
+    # whose other cores are busy, spinning threads made two-thread PyTorch steps 5-60x slower (docs/performance.md)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, _interrupt)
     try:

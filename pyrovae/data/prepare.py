@@ -36,8 +36,10 @@ class PreparedData:
     test_y: Optional[torch.Tensor] = None  # (N_test,)
 
     def to(self, device) -> "PreparedData":
-        """On ``device``, as float32 (the networks' dtype), the labels as int64."""
-        move = lambda t: None if t is None else t.to(device, torch.float32)  # noqa: E731
+        """On ``device``, as float32 (the networks' dtype) and row-major (a minibatch gathers whole rows:
+        a column-major set, as a transposed source gives, costs a strided copy per minibatch), the
+        labels as int64."""
+        move = lambda t: None if t is None else t.to(device, torch.float32).contiguous()  # noqa: E731
         return replace(self.labels_to(device), train_x=move(self.train_x), test_x=move(self.test_x),
                        valid_x=move(self.valid_x))
 
