@@ -28,7 +28,6 @@ it is written, so a second encode into the same file is refused in one line, and
 temporary folders of a killed encode of it are removed by the next one.
 """
 import json
-import math
 import shutil
 import tempfile
 import time
@@ -44,6 +43,7 @@ from ..data.prepare import TEST_SET_SEED
 from ..data.transforms import binarize as _binarize
 from ..data.transforms import dequantize as _dequantize
 from ..errors import ConfigError, DataError, WriteError, one_line
+from .chunks import _check_finite, _layout, _read, _scale_of
 from .evaluation import elbo, log_likelihood
 
 Preprocess = Callable[[torch.Tensor], torch.Tensor]
@@ -70,49 +70,6 @@ def held_out_transform(binarize: str = "none", dequantize: str = "none", seed: i
         return _dequantize(x, generator, levels=levels)
 
     return transform
-
-
-def _layout(rows, x_dim: int, image_shape, what: str) -> Callable[[np.ndarray], np.ndarray]:
-    """How a chunk of ``rows`` (B, ...) becomes (B, x_dim): checked once, from the shape."""
-    shape = tuple(rows.shape[1:])
-    image = tuple(image_shape) if image_shape is not None else None
-    flat = lambda c: c.reshape(len(c), x_dim)  # noqa: E731
-    if len(rows.shape) < 2:
-        raise DataError(f"{what} has shape {tuple(rows.shape)}; give rows of shape (N, {x_dim}) or (N, *image shape)")
-    if math.prod(shape) != x_dim:
-        raise DataError(f"{what} rows hold {math.prod(shape)} values (shape {tuple(rows.shape)}), "
-                        f"but the VAE takes x_dim={x_dim}; encode data of the kind the run was trained on")
-    if len(shape) == 1 or image is None or shape == image:
-        return flat
-    if len(image) == 2 and shape in ((1, *image), (*image, 1)):
-        return flat
-    if len(image) == 3 and shape == (*image[1:], image[0]):  # (H, W, C) -> (C, H, W)
-        return lambda c: flat(np.ascontiguousarray(np.moveaxis(np.asarray(c), -1, 1)))
-    raise DataError(f"{what} has rows of shape {shape}, but the VAE's images are {image}; give (N, {x_dim}) rows "
-                    "or images of that shape")
-
-
-def _read(rows, start: int, stop: int, layout, scale: Optional[float]) -> torch.Tensor:
-    """Rows ``start:stop`` as a float32 CPU tensor (B, x_dim): a copy of that chunk only."""
-    chunk = rows[start:stop]
-    if isinstance(chunk, torch.Tensor):
-        chunk = chunk.detach().cpu().numpy()
-    chunk = layout(np.array(chunk, dtype=np.float32))  # (B, ...) -> (B, x_dim)
-    x = torch.from_numpy(chunk)
-    return x / scale if scale is not None else x
-
-
-def _scale_of(rows, what: str) -> Optional[float]:
-    """255 for uint8 (x/255), None for bool and floats; other dtypes are refused."""
-    dtype = rows.dtype
-    if isinstance(dtype, torch.dtype):
-        dtype = torch.empty(0, dtype=dtype).numpy().dtype
-    dtype = np.dtype(dtype)
-    if dtype == np.uint8:
-        return 255.0
-    if dtype == np.bool_ or dtype.kind == "f":
-        return None
-    raise DataError(f"{what} has dtype {dtype}; give uint8 (0..255), bool or floats in the data's units")
 
 
 def _per_block(value, n: int, name: str, shared: bool) -> list:
@@ -281,13 +238,6 @@ def _encode(vae, rows, out, batch_size, score, num_samples, num_particles, prepr
     seconds = time.time() - started
     return {"out": str(out), "rows": n, "arrays": [*latents, *specs], "seconds": seconds,
             "rows_per_second": n / max(seconds, 1e-9), **{f"mean_{k}": v for k, v in summary.items()}}
-
-
-def _check_finite(x: torch.Tensor, first: int) -> None:
-    bad = ~torch.isfinite(x).all(dim=1)
-    if bool(bad.any()):
-        raise DataError(f"row {first + int(bad.nonzero()[0])} of the data has NaN or infinite values; "
-                        "clean or drop those rows")
 
 
 def _store(parts: Path, names: Sequence[str], out: Path) -> None:

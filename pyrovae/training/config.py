@@ -12,10 +12,9 @@ from typing import Any, Optional, Tuple
 from ..errors import ConfigError, DataError, one_line
 from ..infer.elbos import ELBO_CLASSES
 from ..model.guides import GUIDES
-from ..model.labelled import LABELLED_ARCHS
-from ..model.networks import ACTIVATIONS, ARCHITECTURES
+from ..model.networks import ARCHITECTURES
 from ..model.priors import PRIORS
-from ..model.registry import CUSTOM, MODELS
+from .checks import check_beta, check_model, check_selection, choice, dataset_spec, non_negative, positive, size
 
 ELBOS = tuple(ELBO_CLASSES)  # the registries' own keys: one source for each list of names
 ARCHS = ARCHITECTURES
@@ -97,57 +96,57 @@ class TrainConfig:
         if len(self.channels) != 2:
             raise ConfigError(f"channels takes two numbers (feature maps at H/2 and H/4), got {list(self.channels)}")
         for c in self.channels:
-            _positive("channels", c)
-        self.dataset = _dataset_spec(self.dataset, DATASETS)
+            positive("channels", c)
+        self.dataset = dataset_spec(self.dataset, DATASETS)
         if isinstance(self.likelihood, str):
-            _choice("likelihood", self.likelihood, tuple(BUILT_IN))
+            choice("likelihood", self.likelihood, tuple(BUILT_IN))
         if self.image_size is not None:
-            _positive("image_size", self.image_size)
+            positive("image_size", self.image_size)
         if self.test_size is not None:
-            _size("test_size", self.test_size)
+            size("test_size", self.test_size)
             if isinstance(self.test_size, float) and self.test_size.is_integer():
                 self.test_size = int(self.test_size)  # 2.0 rows are 2 rows
         if self.labels_per_class is not None:
-            _positive("labels_per_class", self.labels_per_class)
+            positive("labels_per_class", self.labels_per_class)
         if self.label_column is not None and not (isinstance(self.label_column, str) and self.label_column):
             raise ConfigError(f"label_column must be the name of a column, got {self.label_column!r}")
-        _choice("limit_rule", self.limit_rule, LIMIT_RULES)
+        choice("limit_rule", self.limit_rule, LIMIT_RULES)
         for name in ("split_seed", "label_seed"):
             value = getattr(self, name)
             if name == "label_seed" and value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < SEED_LIMIT:
                 raise ConfigError(f"{name} must be an integer from 0 to 2**32 - 1, got {value!r}")
-        _choice("standardize", self.standardize, STANDARDIZE)
-        _choice("data_placement", self.data_placement, PLACEMENTS)
-        _choice("elbo", self.elbo, ELBOS)
-        _choice("prior", self.prior, tuple(PRIORS))
-        _choice("guide", self.guide, tuple(GUIDES))
+        choice("standardize", self.standardize, STANDARDIZE)
+        choice("data_placement", self.data_placement, PLACEMENTS)
+        choice("elbo", self.elbo, ELBOS)
+        choice("prior", self.prior, tuple(PRIORS))
+        choice("guide", self.guide, tuple(GUIDES))
         if self.elbo == "meanfield" and not GUIDES[self.guide].analytic_kl:
             raise ConfigError(f"--elbo meanfield needs the closed-form KL of the guide, which the {self.guide} guide "
                               "does not have; use --elbo trace or iwae")
-        _choice("arch", self.arch, ARCHS)
-        self._check_model()
-        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        choice("arch", self.arch, ARCHS)
+        check_model(self)
+        choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         for name in ("lr_patience",):
-            _positive(name, getattr(self, name))
+            positive(name, getattr(self, name))
         for name in ("kl_warmup", "early_stopping", "checkpoint_every"):
-            _non_negative(name, getattr(self, name))
+            non_negative(name, getattr(self, name))
         if self.valid_size is not None:
-            _non_negative("valid_size", self.valid_size)
+            non_negative("valid_size", self.valid_size)
         if self.valid_size == 0 and self.dataset not in WITH_VALIDATION_SPLIT:
             check_selection(self, has_validation=False)
         if not (isinstance(self.lr_min, (int, float)) and 0 <= self.lr_min < float("inf")):
             raise ConfigError(f"lr_min must be a non-negative number, got {self.lr_min!r}")
-        _choice("binarize", self.binarize, BINARIZE)
-        _choice("dequantize", self.dequantize, DEQUANTIZE)
+        choice("binarize", self.binarize, BINARIZE)
+        choice("dequantize", self.dequantize, DEQUANTIZE)
         for name in ("num_particles", "z_dim", "epochs", "batch_size", "test_frequency"):
-            _positive(name, getattr(self, name))
+            positive(name, getattr(self, name))
         for h in self.hidden:
-            _positive("hidden", h)
+            positive("hidden", h)
         for name in ("train_limit", "test_limit", "threads"):
             if getattr(self, name) is not None:
-                _positive(name, getattr(self, name))
+                positive(name, getattr(self, name))
         if not (isinstance(self.lr, (int, float)) and self.lr > 0 and self.lr == self.lr and self.lr < float("inf")):
             raise ConfigError(f"lr must be a positive finite number, got {self.lr!r}")
         if self.lr_schedule != "constant" and self.lr_min > self.lr:
@@ -158,7 +157,7 @@ class TrainConfig:
         likelihood = make_likelihood(self)  # refuses unknown or invalid options in one line
         if self.fast and self.distributed:
             raise ConfigError("--fast does not work with --distributed yet; drop one of them")
-        _check_beta(self)
+        check_beta(self)
         if self.elbo == "iwae" and (self.kl_warmup or self.distributed):
             raise ConfigError(f"--elbo iwae cannot take {'--kl-warmup' if self.kl_warmup else '--distributed'}: it is "
                               "a bound on log p(x) with unscaled log-densities (drop it, or use --elbo trace)")
@@ -178,37 +177,6 @@ class TrainConfig:
         (:data:`DEFAULT_ACTIVATION`); None: the architecture's own units (runs recorded before
         the setting existed)."""
         return DEFAULT_ACTIVATION.get(self.arch) if self.activation == "auto" else self.activation
-
-    def _check_model(self) -> None:
-        """The model and what it works with (each refusal names what to change)."""
-        _choice("model", self.model, (*MODELS, CUSTOM))
-        if self.activation is not None:
-            _choice("activation", self.activation, ("auto", *ACTIVATIONS))
-            if self.arch == "conv" and self.activation != "auto":
-                raise ConfigError("the conv networks have ELU units; --activation applies to --arch mlp and gated")
-        if not (isinstance(self.alpha, (int, float)) and not isinstance(self.alpha, bool)
-                and 0 <= self.alpha < float("inf")):
-            raise ConfigError(f"alpha must be a non-negative number, got {self.alpha!r}")
-        if self.labelled_batch is not None:
-            _positive("labelled_batch", self.labelled_batch)
-        if self.model == "vae":
-            return
-        what = f"--model {self.model}"
-        if self.fast and self.model != "hvae":
-            raise ConfigError(f"--fast compiles the vae and hvae models' step; drop --fast for {what}")
-        if self.distributed:
-            raise ConfigError(f"--distributed trains the vae model; drop --distributed for {what}")
-        if self.model in (CUSTOM, "hvae"):
-            return
-        if self.arch not in LABELLED_ARCHS:
-            raise ConfigError(f"{what} takes --arch {' or '.join(LABELLED_ARCHS)}, not {self.arch}")
-        if self.prior != "normal" or self.guide != "normal":
-            raise ConfigError(f"{what} has a standard-normal prior and a Gaussian guide; drop --prior and --guide")
-        if self.model == "m2" and self.elbo != "trace":
-            raise ConfigError("--model m2 sums the hidden labels out with TraceEnum_ELBO (Monte-Carlo KL of z); "
-                              "use --elbo trace")
-        if self.model == "cvae" and self.elbo == "iwae":
-            raise ConfigError("--model cvae trains with --elbo trace or meanfield")
 
     def out_dir(self) -> str:
         data = self.dataset if self.dataset_is_name() else Path(self.dataset).stem
@@ -307,65 +275,3 @@ def same_likelihood(likelihood, recorded):
     if isinstance(likelihood, Likelihood) or not isinstance(recorded, dict):
         return likelihood
     return CallableLikelihood(likelihood, recorded.get("outputs_per_pixel", 1), recorded.get("name"))
-
-
-def check_selection(config: TrainConfig, has_validation: bool) -> None:
-    """Refuse what needs a validation ELBO (the plateau schedule, early stopping) on a run
-    without a validation set; the test set never selects anything."""
-    if has_validation:
-        return
-    needs = [what for what, on in (("--lr-schedule plateau", config.lr_schedule == "plateau"),
-                                   (f"--early-stopping {config.early_stopping}", config.early_stopping > 0)) if on]
-    if needs:
-        raise ConfigError(f"{' and '.join(needs)} {'needs' if len(needs) == 1 else 'need'} a validation set, but --valid-size 0 leaves none (the test set "
-                          "is never used for selection); leave --valid-size unset (10% of the training set) or give N > 0")
-
-
-def _dataset_spec(spec, names) -> str:
-    """A data set's name, or the absolute path of a file or folder that exists (so a resumed
-    or evaluated run finds it from any working directory)."""
-    if not isinstance(spec, str) or not spec:
-        raise ConfigError(f"dataset must be a name or a path, got {spec!r}")
-    if spec in names:
-        return spec
-    path = Path(spec).expanduser()
-    if not path.exists():
-        raise DataError(f"dataset {spec!r} is neither a data set name ({', '.join(names)}) nor an existing "
-                        "file or folder; give a name, or the path of a .npy/.npz/.csv/.parquet file or an image folder "
-                        "(a run's own data: put it back at that path)")
-    return str(path.resolve())
-
-
-def _check_beta(config: TrainConfig) -> None:
-    """beta: a finite non-negative number; the IWAE bound has no KL term to weight."""
-    beta = config.beta
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 <= beta < float("inf"):
-        raise ConfigError(f"beta must be a non-negative finite number (the weight of the KL term), got {beta!r}")
-    if config.elbo == "iwae" and beta != 1:
-        raise ConfigError(f"--elbo iwae cannot take --beta {beta:g}: the IWAE bound is not a KL-weighted ELBO "
-                          "(drop --beta, or use --elbo trace or meanfield)")
-
-
-def _choice(name, value, allowed):
-    if value not in allowed:
-        raise ConfigError(f"unknown {name} {value!r}; choose one of {', '.join(allowed)}")
-
-
-def _non_negative(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")
-
-
-def _size(name, value):
-    """A share of the rows, a fraction in (0, 1), or a count of rows, a positive integer."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{name} must be a fraction in (0, 1) or a positive number of rows, got {value!r}")
-    if isinstance(value, float) and not value.is_integer() and not 0 < value < 1:
-        raise ConfigError(f"{name} must be a fraction in (0, 1) or a positive number of rows, got {value!r}")
-    if value <= 0:
-        raise ConfigError(f"{name} must be a fraction in (0, 1) or a positive number of rows, got {value!r}")
-
-
-def _positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")

@@ -1,28 +1,12 @@
-"""A whole training run: data -> VAE -> SVI epochs -> evaluation -> files in ``out``.
+"""A whole training run: data -> model -> SVI epochs -> evaluation -> files in ``out``.
 
-:func:`train` starts a run, :func:`resume` continues one from its folder. A run writes:
-
-* ``config.json``: every setting, the resolved preprocessing, library versions, device;
-* ``metrics.json``: the data set actually used (with the training rows held out for
-  validation), device, per-epoch ``history`` of
-  ``{"epoch", "train_elbo", "valid_elbo", "test_elbo", "kl_per_dim", "active_units", "kl_scale", "lr",
-  "seconds"}`` (``train_elbo`` is the training objective where the KL weight ``kl_scale`` is not 1;
-  ``kl_per_dim`` and ``active_units``: :mod:`pyrovae.training.collapse`), the final ``test_elbo``
-  (ELBO per datapoint in nats) and the ``best`` epoch, rewritten after every epoch;
-* ``checkpoint.pt``: weights, optimizer state and settings beside the state of each part
-  of the run (:mod:`pyrovae.training.parts`: counters and the unfinished epoch's order and
-  position, selection, schedule, record with the history, every random state); atomically
-  replaced after every epoch and every ``checkpoint_every`` steps, so :func:`resume`
-  continues exactly where the run stopped (see :mod:`pyrovae.training.checkpoint`);
-* ``best.pt``: the weights of the epoch with the best validation ELBO (the last epoch's
-  with ``valid_size=0``, which leaves no validation set); the test ELBO is reported,
-  never used to choose;
-* ``elbo_curves.png``, ``reconstructions.png``, ``samples.png``, ``kl_per_dim.png``.
-
-SIGINT and SIGTERM end the current step, save ``checkpoint.pt`` and raise
-:class:`~pyrovae.errors.Interrupted`, whose message says how to resume. A non-finite
-loss raises :class:`~pyrovae.errors.TrainingError` naming the epoch and step, and
-leaves the last good checkpoint in place.
+:func:`train` starts a run, :func:`resume` continues one from its folder (opened through
+:class:`~pyrovae.training.run.Run`). A run writes ``config.json`` (every setting, what it resolved
+to, versions, device, the run's id), ``metrics.json`` after every epoch (the data used, the
+per-epoch ``history``, the final ``test_elbo``, the ``best`` epoch), ``checkpoint.pt`` (each part's
+state, replaced atomically, so :func:`resume` continues exactly), ``best.pt`` (the best validation
+ELBO's epoch) and the figures. SIGINT and SIGTERM save ``checkpoint.pt`` and raise
+:class:`~pyrovae.errors.Interrupted`; a non-finite loss raises :class:`~pyrovae.errors.TrainingError`.
 """
 import os
 from pathlib import Path
@@ -45,8 +29,9 @@ from ..model.registry import CUSTOM
 from ..model.registry import describe as describe_model
 from .build import build_elbo, build_model, build_step, config_record, describe, epoch_rows, place, score
 from .checkpoint import model_from_state, save_checkpoint
+from .checks import check_selection
 from .collapse import CollapseDiagnostics
-from .config import TrainConfig, check_selection, make_likelihood, same_likelihood
+from .config import TrainConfig, make_likelihood, same_likelihood
 from .files import write_json
 from .parts import Counters, RandomState, RunRecord, Schedule, Selection, upgrade
 from .report import Reporter, elbo_estimator, epoch_line

@@ -1,0 +1,103 @@
+"""The checks behind :meth:`pyrovae.training.config.TrainConfig.validate`: each refusal is one
+:class:`~pyrovae.errors.ConfigError` (or :class:`~pyrovae.errors.DataError`) line that names the
+setting and what it takes."""
+from pathlib import Path
+
+from ..errors import ConfigError, DataError
+from ..model.labelled import LABELLED_ARCHS
+from ..model.networks import ACTIVATIONS
+from ..model.registry import CUSTOM, MODELS
+
+
+def check_model(config) -> None:
+    """The model and what it works with (each refusal names what to change)."""
+    choice("model", config.model, (*MODELS, CUSTOM))
+    if config.activation is not None:
+        choice("activation", config.activation, ("auto", *ACTIVATIONS))
+        if config.arch == "conv" and config.activation != "auto":
+            raise ConfigError("the conv networks have ELU units; --activation applies to --arch mlp and gated")
+    if not (isinstance(config.alpha, (int, float)) and not isinstance(config.alpha, bool)
+            and 0 <= config.alpha < float("inf")):
+        raise ConfigError(f"alpha must be a non-negative number, got {config.alpha!r}")
+    if config.labelled_batch is not None:
+        positive("labelled_batch", config.labelled_batch)
+    if config.model == "vae":
+        return
+    what = f"--model {config.model}"
+    if config.fast and config.model != "hvae":
+        raise ConfigError(f"--fast compiles the vae and hvae models' step; drop --fast for {what}")
+    if config.distributed:
+        raise ConfigError(f"--distributed trains the vae model; drop --distributed for {what}")
+    if config.model in (CUSTOM, "hvae"):
+        return
+    if config.arch not in LABELLED_ARCHS:
+        raise ConfigError(f"{what} takes --arch {' or '.join(LABELLED_ARCHS)}, not {config.arch}")
+    if config.prior != "normal" or config.guide != "normal":
+        raise ConfigError(f"{what} has a standard-normal prior and a Gaussian guide; drop --prior and --guide")
+    if config.model == "m2" and config.elbo != "trace":
+        raise ConfigError("--model m2 sums the hidden labels out with TraceEnum_ELBO (Monte-Carlo KL of z); "
+                          "use --elbo trace")
+    if config.model == "cvae" and config.elbo == "iwae":
+        raise ConfigError("--model cvae trains with --elbo trace or meanfield")
+
+
+def check_selection(config, has_validation: bool) -> None:
+    """Refuse what needs a validation ELBO (the plateau schedule, early stopping) on a run
+    without a validation set; the test set never selects anything."""
+    if has_validation:
+        return
+    needs = [what for what, on in (("--lr-schedule plateau", config.lr_schedule == "plateau"),
+                                   (f"--early-stopping {config.early_stopping}", config.early_stopping > 0)) if on]
+    if needs:
+        raise ConfigError(f"{' and '.join(needs)} {'needs' if len(needs) == 1 else 'need'} a validation set, but --valid-size 0 leaves none (the test set "
+                          "is never used for selection); leave --valid-size unset (10% of the training set) or give N > 0")
+
+
+def dataset_spec(spec, names) -> str:
+    """A data set's name, or the absolute path of a file or folder that exists (so a resumed
+    or evaluated run finds it from any working directory)."""
+    if not isinstance(spec, str) or not spec:
+        raise ConfigError(f"dataset must be a name or a path, got {spec!r}")
+    if spec in names:
+        return spec
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise DataError(f"dataset {spec!r} is neither a data set name ({', '.join(names)}) nor an existing "
+                        "file or folder; give a name, or the path of a .npy/.npz/.csv/.parquet file or an image folder "
+                        "(a run's own data: put it back at that path)")
+    return str(path.resolve())
+
+
+def check_beta(config) -> None:
+    """beta: a finite non-negative number; the IWAE bound has no KL term to weight."""
+    beta = config.beta
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0 <= beta < float("inf"):
+        raise ConfigError(f"beta must be a non-negative finite number (the weight of the KL term), got {beta!r}")
+    if config.elbo == "iwae" and beta != 1:
+        raise ConfigError(f"--elbo iwae cannot take --beta {beta:g}: the IWAE bound is not a KL-weighted ELBO "
+                          "(drop --beta, or use --elbo trace or meanfield)")
+
+
+def choice(name, value, allowed):
+    if value not in allowed:
+        raise ConfigError(f"unknown {name} {value!r}; choose one of {', '.join(allowed)}")
+
+
+def non_negative(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")
+
+
+def size(name, value):
+    """A share of the rows, a fraction in (0, 1), or a count of rows, a positive integer."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name} must be a fraction in (0, 1) or a positive number of rows, got {value!r}")
+    if isinstance(value, float) and not value.is_integer() and not 0 < value < 1:
+        raise ConfigError(f"{name} must be a fraction in (0, 1) or a positive number of rows, got {value!r}")
+    if value <= 0:
+        raise ConfigError(f"{name} must be a fraction in (0, 1) or a positive number of rows, got {value!r}")
+
+
+def positive(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
