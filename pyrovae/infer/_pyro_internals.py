@@ -23,13 +23,15 @@ from pyro.poutine.messenger import Messenger
 
 try:
     from pyro.infer.trace_elbo import _compute_log_r
+    from pyro.infer.traceenum_elbo import _compute_dice_elbo
 except ImportError as error:  # say which Pyro lacks it, not only the name
-    raise ImportError(f"pyrovae needs pyro.infer.trace_elbo._compute_log_r, which pyro-ppl {pyro.__version__} does "
-                      "not have; install the tested range: pip install 'pyro-ppl>=1.9,<1.10'") from error
+    raise ImportError(f"pyrovae needs {error.name or 'a private name of pyro.infer'}, which pyro-ppl {pyro.__version__} "
+                      "does not have; install the tested range: pip install 'pyro-ppl>=1.9,<1.10'") from error
 
 #: each private name, with the parameters pyrovae passes it
 SIGNATURES = {
     "pyro.infer.trace_elbo._compute_log_r": (_compute_log_r, ["model_trace", "guide_trace"]),
+    "pyro.infer.traceenum_elbo._compute_dice_elbo": (_compute_dice_elbo, ["model_trace", "guide_trace"]),
     "pyro.infer.ELBO._get_traces": (getattr(ELBO, "_get_traces", None), ["self", "model", "guide", "args", "kwargs"]),
     "pyro.poutine.messenger.Messenger._process_message": (getattr(Messenger, "_process_message", None),
                                                           ["self", "msg"]),
@@ -39,6 +41,11 @@ SIGNATURES = {
 def compute_log_r(model_trace, guide_trace):
     """Pyro's ``_compute_log_r``: a ``MultiFrameTensor`` of log p - log q by plate frame."""
     return _compute_log_r(model_trace, guide_trace)
+
+
+def compute_dice_elbo(model_trace, guide_trace):
+    """Pyro's ``_compute_dice_elbo``: the ELBO of one particle, enumerated sites summed out exactly."""
+    return _compute_dice_elbo(model_trace, guide_trace)
 
 
 def get_traces(elbo: ELBO, model, guide, args, kwargs):

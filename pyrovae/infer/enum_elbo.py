@@ -19,7 +19,8 @@ import warnings
 import pyro.infer
 import torch
 from pyro.distributions.util import is_identically_zero
-from pyro.infer.traceenum_elbo import _compute_dice_elbo
+
+from ._pyro_internals import compute_dice_elbo, get_traces
 
 
 class TraceEnum_ELBO(pyro.infer.TraceEnum_ELBO):
@@ -32,8 +33,8 @@ class TraceEnum_ELBO(pyro.infer.TraceEnum_ELBO):
         elbo = 0.0
         with warnings.catch_warnings():  # a minibatch of labelled rows only has nothing to enumerate: no news
             warnings.filterwarnings("ignore", message="TraceEnum_ELBO found no sample sites configured")
-            for model_trace, guide_trace in self._get_traces(model, guide, args, kwargs):
-                particle = _compute_dice_elbo(model_trace, guide_trace)
+            for model_trace, guide_trace in get_traces(self, model, guide, args, kwargs):
+                particle = compute_dice_elbo(model_trace, guide_trace)
                 if not is_identically_zero(particle):
                     elbo = elbo + particle
         elbo = elbo / self.num_particles

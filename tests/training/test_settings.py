@@ -38,7 +38,7 @@ def test_the_first_line_names_the_model_the_preprocessing_and_the_device(mnist_s
     pyrovae.train(config, log=lines.append, dataset=mnist_sample)
     first = lines[0]
     for part in ("100 train / 20 valid / 20 test", "p(x|z) Bernoulli()", "p(z) vamp (components 5)",
-                 "q(z|x) iaf (steps 2, hidden [8, 8])", "mlp hidden [8] (softplus units), z 2", "Trace_ELBO x1",
+                 "q(z|x) iaf (steps 2, hidden [8, 8])", "mlp hidden [8] (relu units), z 2", "Trace_ELBO x1",
                  "minibatch transform binarize", "device cpu"):
         assert part in first, (part, first)
 
