@@ -12,6 +12,9 @@ from export_helpers import RUNS, TOLERANCE, encode, largest_difference, model_of
 
 from pyrovae.export import export_run
 
+# torch.jit.load, which reads the TorchScript files back, is deprecated in this torch; the files are what is tested
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+
 #: the distribution's attribute behind each decoder output, per likelihood (mean: the distribution's mean)
 ATTRIBUTES = {"bernoulli": {"logits": "logits", "probs": "probs"},
               "continuous-bernoulli": {"logits": "logits", "probs": "probs"},
