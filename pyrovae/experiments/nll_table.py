@@ -32,7 +32,8 @@ GOALS = {"mlp": 83.0, "conv": 81.0}
 def collect(run_dirs: Iterable) -> List[dict]:
     rows = []
     for run_dir in map(Path, run_dirs):
-        with Run.open(run_dir) as run:  # a reader: the run's record, under its shared lock
+        with Run.open(run_dir) as run:  # a reader: the run's record, under its shared lock, its settings checked
+            run.config  # noqa: B018
             metrics, config = run.metrics(), run.record
         if "evaluation" not in metrics:
             raise ConfigError(f"{run_dir} has no test NLL yet; run python scripts/evaluate.py {run_dir} first")

@@ -11,6 +11,7 @@ last step scored. Both are scored on all the run's test rows, prepared as the ru
 M2's ``best.pt`` is chosen by its validation ELBO, which uses no label; its test accuracy is
 reported, never used to choose. The table gives mean and standard deviation over the seeds.
 """
+import json
 import statistics
 from dataclasses import replace
 from pathlib import Path
@@ -19,9 +20,10 @@ from typing import Callable, List, Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..data.datasets import Dataset
+from ..data.datasets import Dataset, load_dataset
 from ..data.prepare import prepare_data
 from ..data.transforms import make_transform
+from ..errors import ConfigError, DataError
 from ..infer.evaluation import accuracy
 from ..model.networks import mlp
 from ..training.config import TrainConfig
@@ -71,6 +73,7 @@ def ssl_table(base: TrainConfig, out_dir, labels_per_class: Sequence[int], seeds
     columns), the same labelled rows, the same test rows. ``alphas``: first choose ``alpha`` among them
     (:func:`tune_alpha`, with the first label count and the seed :data:`TUNING_SEED`)."""
     out = Path(out_dir)
+    _check_labels(base, log)
     out.mkdir(parents=True, exist_ok=True)
     if alphas:  # alpha chosen first, on validation rows, with a seed of its own
         base = replace(base, alpha=tune_alpha(base, out, labels_per_class[0], alphas, TUNING_SEED, stack, log))
@@ -85,7 +88,8 @@ def ssl_table(base: TrainConfig, out_dir, labels_per_class: Sequence[int], seeds
                                  dequantize="auto", standardize="auto", arch="mlp")
             metrics = _finished(folder, config, log, features)
             baseline = supervised_baseline(folder, baseline_steps, seed=seed, dataset=features)
-            write_json(folder / "baseline.json", baseline)
+            with Run.open(folder, write=True):  # the baseline is written into the run's folder under its lock
+                write_json(folder / "baseline.json", baseline)
             rows.append({"labels_per_class": n, "seed": seed, "m2": test_accuracy_of(folder, "best", features),
                          "baseline": baseline["test_accuracy"], "labelled_rows": baseline["labelled_rows"],
                          "m2_best_epoch": metrics["best"]["epoch"], "epochs": len(metrics["history"]),
@@ -97,6 +101,15 @@ def ssl_table(base: TrainConfig, out_dir, labels_per_class: Sequence[int], seeds
     write_json(out / "table.json", result)
     atomic_write(out / "table.md", lambda f: f.write(_markdown(result)), mode="w")
     return result
+
+
+def _check_labels(base: TrainConfig, log) -> None:
+    """Refuse, before anything trains, data without class labels."""
+    data = load_dataset(base.dataset, base.data_dir, download=base.download, log=log, image_size=base.image_size,
+                        test_size=base.test_size, split_seed=base.split_seed, label_column=base.label_column)
+    if not data.summary().get("num_classes"):
+        raise DataError(f"{data.name} has no class labels, and the table compares classifiers; give a labelled "
+                        "source (class folders, an .npz with y, a table's --label-column, a labelled named set)")
 
 
 def m1_features(base: TrainConfig, stack: dict, folder: Path, seed: int, log) -> Dataset:
@@ -141,15 +154,30 @@ def tune_alpha(base: TrainConfig, out_dir, labels_per_class: int, alphas: Sequen
     return chosen
 
 
+#: settings a kept run may differ in from the ones asked for (where it runs, how it shows)
+_RUNNING = {"out", "progress", "threads", "cuda", "data_dir", "download", "epochs"}
+
+
 def _finished(folder: Path, config: TrainConfig, log, dataset=None) -> dict:
-    """The metrics of the run in ``folder``: trained, or resumed to its end, or read when it is done
-    (``dataset``: its data, where they are given in Python)."""
+    """The metrics of the run in ``folder``: trained, or resumed to its end (also when it stopped
+    before its first epoch's record), or read when it is done; a folder holding a run of other
+    settings is refused in one line (``dataset``: its data, where they are given in Python)."""
     if not (folder / "checkpoint.pt").is_file():
         return train(config, log=log, dataset=dataset)
-    metrics = read_json(folder / "metrics.json")
-    if metrics.get("stopped_early") or len(metrics.get("history", [])) >= config.epochs:
+    with Run.open(folder) as run:  # a reader: the kept run's settings and record
+        asked, kept = _plain(config.validate().to_dict()), _plain(run.config.to_dict())  # both resolved alike
+        differs = sorted(k for k in set(asked) & set(kept) - _RUNNING if asked[k] != kept[k])
+        if differs:
+            raise ConfigError(f"{folder} holds a run whose {differs[0]} is {kept[differs[0]]!r}, not {asked[differs[0]]!r}; "
+                              "give the table another --out, or remove that folder")
+        metrics = run.metrics() if (folder / "metrics.json").is_file() else None
+    if metrics is not None and (metrics.get("stopped_early") or len(metrics["history"]) >= config.epochs):
         return metrics
     return resume(folder, log=log, epochs=config.epochs, dataset=dataset)
+
+
+def _plain(value):
+    return json.loads(json.dumps(value, default=str))
 
 
 def _summary(rows: List[dict], labels_per_class: Sequence[int]) -> List[dict]:

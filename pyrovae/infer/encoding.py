@@ -176,7 +176,7 @@ def _encode(vae, rows, out, batch_size, score, num_samples, num_particles, prepr
         specs.update({k: ((n,), np.float32) for k in ("elbo", "expected_log_likelihood", "kl")})
     if num_samples:
         specs["log_px"] = ((n,), np.float32)
-    record = {"rows": n, "z_dim": vae.z_dim, "batch_size": batch_size, "seed": seed,
+    record = {"rows": n, "z_dim": getattr(vae, "z_dim", None), "batch_size": batch_size, "seed": seed,
               "num_particles": num_particles if score else None, "num_samples": num_samples or None,
               "encoded": "rows as given (no noise)", **(info or {})}
     started = time.time()

@@ -18,7 +18,7 @@ KL warm-up (Bowman et al. 2016; Sønderby et al. 2016) trains on
     \mathcal{L}_\beta = \mathbb{E}_q[\log p(x \mid z)] - \beta\, \mathrm{KL}(q(z \mid x) \,\|\, p(z)),
     \qquad \beta_e = \min(1, e / W) \text{ in epoch } e = 1, 2, \dots
 
-by scaling the log-densities of the latent site ``"z"`` in model and guide by
+by scaling the log-densities of the model's latent sites (``latent_sites``: the VAE's ``"z"``) in model and guide by
 :math:`\beta` (:class:`ScaleLatent`), so both ELBO estimators see it (the Monte-Carlo
 KL through the scaled log-densities, the closed form through the guide site's scale).
 The model itself is never changed: evaluation always scores the true ELBO.

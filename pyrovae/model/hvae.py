@@ -135,6 +135,14 @@ class HVAE(Model):
         return loc
 
     @torch.no_grad()
+    def posterior_params(self, x: torch.Tensor, y=None) -> dict:
+        """q(z2 | x)'s loc and scale (its base distribution's, for a flow) and q(z1 | x, z2*)'s at z2* the
+        top layer's posterior mean: a deterministic function of the rows ``x`` (model space)."""
+        loc2, scale2 = self.encoder(x)
+        loc1, scale1 = self._lower(x, self._top_mean(x))
+        return {"z2_loc": loc2, "z2_scale": scale2, "z1_loc": loc1, "z1_scale": scale1}
+
+    @torch.no_grad()
     def reconstruct(self, x: torch.Tensor, y=None) -> torch.Tensor:
         """Mean of p(x | z1*, z2*) in data units: z2* the top layer's posterior mean, z1* that of q(z1 | x, z2*)."""
         x_model = self.to_model_space(self._as_input(x))

@@ -158,8 +158,8 @@ class M2(LabelledModel):
         """Mean of p(x | z*, y) in data units, at the given labels or else the most probable
         class of q(y | x), z* the posterior mean of q(z | x, y)."""
         x = self._as_input(x)
-        params = self.posterior_params(self.to_model_space(x), self._as_labels(y, len(x)))
         given = self._as_labels(y, len(x))
+        params = self.posterior_params(self.to_model_space(x), given)
         guess = params["probs"].argmax(-1)
         labels = guess if given is None else torch.where(given >= 0, given, guess)
         return self.to_data_space(self.decode(params["loc"], labels).mean)

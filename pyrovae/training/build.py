@@ -183,7 +183,7 @@ def score(vae, data, test: bool, valid: bool, main: bool, world: int, device) ->
     keys = ["valid_elbo", "test_elbo", "test_expected_log_likelihood", "test_kl"]
     values = dict.fromkeys(keys)
     given = vae.labels == "required"  # the labels condition the score
-    classifies = vae.labels == "optional"
+    classifies = vae.labels == "optional" and type(vae).classify is not Model.classify  # a model with a classifier
     if main:
         vae.eval()
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], enabled=world > 1):

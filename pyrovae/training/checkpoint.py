@@ -18,6 +18,7 @@ recorded as ``"standardized": True`` is built with placeholder buffers that its
 ``state_dict`` then fills (the column means and standard deviations of its run), and
 ``image_shape`` is rebuilt as recorded: (H, W), (C, H, W) or None.
 """
+import json
 import pickle
 import random
 import re
@@ -228,6 +229,18 @@ def _build_custom(cls, state: dict, path: Path) -> Model:
         raise CheckpointError(f"{path} does not match {cls.__name__}: {one_line(error)}; pass the class the run "
                               "trained") from None
     return built
+
+
+def check_same_model(model: Model, state: dict, path) -> None:
+    """Refuse a checkpoint whose recorded model (``state["vae"]``) is not the one a run's settings
+    build (``model``): a resume would load weights into other units or shapes."""
+    plain = lambda value: json.loads(json.dumps(value, default=str)) or {}  # noqa: E731 (tuples as lists)
+    built, recorded = plain(model.config()), plain(state.get("vae"))
+    if built != recorded:
+        key = next(k for k in sorted(set(built) | set(recorded)) if built.get(k) != recorded.get(k))
+        raise CheckpointError(f"{path} holds a model whose {key} is {recorded.get(key)!r}, but its settings build "
+                              f"one whose {key} is {built.get(key)!r}; resume it with the pyrovae that trained it, or "
+                              "start a new run")
 
 
 def model_record(model: Model) -> dict:

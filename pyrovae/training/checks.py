@@ -53,7 +53,7 @@ def check_selection(config, has_validation: bool) -> None:
                           "is never used for selection); leave --valid-size unset (10% of the training set) or give N > 0")
 
 
-def dataset_spec(spec, names) -> str:
+def dataset_spec(spec, names, must_exist: bool = True) -> str:
     """A data set's name, or the absolute path of a file or folder that exists (so a resumed
     or evaluated run finds it from any working directory)."""
     if not isinstance(spec, str) or not spec:
@@ -61,6 +61,8 @@ def dataset_spec(spec, names) -> str:
     if spec in names:
         return spec
     path = Path(spec).expanduser()
+    if not must_exist and path.is_absolute():  # a run's recorded path, whether or not its data are there now
+        return str(path)
     if not path.exists():
         raise DataError(f"dataset {spec!r} is neither a data set name ({', '.join(names)}) nor an existing "
                         "file or folder; give a name, or the path of a .npy/.npz/.csv/.parquet file or an image folder "

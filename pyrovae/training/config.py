@@ -9,6 +9,7 @@ from dataclasses import replace as dataclasses_replace
 from pathlib import Path
 from typing import Any, Optional, Tuple
 
+from ..data.selection import LIMIT_RULES
 from ..errors import ConfigError, DataError, one_line
 from ..infer.elbos import ELBO_CLASSES
 from ..model.guides import GUIDES
@@ -23,7 +24,6 @@ BINARIZE = ("auto", "dynamic", "static", "none")
 DEQUANTIZE = ("auto", "uniform", "none")
 STANDARDIZE = ("auto", "columns", "none")
 PLACEMENTS = ("auto", "device", "host")
-LIMIT_RULES = ("evenly-spaced", "first")
 #: the units ``activation="auto"`` gives each architecture (results/activation: the measured comparison)
 DEFAULT_ACTIVATION = {"mlp": "relu", "gated": "none"}
 #: seeds are below this: pyro.set_rng_seed seeds numpy's global state too, which takes 32 bits
@@ -79,6 +79,8 @@ class TrainConfig:
     train_limit: Optional[int] = None  # use only N training rows, evenly spaced over the training set
     test_limit: Optional[int] = None  # use only N test (and validation) rows, evenly spaced
     limit_rule: str = "evenly-spaced"  # which rows the limits keep; runs recorded before the rule existed: "first"
+    hold_out_rule: str = "sorted-rows-random"  # a class-sorted named set gives up random validation rows; runs
+    # recorded before that rule: "as-recorded" (its last rows)
     out: Optional[str] = None  # default: runs/<dataset>-<likelihood>-<elbo>
     progress: bool = True
     fast: bool = False  # replay a compiled graph of the SVI step (pyrovae.infer.compiled)
@@ -87,7 +89,9 @@ class TrainConfig:
     threads: Optional[int] = None  # torch.set_num_threads(N) for the run; None: PyTorch's default
     data_placement: str = "auto"  # device: all data moved once; host: pinned host memory, streamed minibatches
 
-    def validate(self) -> "TrainConfig":
+    def validate(self, paths: bool = True) -> "TrainConfig":
+        """Check every setting (one line for the first wrong one); ``paths`` False leaves alone
+        whether the data's file or folder is still there (reading a run's checkpoints needs no data)."""
         from ..data.datasets import DATASETS, WITH_VALIDATION_SPLIT
         from ..model.likelihoods import BUILT_IN
 
@@ -97,7 +101,7 @@ class TrainConfig:
             raise ConfigError(f"channels takes two numbers (feature maps at H/2 and H/4), got {list(self.channels)}")
         for c in self.channels:
             positive("channels", c)
-        self.dataset = dataset_spec(self.dataset, DATASETS)
+        self.dataset = dataset_spec(self.dataset, DATASETS, must_exist=paths)
         if isinstance(self.likelihood, str):
             choice("likelihood", self.likelihood, tuple(BUILT_IN))
         if self.image_size is not None:
@@ -111,6 +115,9 @@ class TrainConfig:
         if self.label_column is not None and not (isinstance(self.label_column, str) and self.label_column):
             raise ConfigError(f"label_column must be the name of a column, got {self.label_column!r}")
         choice("limit_rule", self.limit_rule, LIMIT_RULES)
+        choice("hold_out_rule", self.hold_out_rule, ("sorted-rows-random", "as-recorded"))
+        if self.activation == "auto":  # recorded resolved: a later default never changes a run's units
+            self.activation = DEFAULT_ACTIVATION.get(self.arch)
         for name in ("split_seed", "label_seed"):
             value = getattr(self, name)
             if name == "label_seed" and value is None:
@@ -207,11 +214,12 @@ class TrainConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict, source=None) -> "TrainConfig":
+    def from_dict(cls, d: dict, source=None, paths: bool = True) -> "TrainConfig":
         """The settings stored in a run's config.json or checkpoint. A run recorded before
         ``valid_size`` existed had no validation set, and keeps none (``valid_size=0``).
         Settings that are not a dict are a :class:`~pyrovae.errors.ConfigError`; with
-        ``source`` (the file, named in errors) the settings are validated too."""
+        ``source`` (the file, named in errors) the settings are validated too (``paths``: as
+        :meth:`validate`)."""
         if not isinstance(d, dict):
             raise ConfigError(f"{source or 'the run'} holds a {type(d).__name__} where the settings belong, not an object; "
                               "the run folder is damaged")
@@ -221,12 +229,12 @@ class TrainConfig:
         if scale is not None:
             d["likelihood_options"] = {"scale": scale, **(d.get("likelihood_options") or {})}
         # settings a run recorded before they existed keep the behaviour it was trained with
-        config = cls(**{"valid_size": 0, "limit_rule": "first", "activation": None,
+        config = cls(**{"valid_size": 0, "limit_rule": "first", "activation": None, "hold_out_rule": "as-recorded",
                         **{k: v for k, v in d.items() if k in known}})
         if source is None:
             return config
         try:
-            return config.validate()
+            return config.validate(paths)
         except DataError as error:  # the run's data moved or were deleted: say so, not "damaged"
             raise DataError(f"{source.parent if hasattr(source, 'parent') else source} was trained on data that is "
                             f"not there now: {error}") from None

@@ -105,6 +105,13 @@ def figure_data(vae, test_x: torch.Tensor, test_y: Optional[torch.Tensor] = None
     class). ``test_x`` is in model space."""
     vae = vae.eval()
     device = next(vae.parameters()).device  # test_x may be host rows streamed to it (pyrovae.data.placement)
+    # on a forked random stream seeded 0: priors and layers that draw from the global stream leave the run's alone
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(0)
+        return _figure_data(vae, test_x, test_y, device)
+
+
+def _figure_data(vae, test_x, test_y, device):
     originals = vae.to_data_space(_spread(test_x, 50).to(device))
     generator = torch.Generator(device=device).manual_seed(0)
     if vae.labels == "none":

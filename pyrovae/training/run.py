@@ -1,14 +1,15 @@
 """One door to a run folder: :class:`Run`.
 
 Every program that starts, continues or reads a run goes through here: training
-(:meth:`Run.create`), ``--resume`` and ``evaluate.py`` (``Run.open(folder, write=True)``:
-they write the run's files), ``encode.py``, ``plot_latent.py`` and ``nll_table.py``
-(``Run.open(folder)``: readers). Opening a run
+(:meth:`Run.create`), ``--resume``, ``evaluate.py`` and ``ssl_table.py``'s baselines
+(``Run.open(folder, write=True)``: they write the run's files), ``encode.py``,
+``plot_latent.py``, ``nll_table.py`` and ``export.py`` (``Run.open(folder)``: readers). Opening a run
 
 * takes the folder's lock (:class:`~pyrovae.training.files.RunLock`), exclusive for a
   writer and shared for readers, so no program reads a run that another one is writing;
 * reads ``config.json`` and rebuilds the run's :class:`~pyrovae.training.config.TrainConfig`
-  from it, validated (:attr:`Run.config`);
+  from it, validated (:attr:`Run.config`; whether its data are still there is checked only
+  when they are loaded, so a run's checkpoints are read without them);
 * hands out a checkpoint only when it belongs to the run (:meth:`Run.checkpoint`): its
   ``run_id`` is that of ``config.json`` (a run recorded before run ids existed: its
   settings are those of ``config.json``);
@@ -123,11 +124,15 @@ class Run:
         """The run's settings from ``config.json``, validated (a user's likelihood given
         to :meth:`open` put in place of its recorded name)."""
         if self._config is None:
-            settings = self.record["settings"]
-            if self._likelihood is not None:
-                settings = {**settings, "likelihood": same_likelihood(self._likelihood, settings.get("likelihood"))}
-            self._config = TrainConfig.from_dict(settings, source=self.folder / "config.json")
+            self._config = TrainConfig.from_dict(self._settings(), source=self.folder / "config.json", paths=False)
         return self._config
+
+    def _settings(self) -> dict:
+        """``config.json``'s settings, a user's likelihood given to :meth:`open` in place of its name."""
+        settings = self.record["settings"]
+        if self._likelihood is not None:
+            settings = {**settings, "likelihood": same_likelihood(self._likelihood, settings.get("likelihood"))}
+        return settings
 
     def metrics(self) -> dict:
         """``metrics.json``: the run's record, written after every epoch."""
@@ -230,7 +235,10 @@ class Run:
         """The run's own data, reloaded from its recorded source (or ``dataset``, given again
         in Python) and checked against what it was trained on, with the run's selection
         (validation hold-out, limits, labels)."""
-        return run_dataset(self.config, dataset, log, recorded=self.trained_on(), download=download)
+        config = self.config
+        if dataset is None:  # its data load from the recorded source: where they have gone is one line
+            TrainConfig.from_dict(self._settings(), source=self.folder / "config.json")
+        return run_dataset(config, dataset, log, recorded=self.trained_on(), download=download)
 
 
 def _first_missing(folder: Path) -> Optional[Path]:

@@ -28,7 +28,7 @@ from ..model.base import Model
 from ..model.registry import CUSTOM
 from ..model.registry import describe as describe_model
 from .build import build_elbo, build_model, build_step, config_record, describe, epoch_rows, place, score
-from .checkpoint import model_from_state, save_checkpoint
+from .checkpoint import check_same_model, model_from_state, save_checkpoint
 from .checks import check_selection
 from .collapse import CollapseDiagnostics
 from .config import TrainConfig, make_likelihood, same_likelihood
@@ -184,6 +184,7 @@ class Trainer:
                             config=self.config.to_dict(), epoch=self.counters.epoch, history=self.record.history)
 
     def _restore(self, state: dict) -> None:
+        check_same_model(self.vae, state, self.out / "checkpoint.pt")
         try:
             self.vae.load_state_dict(state["state_dict"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -297,3 +298,4 @@ class Trainer:
         if self.selection.stopped_early:
             self.log(f"early stop: no better {rule.replace('_', ' ')} for {self.selection.stale_epochs} epochs; "
                      f"best epoch {self.selection.best['epoch']} (best.pt)")
+

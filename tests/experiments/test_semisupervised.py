@@ -60,3 +60,19 @@ def test_m1_plus_m2_stacks_m2_on_the_posterior_means_of_a_vae(tmp_path):
     best = max(tuning["tried"], key=lambda t: t["valid_accuracy"])["alpha"]
     assert tuning["chosen"] == best == json.loads((out / "m2-5-seed0" / "config.json").read_text())["settings"]["alpha"]
     assert "Alpha was chosen before the table" in (out / "table.md").read_text()
+
+
+def test_the_table_refuses_a_kept_run_of_other_settings_and_data_without_labels(tmp_path):
+    digits = load_digits()
+    path, unlabelled = tmp_path / "digits.npz", tmp_path / "digits.npy"
+    np.savez(path, x=digits.images.astype(np.float32) / 16.0, y=digits.target)
+    np.save(unlabelled, digits.images.astype(np.float32) / 16.0)
+    out = tmp_path / "table"
+    args = ["--dataset", path, "--labels", "5", "--seeds", "0", "--epochs", "1", "--z-dim", "4",
+            "--baseline-steps", "10", "--threads", "1", "--out", out]
+    assert run_script("ssl_table.py", *args, "--hidden", "32").returncode == 0
+    other = run_script("ssl_table.py", *args, "--hidden", "16")  # the same --out, another network
+    assert other.returncode == 2 and "holds a run whose hidden is [32], not [16]" in other.stderr
+    none = run_script("ssl_table.py", "--dataset", unlabelled, "--stack", "--out", tmp_path / "none")
+    assert none.returncode == 2 and "has no class labels" in none.stderr and "epoch" not in none.stdout
+    assert not (tmp_path / "none").exists()
