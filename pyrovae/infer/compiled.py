@@ -1,54 +1,35 @@
 r"""The SVI step as a compiled graph (``svi_train.py --fast``).
 
-An eager step runs Pyro's Python on every minibatch: effect handlers, trace
-bookkeeping, plates, score parts. For an MNIST-sized VAE that Python, not arithmetic,
-is much of the step. :class:`CompiledSVIStep` pays it once per minibatch shape:
+An eager step runs Pyro's Python on every minibatch (effect handlers, traces, plates, score
+parts): for an MNIST-sized VAE, much of the step. :class:`CompiledSVIStep` pays it once per shape:
 
-1. **Capture.** ``torch.fx``'s ``make_fx`` runs the eager step's loss (Pyro's model,
-   guide and ELBO, unchanged) and ``torch.autograd.grad`` once, with the parameters as
-   graph inputs, and records every tensor operation, forward and backward, in one
-   graph. Python that does not touch tensors runs at capture only.
-2. **Compile.** Inductor (``torch._inductor.compile``) turns the graph into fused kernels.
-   ``fallback_random=True`` keeps PyTorch's own random-number operations, so the
-   compiled step draws the same :math:`z` as the eager step from the same seed. On the
-   CPU the graph's float32 matrix products (``aten.mm``, ``aten.addmm`` with a bias row;
-   forward and backward) are first pointed at oneDNN's GEMM
-   (``torch.ops.mkldnn._linear_pointwise``, through the custom operators
-   ``pyrovae::onednn_mm`` and ``pyrovae::onednn_addmm``, which inductor calls as they
-   are) instead of the BLAS behind ``torch.mm``: the same float32 products, summed in
-   another order (results agree to float32 rounding), and on CPUs where that BLAS takes
-   a slower code path (MKL on AMD processors) twice as fast. ``onednn=False`` keeps
-   ``torch.mm``.
-3. **Check.** Before its first use the compiled graph is run beside the eager
-   computation on the same minibatch from the same random state; unless loss and
-   gradients agree (to float32 tolerance) the step falls back to the eager one, with a
-   warning. A capture or compile that fails falls back the same way.
-4. **Replay (CUDA).** On a GPU the compiled step is still one kernel launch per fused
-   kernel, and at MNIST sizes the launches, not the arithmetic, are the step. The
-   compiled loss-and-gradients call is recorded once more as a CUDA graph
-   (``torch.cuda.graph``) over static buffers: each step copies its minibatch and
-   :math:`\beta` into them and replays the whole forward and backward with one launch.
-   Random draws inside the graph come from PyTorch's graph-safe Philox stream, which
-   reads the CUDA generator's seed and offset at every replay, so replay draws what the
-   compiled call draws from the same random state; the graph is checked against the
-   compiled call exactly as that was checked against the eager step, and falls back to
-   it (with one line) on any difference or failure.
+1. **Capture.** ``torch.fx``'s ``make_fx`` runs the eager step's loss (Pyro's model, guide and
+   ELBO, unchanged) and ``torch.autograd.grad`` once, the parameters as graph inputs, and records
+   every tensor operation, forward and backward, in one graph.
+2. **Compile.** Inductor (``torch._inductor.compile``) turns the graph into fused kernels;
+   ``fallback_random=True`` keeps PyTorch's random-number operations, so the compiled step
+   draws the eager step's :math:`z` from the same seed. On the CPU the graph's float32
+   matrix products go to oneDNN's GEMM (custom operators ``pyrovae::onednn_mm`` and
+   ``pyrovae::onednn_addmm``) instead of the BLAS behind ``torch.mm``: the same products
+   summed in another order, twice as fast where that BLAS is slow (``onednn=False``: ``torch.mm``).
+3. **Check.** Before its first use the graph runs beside the eager step (same minibatch, same
+   random state); unless loss and gradients agree to float32 tolerance, or if capture or
+   compile fails, the step falls back to the eager one with a warning.
+4. **Replay (CUDA).** On a GPU, at MNIST sizes the kernel launches, not the arithmetic, are
+   the step: the compiled call is recorded once more as a CUDA graph over static buffers
+   (each step copies its minibatch and :math:`\beta` in and replays forward and backward with
+   one launch; random draws come from the graph-safe Philox stream, so replay draws what the
+   compiled call draws), checked against the compiled call, with a fallback on any difference.
 
-The KL warm-up's :math:`\beta` enters the graph as an input (1 when there is none), so
-one graph serves the whole run. The graph is inductor's code called as it is
-(``torch._inductor.compile``, no TorchDynamo guards: the step checks the minibatch's shape,
-dtype, layout and device itself). The optimizer step is ``torch.optim``'s: the first through
-``optimizer.step()``, the rest, for pyrovae's fused Adam without hooks, through Adam's
-functional form on the optimizer's own state (the same kernel, without ``Optimizer.step``'s
-per-call bookkeeping). Together these take about 7% off a CPU step of the 784-400-50 VAE
-(``results/bench/peers.md``).
-Minibatches of another shape (the last, smaller one of an epoch) and validated steps run
-eagerly: the same computation.
+The KL warm-up's :math:`\beta` enters the graph as an input, so one graph serves the whole run.
+The graph is inductor's code called without TorchDynamo's guards (the step checks the
+minibatch's shape, dtype, layout and device itself); after the first ``optimizer.step()``,
+fused Adam runs through its functional form on the optimizer's own state (the same kernel):
+7% off a CPU step of the 784-400-50 VAE (``results/bench/peers.md``). Minibatches of another
+shape (the last of an epoch) and validated steps run eagerly: the same computation.
 
-This is sound for models whose structure does not depend on data *values* (the VAE's
-is fixed): like ``pyro.infer.JitTrace_ELBO``, the capture records one path through the
-program.
-"""
+Sound for models whose structure does not depend on data *values* (the VAE's, the HVAE's):
+like ``pyro.infer.JitTrace_ELBO``, the capture records one path through the program."""
 import importlib
 import warnings
 from typing import Callable, Optional
@@ -145,12 +126,9 @@ class _LossModule(nn.Module):
 
 
 class CompiledSVIStep(SVIStep):
-    """:class:`~pyrovae.infer.svi.SVIStep` with loss and gradients replayed from a graph
-    compiled for the first non-validated minibatch's shape (on CUDA, with
-    ``cuda_graph=True``, replayed as a CUDA graph).
-
-    ``log`` receives one line when the step falls back to eager execution (or from the
-    CUDA graph to the compiled call)."""
+    """:class:`~pyrovae.infer.svi.SVIStep` with loss and gradients replayed from a graph compiled for
+    the first non-validated minibatch's shape (on CUDA with ``cuda_graph``, as a CUDA graph); ``log``
+    gets one line when the step falls back to eager execution (or from the CUDA graph to the compiled call)."""
 
     def __init__(self, vae, elbo, optimizer, log: Callable[[str], None] = None, cuda_graph: bool = True,
                  onednn: bool = True):

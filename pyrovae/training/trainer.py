@@ -1,8 +1,7 @@
 """A whole training run: data -> model -> SVI epochs -> evaluation -> files in ``out``.
 
-:func:`train` starts a run, :func:`resume` continues one from its folder (opened through
-:class:`~pyrovae.training.run.Run`). A run writes ``config.json`` (every setting, what it resolved
-to, versions, device, the run's id), ``metrics.json`` after every epoch (the data used, the
+:func:`train` starts a run, :func:`resume` continues one (its folder opened by :class:`~pyrovae.training.run.Run`).
+A run writes ``config.json`` (settings, what they resolved to, versions, device, the run's id), ``metrics.json`` (the data used, the
 per-epoch ``history``, the final ``test_elbo``, the ``best`` epoch), ``checkpoint.pt`` (each part's
 state, replaced atomically, so :func:`resume` continues exactly), ``best.pt`` (the best validation
 ELBO's epoch) and the figures. SIGINT and SIGTERM save ``checkpoint.pt`` and raise
