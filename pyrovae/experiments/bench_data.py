@@ -38,7 +38,7 @@ from ..infer.compiled import CompiledSVIStep
 from ..infer.elbos import make_elbo
 from ..infer.svi import EpochState, SVIStep, make_optimizer, run_epoch
 from ..model.vae import VAE
-from ..training.files import atomic_write, write_json
+from ..training.files import write_report
 
 
 class _NaiveRows(HostRows):
@@ -115,11 +115,7 @@ def run(args, command: str, log=print) -> dict:
     if device.type != "cuda":
         result["note"] = ("streaming is moot on the CPU: the data are in host memory already and place_data keeps "
                           "them there as they are; the host rows time only an extra gather and copy per minibatch")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "data_placement.json", result)
-    atomic_write(out / "data_placement.md", lambda f: f.write(markdown(result)), mode="w")
-    log((out / "data_placement.md").read_text())
+    log(write_report(args.out, "data_placement", result, markdown(result)).read_text())
     return result
 
 

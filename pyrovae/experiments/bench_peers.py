@@ -58,7 +58,7 @@ from ..infer.compiled import CompiledSVIStep, onednn_available
 from ..infer.elbos import TraceMeanField_ELBO, make_elbo
 from ..infer.svi import EpochState, SVIStep, make_optimizer, run_epoch
 from ..model.vae import VAE
-from ..training.files import atomic_write, write_json
+from ..training.files import write_report
 from .bench import reference_step, stock_pyro_step
 from .bench_peers_report import (
     FAST,
@@ -239,11 +239,7 @@ def run_peers(args, command: str, log=print) -> dict:
     result["load_average_end"] = os.getloadavg()
     result["gather_us"] = _gather_timing(x, args.batch_size)
     result["summary"] = summarize(result)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "peers.json", result)
-    atomic_write(out / "peers.md", lambda f: f.write(markdown(result)), mode="w")
-    log((out / "peers.md").read_text())
+    log(write_report(args.out, "peers", result, markdown(result)).read_text())
     return result
 
 

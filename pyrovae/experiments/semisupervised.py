@@ -27,7 +27,7 @@ from ..errors import ConfigError, DataError
 from ..infer.evaluation import accuracy
 from ..model.networks import mlp
 from ..training.config import TrainConfig
-from ..training.files import atomic_write, read_json, write_json
+from ..training.files import read_json, write_json, write_report
 from ..training.run import Run
 from ..training.trainer import resume, train
 
@@ -98,8 +98,7 @@ def ssl_table(base: TrainConfig, out_dir, labels_per_class: Sequence[int], seeds
     tuning = read_json(out / "tuning.json") if alphas else None
     result = {"command": command, "dataset": base.dataset, "settings": base.to_dict(), "baseline_steps": baseline_steps,
               "stack": stack, "tuning": tuning, "rows": rows, "summary": _summary(rows, labels_per_class)}
-    write_json(out / "table.json", result)
-    atomic_write(out / "table.md", lambda f: f.write(_markdown(result)), mode="w")
+    write_report(out, "table", result, _markdown(result))
     return result
 
 

@@ -71,6 +71,16 @@ def write_json(path: Union[str, Path], obj: Any) -> None:
     atomic_write(path, lambda f: json.dump(obj, f, indent=2, sort_keys=False), mode="w")
 
 
+def write_report(folder: Union[str, Path], stem: str, result: dict, text: str) -> Path:
+    """A program's results as ``<folder>/<stem>.json`` (``result``) and ``<stem>.md`` (``text``), each
+    written whole; the folder is made if needed. The path of the ``.md``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / f"{stem}.json", result)
+    atomic_write(folder / f"{stem}.md", lambda f: f.write(text), mode="w")
+    return folder / f"{stem}.md"
+
+
 def read_json(path: Union[str, Path], keys: tuple = ()) -> dict:
     """A JSON object from ``path`` that has ``keys``; anything else is a
     :class:`~pyrovae.errors.ConfigError` in one line."""
