@@ -5,7 +5,13 @@ OpenMP's idle threads sleep (``OMP_WAIT_POLICY=PASSIVE``, unless the environment
 ``run("pyrovae.cli", "main")`` imports the program's function and calls it. Until the program
 installs handlers of its own (a training run saves a checkpoint first), SIGINT and SIGTERM raise
 ``KeyboardInterrupt(signum)``; the command lines turn it into one line and exit status
-128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM)."""
+128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM).
+
+A process that torchrun started (one rank of ``--distributed``) ends with ``os._exit`` once the
+program has returned: its files are written and its process group is destroyed by then, and the
+interpreter's own teardown of libtorch's communication threads was seen to abort a rank that had
+finished ("terminate called without an active exception", SIGABRT), which torchrun reports as a
+failed run."""
 import importlib
 import os
 import signal
@@ -28,4 +34,9 @@ def run(module: str, function: str) -> int:
         signum = stop.args[0] if stop.args and isinstance(stop.args[0], int) else signal.SIGINT
         print(f"interrupted ({signal.Signals(signum).name}) while loading; nothing was run or written", file=sys.stderr)
         return 128 + signum
-    return main()
+    code = main()
+    if "TORCHELASTIC_RUN_ID" in os.environ:  # a rank under torchrun: leave without the interpreter's teardown
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code if isinstance(code, int) else 0 if code is None else 1)
+    return code

@@ -50,7 +50,7 @@ def torchrun(nproc, out, *extra, check=True):
     args = ["--dataset", "mnist", "--no-download", "--data-dir", str(out.parent / "no-mnist"), "--train-limit", "201",
             "--test-limit", "50", "--z-dim", "4", "--hidden", "32", "--batch-size", "50", "--no-progress",
             "--distributed", "--out", str(out), *extra]
-    env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+    env = dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="", PYTHONFAULTHANDLER="1")  # a crash shows where
     result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
                              str(nproc), str(ROOT / "scripts" / "svi_train.py"), *args],
                             capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
