@@ -85,7 +85,7 @@ def _evaluate(run, vae, checkpoint_name, epoch, prepared, num_samples, test_limi
         "test_elbo": split["elbo"],
         "expected_log_likelihood": split["expected_log_likelihood"],
         "kl": split["kl"],
-        "elbo_estimator": "analytic KL, 10 particles" + (
+        "elbo_estimator": "closed-form KL where one exists (else log q - log p), 10 particles" + (
             f"; the ELBO itself (KL weight 1), not the objective beta = {run.config.beta:g} trained"
             if run.config.beta != 1 else ""),
         "active_units": n_active,

@@ -64,7 +64,8 @@ def _parts(settings: dict) -> str:
     text = ""
     if prior != "normal":
         k = (settings.get("prior_options") or {}).get("components")
-        text += f", {'VampPrior' if prior == 'vamp' else 'mixture'} prior" + (f" (K={k})" if k else "")
+        text += f", {'VampPrior' if prior == 'vamp' else 'mixture prior'}" + (
+            f" ({k} {'pseudo-inputs' if prior == 'vamp' else 'components'})" if k else "")
     if guide != "normal":
         steps = (settings.get("guide_options") or {}).get("steps", 2)
         text += f", {guide.upper()} guide ({steps} steps)"
@@ -86,8 +87,8 @@ def _markdown(r: dict) -> str:
     lines = ["# Test NLL on statically binarized MNIST (Larochelle & Murray split)", "",
              "Trained on the 50,000 training images, chosen by the validation ELBO of the 10,000 validation "
              "images (best.pt), scored once on the 10,000 test images: NLL = -log (1/K) sum_k p(x, z_k) / "
-             "q(z_k | x), nats per image, ± its standard error over images; test ELBO with the analytic KL, "
-             "10 particles. Training time: the sum of the epochs' seconds (no evaluation, no start-up).", "",
+             "q(z_k | x), nats per image, ± its standard error over images; test ELBO with the closed-form KL where one exists "
+             "(else log q - log p), 10 particles. Training time: the sum of the epochs' seconds (no evaluation, no start-up).", "",
              "| model | ELBO | particles | epochs (best) | training time | device | test ELBO | test NLL (K) |",
              "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: |"]
     for row in r["rows"]:
