@@ -13,8 +13,8 @@
 # (default .gpudata, what ../shared/gpu/prepare.sh fills); RUNS_DIR: default .gpuruns (carry it).
 # GPU_SESSION_TINY=1 runs every part with tiny settings on the CPU: the rehearsal
 #   (PATH=$PWD/.venv/bin:$PATH GPU_SESSION_TINY=1 bash scripts/gpu_session.sh /tmp/o /tmp/d 300 /tmp/r).
-# A CPU run to continue on the GPU: copy its folder to RUNS_DIR/<name> (e.g. the one-layer VampPrior
-# run of results/nll to .gpuruns/gated-vamp500) and carry RUNS_DIR along.
+# A CPU run to continue on the GPU: copy its folder to RUNS_DIR/<name> (e.g. results/nll/hvae-gated-vamp500
+# to .gpuruns/hvae-gated-vamp500) and carry RUNS_DIR along; a finished one is only scored (all 10,000 images).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-${OUT:-gpu-session}}
