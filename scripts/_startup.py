@@ -7,8 +7,8 @@ installs handlers of its own (a training run saves a checkpoint first), SIGINT a
 ``KeyboardInterrupt(signum)``; the command lines turn it into one line and exit status
 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM).
 
-A process that torchrun started (one rank of ``--distributed``) ends with ``os._exit`` once the
-program has returned: its files are written and its process group is destroyed by then, and the
+A process that torchrun started (one rank of ``--distributed``) ends with ``os._exit(0)`` once the
+program has returned success: its files are written and its process group is destroyed by then, and the
 interpreter's own teardown of libtorch's communication threads was seen to abort a rank that had
 finished ("terminate called without an active exception", SIGABRT), which torchrun reports as a
 failed run."""
@@ -35,8 +35,8 @@ def run(module: str, function: str) -> int:
         print(f"interrupted ({signal.Signals(signum).name}) while loading; nothing was run or written", file=sys.stderr)
         return 128 + signum
     code = main()
-    if "TORCHELASTIC_RUN_ID" in os.environ:  # a rank under torchrun: leave without the interpreter's teardown
+    if not code and "TORCHELASTIC_RUN_ID" in os.environ:  # a rank under torchrun that finished its work
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(code if isinstance(code, int) else 0 if code is None else 1)
+        os._exit(0)
     return code

@@ -61,20 +61,23 @@ def _command(script: str, argv: Optional[List[str]]) -> str:
 
 def _guarded(job: Callable[[], None], out: str) -> int:
     """Run ``job``; bad input becomes one ``error:`` line and exit status 2, a signal one
-    line saying how to resume and 128 + its number."""
+    line saying how to resume and 128 + its number. Under torchrun a signal reaches every rank and
+    rank 0 alone says so; a refusal is said by every rank that refuses (a rank that refuses and
+    exits first gets the others stopped by torchrun, perhaps before rank 0 has said anything)."""
     say = (lambda line: print(line, file=sys.stderr)) if os.environ.get("RANK", "0") == "0" else (lambda line: None)
+    refuse = lambda line: print(line, file=sys.stderr)  # noqa: E731
     try:
         job()
     except Interrupted as stop:
         say(str(stop))
         return stop.exit_code
     except PyrovaeError as error:
-        say(f"error: {error}")
+        refuse(f"error: {error}")
         return 2
     except (MemoryError, RuntimeError) as error:
         if not _out_of_memory(error):
             raise
-        say(f"error: out of memory ({_allocation(error)}); lower --batch-size, --num-particles or the network sizes; "
+        refuse(f"error: out of memory ({_allocation(error)}); lower --batch-size, --num-particles or the network sizes; "
             + last_checkpoint(Path(out)))
         return 2
     except KeyboardInterrupt as stop:  # SIGINT, or SIGTERM before a run set its own handlers (scripts/_startup.py)

@@ -117,24 +117,25 @@ def test_distributed_outside_torchrun_is_one_line(tmp_path):
         "torchrun --nproc_per_node=N scripts/svi_train.py --distributed ..."]
 
 
-def test_a_rank_under_torchrun_leaves_without_the_interpreters_teardown(tmp_path):
-    # a program's output and exit status survive; the interpreter's exit handlers (where libtorch's
-    # threads are torn down) do not run under torchrun, and do run outside it
-    (tmp_path / "program.py").write_text("import atexit, sys\n"
+def test_a_rank_under_torchrun_that_finished_leaves_without_the_interpreters_teardown(tmp_path):
+    # a finished rank's output and exit status survive and the interpreter's exit handlers (where
+    # libtorch's threads are torn down) do not run; outside torchrun, or after a refusal, they do
+    (tmp_path / "program.py").write_text("import atexit, os, sys\n"
                                          "def main():\n"
                                          "    atexit.register(lambda: print('teardown ran'))\n"
                                          "    print('wrote the run', end='')\n"
                                          "    sys.stderr.write('a line on stderr')\n"
-                                         "    return 3\n")
+                                         "    return int(os.environ['CODE'])\n")
     driver = f"import sys; sys.path[:0] = [{str(ROOT / 'scripts')!r}, {str(tmp_path)!r}]; " \
              "from _startup import run; sys.exit(run('program', 'main'))"
-    for under_torchrun in (True, False):
+    for under_torchrun, code, teardown in ((True, 0, False), (True, 2, True), (False, 0, True)):
         env = {k: v for k, v in os.environ.items() if k != "TORCHELASTIC_RUN_ID"}
+        env["CODE"] = str(code)
         if under_torchrun:
             env["TORCHELASTIC_RUN_ID"] = "test"
         result = subprocess.run([sys.executable, "-c", driver], capture_output=True, text=True, env=env, timeout=60)
-        assert result.returncode == 3 and result.stderr == "a line on stderr"
-        assert result.stdout == ("wrote the run" if under_torchrun else "wrote the runteardown ran\n")
+        assert result.returncode == code and result.stderr == "a line on stderr"
+        assert result.stdout == "wrote the run" + ("teardown ran\n" if teardown else "")
 
 
 def test_tensorboard_event_files_hold_the_scalars_and_images(mnist_sample, tmp_path):
