@@ -11,7 +11,6 @@ last step scored. Both are scored on all the run's test rows, prepared as the ru
 M2's ``best.pt`` is chosen by its validation ELBO, which uses no label; its test accuracy is
 reported, never used to choose. The table gives mean and standard deviation over the seeds.
 """
-import json
 import statistics
 from dataclasses import replace
 from pathlib import Path
@@ -27,7 +26,7 @@ from ..errors import ConfigError, DataError
 from ..infer.evaluation import accuracy
 from ..model.networks import mlp
 from ..training.config import TrainConfig
-from ..training.files import read_json, write_json, write_report
+from ..training.files import as_recorded, read_json, write_json, write_report
 from ..training.run import Run
 from ..training.trainer import resume, train
 
@@ -164,7 +163,7 @@ def _finished(folder: Path, config: TrainConfig, log, dataset=None) -> dict:
     if not (folder / "checkpoint.pt").is_file():
         return train(config, log=log, dataset=dataset)
     with Run.open(folder) as run:  # a reader: the kept run's settings and record
-        asked, kept = _plain(config.validate().to_dict()), _plain(run.config.to_dict())  # both resolved alike
+        asked, kept = as_recorded(config.validate().to_dict()), as_recorded(run.config.to_dict())  # both resolved alike
         differs = sorted(k for k in set(asked) & set(kept) - _RUNNING if asked[k] != kept[k])
         if differs:
             raise ConfigError(f"{folder} holds a run whose {differs[0]} is {kept[differs[0]]!r}, not {asked[differs[0]]!r}; "
@@ -173,10 +172,6 @@ def _finished(folder: Path, config: TrainConfig, log, dataset=None) -> dict:
     if metrics is not None and (metrics.get("stopped_early") or len(metrics["history"]) >= config.epochs):
         return metrics
     return resume(folder, log=log, epochs=config.epochs, dataset=dataset)
-
-
-def _plain(value):
-    return json.loads(json.dumps(value, default=str))
 
 
 def _summary(rows: List[dict], labels_per_class: Sequence[int]) -> List[dict]:

@@ -18,7 +18,6 @@ recorded as ``"standardized": True`` is built with placeholder buffers that its
 ``state_dict`` then fills (the column means and standard deviations of its run), and
 ``image_shape`` is rebuilt as recorded: (H, W), (C, H, W) or None.
 """
-import json
 import pickle
 import random
 import re
@@ -34,7 +33,7 @@ from ..errors import CheckpointError, PyrovaeError, one_line
 from ..model.base import Model
 from ..model.likelihoods import CallableLikelihood, Likelihood
 from ..model.registry import CUSTOM, MODELS, describe, model_class
-from .files import atomic_write, remove_stale_temporaries, write_json  # noqa: F401 (their old home)
+from .files import as_recorded, atomic_write, remove_stale_temporaries, write_json  # noqa: F401 (their old home)
 
 FORMAT = "pyrovae-checkpoint-1"
 
@@ -234,8 +233,7 @@ def _build_custom(cls, state: dict, path: Path) -> Model:
 def check_same_model(model: Model, state: dict, path) -> None:
     """Refuse a checkpoint whose recorded model (``state["vae"]``) is not the one a run's settings
     build (``model``): a resume would load weights into other units or shapes."""
-    plain = lambda value: json.loads(json.dumps(value, default=str)) or {}  # noqa: E731 (tuples as lists)
-    built, recorded = plain(model.config()), plain(state.get("vae"))
+    built, recorded = as_recorded(model.config()) or {}, as_recorded(state.get("vae")) or {}
     if built != recorded:
         key = next(k for k in sorted(set(built) | set(recorded)) if built.get(k) != recorded.get(k))
         raise CheckpointError(f"{path} holds a model whose {key} is {recorded.get(key)!r}, but its settings build "

@@ -71,6 +71,12 @@ def write_json(path: Union[str, Path], obj: Any) -> None:
     atomic_write(path, lambda f: json.dump(obj, f, indent=2, sort_keys=False), mode="w")
 
 
+def as_recorded(value: Any) -> Any:
+    """``value`` as a JSON file records it (tuples as lists, other objects as their str): two
+    settings compare equal exactly when their records do."""
+    return json.loads(json.dumps(value, default=str))
+
+
 def write_report(folder: Union[str, Path], stem: str, result: dict, text: str) -> Path:
     """A program's results as ``<folder>/<stem>.json`` (``result``) and ``<stem>.md`` (``text``), each
     written whole; the folder is made if needed. The path of the ``.md``."""

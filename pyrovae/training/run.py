@@ -19,7 +19,6 @@ Every program that starts, continues or reads a run goes through here: training
 A new run that stops before it has written ``config.json`` (bad input, a signal while the
 data load) leaves no folder behind: :meth:`Run.create` removes the folders it made.
 """
-import json
 import uuid
 from pathlib import Path
 from typing import Callable, Optional
@@ -28,7 +27,7 @@ from ..errors import CheckpointError, ConfigError, one_line
 from .build import ensure_writable
 from .checkpoint import check_finite, model_from_state, read_checkpoint
 from .config import TrainConfig, same_likelihood
-from .files import RunLock, read_json, remove_stale_temporaries, write_json
+from .files import RunLock, as_recorded, read_json, remove_stale_temporaries, write_json
 from .parts import upgrade
 from .rundata import run_dataset
 
@@ -206,12 +205,11 @@ class Run:
         if not isinstance(recorded, dict):
             raise CheckpointError(f"{path} is a damaged pyrovae checkpoint: it has no settings ('config')")
         settings = self.record["settings"]
-        plain = lambda value: json.loads(json.dumps(value, default=str))  # noqa: E731 (tuples as lists)
         differs = [key for key in sorted(set(settings) & set(recorded) - CHANGEABLE)
-                   if plain(settings[key]) != plain(recorded[key])]
+                   if as_recorded(settings[key]) != as_recorded(recorded[key])]
         if differs:
             key = differs[0]
-            why = f"its {key} is {plain(recorded[key])!r}, but {config_path} says {plain(settings[key])!r}"
+            why = f"its {key} is {as_recorded(recorded[key])!r}, but {config_path} says {as_recorded(settings[key])!r}"
         elif (ours is not None or theirs is not None) and ours != theirs:
             why = f"its run id is {theirs or 'missing'}, but {config_path} says {ours or 'none'}"
         else:
