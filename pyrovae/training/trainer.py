@@ -297,4 +297,3 @@ class Trainer:
         if self.selection.stopped_early:
             self.log(f"early stop: no better {rule.replace('_', ' ')} for {self.selection.stale_epochs} epochs; "
                      f"best epoch {self.selection.best['epoch']} (best.pt)")
-
