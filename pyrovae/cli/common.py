@@ -2,6 +2,7 @@
 command recorded with a run, and :func:`guarded`, which turns bad input into one
 ``error:`` line and exit status 2."""
 import argparse
+import errno
 import os
 import re
 import shlex
@@ -12,6 +13,7 @@ from typing import Callable, List, Optional
 
 import torch
 
+from ..atomic import too_long
 from ..errors import Interrupted, PyrovaeError, one_line
 from ..training.files import last_checkpoint
 
@@ -63,7 +65,9 @@ def _guarded(job: Callable[[], None], out: str) -> int:
     """Run ``job``; bad input becomes one ``error:`` line and exit status 2, a signal one
     line saying how to resume and 128 + its number. Under torchrun a signal reaches every rank and
     rank 0 alone says so; a refusal is said by every rank that refuses (a rank that refuses and
-    exits first gets the others stopped by torchrun, perhaps before rank 0 has said anything)."""
+    exits first gets the others stopped by torchrun, perhaps before rank 0 has said anything). A path
+    too long for the file system, or a write refused by a read-only file system, that no check before
+    it caught is one line and exit status 2 too."""
     say = (lambda line: print(line, file=sys.stderr)) if os.environ.get("RANK", "0") == "0" else (lambda line: None)
     refuse = lambda line: print(line, file=sys.stderr)  # noqa: E731
     try:
@@ -73,6 +77,15 @@ def _guarded(job: Callable[[], None], out: str) -> int:
         return stop.exit_code
     except PyrovaeError as error:
         refuse(f"error: {error}")
+        return 2
+    except OSError as error:
+        if error.errno == errno.ENAMETOOLONG and error.filename:
+            refuse(f"error: {too_long(error.filename)}")
+        elif error.errno == errno.EROFS:
+            refuse(f"error: {error.filename or 'a file'} cannot be written (read-only file system); choose a "
+                   "writable place")
+        else:
+            raise
         return 2
     except (MemoryError, RuntimeError) as error:
         if not _out_of_memory(error):

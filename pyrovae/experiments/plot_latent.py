@@ -1,7 +1,14 @@
 """Latent-space figures of a finished run (``scripts/plot_latent.py``): posterior means, the
 decoder over the prior's quantiles, decoded interpolations, latent traversals. Images may be
 grey (H, W) or have channels (C, H, W); for a table (``image_shape`` None) only the posterior
-means are drawn. The prepared test rows are in model space; the figures are in data units."""
+means are drawn. The prepared test rows are in model space; the figures are in data units.
+
+The run folder is only read (its lock shared), so a run on a read-only file system is drawn as
+long as the figures go to a writable ``out_dir``; the figures' folder is checked before the model
+loads (writable; no figure name a symbolic link), and each figure is replaced whole, a link never
+written through."""
+import os
+import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -13,6 +20,8 @@ import torch  # noqa: E402
 
 from ..data.prepare import prepare_data  # noqa: E402
 from ..environment import select_device  # noqa: E402
+from ..errors import ConfigError, WriteError  # noqa: E402
+from ..training.files import check_name, check_own_files  # noqa: E402
 from ..training.plots import channel_note, image_grid, save_figure, save_grid, tile_inches  # noqa: E402
 from ..training.run import Run  # noqa: E402
 
@@ -24,12 +33,36 @@ def plot_latent_run(run_dir, out_dir=None, cuda: bool = False, log: Callable[[st
     (images with 2-d latents only: the decoder over a grid of prior quantiles),
     interpolations.png (images only: decoded straight lines between posterior means) and
     traversals.png (images only: :func:`_plot_traversals` of the ``traversal_dims`` dimensions
-    whose posterior means vary most)."""
+    whose posterior means vary most). ``out_dir`` (default: the run folder) is made if missing."""
     with Run.open(run_dir) as run:  # a reader: the run's lock, shared
+        out = _figures_folder(Path(out_dir or run_dir), out_dir is None)
         vae = run.model("last", select_device(cuda))
         dataset = run.dataset(log=log)
         prepared = prepare_data(run.config, dataset, vae.likelihood)
-        return _plot(vae, dataset, prepared, Path(out_dir or run_dir), log, traversal_dims)
+        return _plot(vae, dataset, prepared, out, log, traversal_dims)
+
+
+#: the figures :func:`plot_latent_run` may write
+FIGURES = ("latent.png", "manifold.png", "interpolations.png", "traversals.png")
+
+
+def _figures_folder(out: Path, default: bool) -> Path:
+    """``out``, made if missing, refused in one line where a figure's name in it is a link or the
+    folder cannot be written (``default``: it is the run folder, as no ``--out`` was given)."""
+    check_name(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file; give a folder for the figures")
+    check_own_files(out, FIGURES)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out, prefix=".write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        where = "the run folder, where the figures go by default," if default else f"--out {out}"
+        raise WriteError(f"{where} cannot be written ({(error.strerror or str(error)).lower()}: {out}); give --out "
+                         "a writable folder for the figures") from None
+    return out
 
 
 def _plot(vae, dataset, prepared, out: Path, log, traversal_dims: int = 8) -> list:
@@ -81,8 +114,7 @@ def _plot_scatter(coords, labels, axis_names, path, title):
     ax.set_xlabel(axis_names[0])
     ax.set_ylabel(axis_names[1])
     ax.set_title(title, fontsize=9)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(plt, fig, path, dpi=120)
 
 
 def _plot_manifold(vae, image_shape, path, n: int = 20):

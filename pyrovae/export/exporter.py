@@ -17,7 +17,7 @@ from typing import Callable, Optional
 import torch
 
 from ..errors import ConfigError, Interrupted, WriteError, one_line
-from ..training.files import write_json
+from ..training.files import check_name, write_json
 from ..training.run import Run, _first_missing, _remove_made
 from .describe import describe, file_specs
 from .graphs import PARAMETERS, DecoderGraph, EncoderGraph, FlowGraph
@@ -56,8 +56,12 @@ def export_run(run_dir, fmt: str, out, checkpoint: Optional[str] = None, log: Ca
 
 def check_out(out) -> Path:
     """``out`` as a path, refused in one line unless it is new (or an empty folder) and its nearest
-    existing folder is writable."""
+    existing folder is writable; a symbolic link is refused (never written through)."""
     out = Path(out)
+    check_name(out)
+    if out.is_symlink():
+        raise ConfigError(f"--out {out} is a symbolic link; export writes a new folder: choose a path that is not a "
+                          "link")
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file; export writes a folder: choose a new path")
     if out.is_dir() and any(out.iterdir()):

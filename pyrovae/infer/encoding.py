@@ -28,6 +28,7 @@ it is written, so a second encode into the same file is refused in one line, and
 temporary folders of a killed encode of it are removed by the next one.
 """
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -43,6 +44,7 @@ from ..data.prepare import TEST_SET_SEED
 from ..data.transforms import binarize as _binarize
 from ..data.transforms import dequantize as _dequantize
 from ..errors import ConfigError, DataError, WriteError, one_line
+from ..training.files import check_name
 from .chunks import _check_finite, _layout, _read, _scale_of
 from .evaluation import elbo, log_likelihood
 
@@ -85,13 +87,27 @@ def _per_block(value, n: int, name: str, shared: bool) -> list:
 
 
 def _check_out(out_path) -> Path:
+    """``out_path`` as a path, refused in one line unless it ends in ``.npz``, is not a folder
+    nor a symbolic link, and its folder exists and can be written (a probe file is made there
+    and removed)."""
     out = Path(out_path)
     if out.suffix != ".npz":
         raise ConfigError(f"the output {out} must end in .npz")
+    check_name(out)
     if not out.parent.is_dir():
         raise ConfigError(f"the folder of the output {out} does not exist; create {out.parent} first")
+    if out.is_symlink():
+        raise ConfigError(f"the output {out} is a symbolic link; give the path of a file that is not a link (a link "
+                          "is never written through)")
     if out.is_dir():
         raise ConfigError(f"the output {out} is a folder; give a file name ending in .npz")
+    try:
+        fd, probe = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".probe")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        raise WriteError(f"cannot write the output {out} ({(error.strerror or str(error)).lower()}: {out.parent}); choose another "
+                         "--out, in a writable folder") from None
     return out
 
 
@@ -127,7 +143,9 @@ def encode_dataset(vae, rows, out_path, batch_size: int = 1024, score: bool = Fa
         raise ConfigError("batch_size and num_particles must be positive and num_samples 0 or positive")
     out = _check_out(out_path)
     with Lock(out.parent / f".{out.name}.lock", busy=lambda holder: f"{out} is being written by another encode "
-              f"(pid {holder or 'unknown'}); wait for it to end, or choose another output"):
+              f"(pid {holder or 'unknown'}); wait for it to end, or choose another output",
+              unwritable=lambda reason: f"cannot write the output {out} ({reason}); choose another output, in a "
+                                        "writable folder"):
         _remove_leftovers(out)
         return _encode(vae, rows, out, batch_size, score, num_samples, num_particles, preprocess, labels, row_ids,
                        progress, seed, info, check)
@@ -136,7 +154,7 @@ def encode_dataset(vae, rows, out_path, batch_size: int = 1024, score: bool = Fa
 def _remove_leftovers(out: Path) -> int:
     """Remove the temporary folders of earlier writes of ``out`` that were killed (the
     caller holds ``out``'s lock, so none of them is being written); their count."""
-    leftovers = [p for p in out.parent.glob(f".{out.name}.*.parts") if p.is_dir()]
+    leftovers = [p for p in out.parent.glob(f".{out.name}.*.parts") if p.is_dir() and not p.is_symlink()]
     for path in leftovers:
         shutil.rmtree(path, ignore_errors=True)
     return len(leftovers)

@@ -1,6 +1,7 @@
 """Setting a run up: processes and device, the output folder, the SVI step, ``config.json``,
 and the per-epoch scores that every rank shares."""
 import os
+import tempfile
 from pathlib import Path
 
 import torch
@@ -29,11 +30,13 @@ def place(config):
 
 
 def ensure_writable(out: Path) -> None:
+    """Make ``out`` (and its missing parents) and prove it writable with a probe file, created
+    with ``O_EXCL`` (never through a link) and removed; else one line."""
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
+        fd, probe = tempfile.mkstemp(dir=out, prefix=".write-test-")
+        os.close(fd)
+        os.unlink(probe)
     except OSError as error:
         raise ConfigError(f"cannot write to the output folder {out} ({error.strerror}); "
                           "choose another with --out") from None

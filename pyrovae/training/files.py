@@ -11,10 +11,11 @@ import json
 import os
 import re
 import resource
+import stat
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any, Callable, Iterable, Union
 
-from ..atomic import Lock, replace_whole
+from ..atomic import Lock, not_own, replace_whole, too_long
 from ..errors import ConfigError, WriteError, one_line
 
 #: the temporary files :func:`atomic_write` makes (mkstemp's 8 random characters)
@@ -88,11 +89,18 @@ def write_report(folder: Union[str, Path], stem: str, result: dict, text: str) -
 
 
 def read_json(path: Union[str, Path], keys: tuple = ()) -> dict:
-    """A JSON object from ``path`` that has ``keys``; anything else is a
-    :class:`~pyrovae.errors.ConfigError` in one line."""
+    """A JSON object from ``path`` that has ``keys``, read without following a symbolic link;
+    anything else is a :class:`~pyrovae.errors.ConfigError` in one line."""
     path = Path(path)
     try:
-        value = json.loads(path.read_text())
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO: no wait
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise ConfigError(not_own(path)) from None
+        raise ConfigError(f"{path} is not readable JSON ({one_line(error, 120)}); the run folder is damaged") from None
+    try:
+        with os.fdopen(fd, "rb") as f:
+            value = json.loads(f.read().decode())
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise ConfigError(f"{path} is not readable JSON ({one_line(error, 120)}); "
                           "the run folder is damaged") from None
@@ -113,18 +121,49 @@ def remove_stale_temporaries(folder: Union[str, Path]) -> int:
     return len(stale)
 
 
+def check_name(path: Union[str, Path]) -> None:
+    """Refuse, in one line, a path the file system cannot hold (a name over its length limit)."""
+    try:
+        os.lstat(path)
+    except OSError as error:
+        if error.errno == errno.ENAMETOOLONG:
+            raise ConfigError(too_long(path)) from None
+
+
+def check_own_files(folder: Union[str, Path], names: Iterable[str], folders: Iterable[str] = ()) -> None:
+    """Refuse, in one line, a folder whose entries ``names`` (files) or ``folders`` are symbolic
+    links, or are not files (folders) where they exist: nothing is read or written through them."""
+    folder = Path(folder)
+    for name, kind in [*((n, stat.S_ISREG) for n in names), *((n, stat.S_ISDIR) for n in folders)]:
+        try:
+            info = os.lstat(folder / name)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISLNK(info.st_mode) or not kind(info.st_mode):
+            if kind is stat.S_ISDIR and not stat.S_ISLNK(info.st_mode):
+                raise ConfigError(f"{folder / name} is not a folder; remove it")
+            raise ConfigError(not_own(folder / name))
+
+
 class RunLock(Lock):
     """The lock of a run folder, ``<folder>/.lock``: exclusive for a program that writes the
     run (training, resume, evaluation), shared for programs that only read it. A second
-    writer, or a writer beside readers, gets :class:`~pyrovae.errors.RunInUse`."""
+    writer, or a writer beside readers, gets :class:`~pyrovae.errors.RunInUse`; a writer on a
+    read-only folder :class:`~pyrovae.errors.WriteError`; a ``.lock`` that is a link, or not a
+    file of its own, :class:`~pyrovae.errors.ConfigError`. ``new_run``: the lock of a new
+    run, whose refusal suggests another ``--out`` (the only program that has one)."""
 
-    def __init__(self, folder: Union[str, Path], shared: bool = False):
+    def __init__(self, folder: Union[str, Path], shared: bool = False, new_run: bool = False):
         folder = Path(folder)
 
         def busy(holder: str) -> str:
             if holder:  # an exclusive holder wrote its pid
                 return (f"{folder} is in use by another run (pid {holder} holds {folder / '.lock'}); wait for it to "
-                        "end" + ("" if shared else ", or choose another --out"))
+                        "end" + (", or choose another --out" if new_run else ""))
             return f"{folder} is in use by another program reading it ({folder / '.lock'}); wait for it to end"
 
-        super().__init__(folder / ".lock", shared, busy)
+        def unwritable(reason: str) -> str:
+            return (f"{folder} cannot be written ({reason}); a program that changes a run (--resume, evaluate.py) "
+                    "writes into its folder: copy the folder to a writable place and use the copy")
+
+        super().__init__(folder / ".lock", shared, busy, unwritable)

@@ -17,8 +17,15 @@ Every program that starts, continues or reads a run goes through here: training
   (:meth:`Run.dataset`; files, folders and the built-in sets by content hash).
 
 A new run that stops before it has written ``config.json`` (bad input, a signal while the
-data load) leaves no folder behind: :meth:`Run.create` removes the folders it made.
+data load) leaves no folder behind: :meth:`Run.create` removes the folders it made. A new run
+never replaces a run, nor a file a run writes (:meth:`Run.create`).
+
+Nothing in a run folder is read or written through a symbolic link: a folder whose files
+(:data:`OWN_FILES`, :data:`RUN_FOLDERS`) are links, or are not files, is refused in one line
+before anything is read or written, so a run folder received from someone else cannot make a
+program write, or read, outside it (the folder itself may be a link).
 """
+import os
 import uuid
 from pathlib import Path
 from typing import Callable, Optional
@@ -27,7 +34,7 @@ from ..errors import CheckpointError, ConfigError, one_line
 from .build import ensure_writable
 from .checkpoint import check_finite, model_from_state, read_checkpoint
 from .config import TrainConfig, same_likelihood
-from .files import RunLock, as_recorded, read_json, remove_stale_temporaries, write_json
+from .files import RunLock, as_recorded, check_name, check_own_files, read_json, remove_stale_temporaries, write_json
 from .parts import upgrade
 from .rundata import run_dataset
 
@@ -36,6 +43,18 @@ CHECKPOINTS = {"best": "best.pt", "last": "checkpoint.pt", "best.pt": "best.pt",
 #: settings that ``--resume`` may change, and where the data lies: config.json and a checkpoint may differ in them
 CHANGEABLE = {"out", "epochs", "progress", "cuda", "distributed", "threads", "data_dir", "download"}
 #: what a checkpoint needs to continue a run, with its type (after :func:`~pyrovae.training.parts.upgrade`)
+#: the files a training run writes into its folder (figures included): a folder holding any of them, or
+#: :data:`RUN_FOLDERS`, holds a run, or files of its user's that a run would overwrite (:meth:`Run.create`)
+RUN_FILES = ("config.json", "metrics.json", "checkpoint.pt", "best.pt", "elbo_curves.png", "reconstructions.png",
+             "samples.png", "kl_per_dim.png")
+#: the folders a training run writes into its folder
+RUN_FOLDERS = ("tensorboard",)
+#: of those, the files of a run that has trained (a folder with ``config.json`` alone: a run that stopped before
+#: its first checkpoint)
+RECORD_FILES = ("checkpoint.pt", "best.pt", "metrics.json")
+#: the files some program reads or writes in a run folder: the run's own, its lock, ``ssl_table.py``'s baseline
+#: and ``plot_latent.py``'s figures; none of them may be a symbolic link
+OWN_FILES = RUN_FILES + (".lock", "baseline.json", "latent.png", "manifold.png", "interpolations.png", "traversals.png")
 RESUME_PARTS = {"optimizer": dict, "config": dict, "loop": dict, "selection": dict, "schedule": dict,
                 "record": dict, "stop": dict, "rng": dict}
 
@@ -53,16 +72,40 @@ class Run:
     @classmethod
     def create(cls, folder, main: bool = True) -> "Run":
         """The folder of a new run, made if needed and locked for writing (``main`` False: a
-        rank of a distributed run other than rank 0, which writes nothing)."""
+        rank of a distributed run other than rank 0, which writes nothing).
+
+        A new run starts only in a folder that is missing, empty, or holds none of the files
+        and folders a run writes (:data:`RUN_FILES`: ``config.json``, ``metrics.json``,
+        ``checkpoint.pt``, ``best.pt``, the figures; :data:`RUN_FOLDERS`: ``tensorboard``),
+        a symbolic link of one of those names included. Such a folder holds a run (any of
+        ``config.json``, ``checkpoint.pt``, ``best.pt``, ``metrics.json``; ``config.json``
+        alone: a run killed before its first checkpoint, which ``--resume`` cannot continue)
+        or files of its user's that the run would overwrite, and is refused with
+        :class:`~pyrovae.errors.ConfigError` in one line (continue a run with ``--resume``,
+        or give a new ``--out``) before anything is written into it: not the lock, not a
+        probe of its writability. Other files in the folder are left alone. The check is made
+        again once the lock is held, so a run that started meanwhile is not replaced either.
+        A folder in use by another run is refused first, naming its pid (its lock is only
+        peeked at); a ``.lock`` that is a link, a name too long for the file system and a
+        folder that cannot be written are refused in one line too. Under torchrun, rank 0 refuses and
+        torchrun stops the other ranks."""
         folder = Path(folder)
         if not main:
             return cls(folder, None, None, None)
+        check_name(folder)
+        RunLock(folder, new_run=True).check_free()  # a run at work here is named by its pid
+        _check_new(folder)
         made = _first_missing(folder)
         ensure_writable(folder)
         try:
-            lock = RunLock(folder).acquire()
+            lock = RunLock(folder, new_run=True).acquire()
         except BaseException:
             _remove_made(folder, made)
+            raise
+        try:
+            _check_new(folder)  # a run that started between the first check and the lock
+        except BaseException:
+            lock.release()
             raise
         run = cls(folder, lock, None, uuid.uuid4().hex, made=made)
         run.removed = remove_stale_temporaries(folder)  # the lock is held: nobody else writes here
@@ -73,10 +116,17 @@ class Run:
         """An existing run: ``write`` for a program that writes its files (resume,
         evaluation), else a reader. ``likelihood``: the callable of a run trained with a
         user's likelihood, and ``model``: the class of a run of a user's own model, which
-        settings cannot hold. ``lock`` False: a rank of a distributed run other than rank 0."""
+        settings cannot hold. ``lock`` False: a rank of a distributed run other than rank 0.
+        A folder whose files (:data:`OWN_FILES`, :data:`RUN_FOLDERS`) are symbolic links is
+        refused before anything is read or written."""
         folder = Path(folder)
+        check_name(folder)
         if not folder.is_dir():
+            if folder.exists():
+                raise ConfigError(f"{folder} is a file, not a run folder; name the folder that holds it "
+                                  f"({folder.parent})")
             raise ConfigError(f"{folder} is not a run folder: it does not exist")
+        check_own_files(folder, OWN_FILES, RUN_FOLDERS)
         held = RunLock(folder, shared=not write).acquire() if lock else None
         try:
             path = folder / "config.json"
@@ -160,6 +210,7 @@ class Run:
         refused unless it is the run's own."""
         path = self.path(which)
         self.config  # noqa: B018 (the settings first: a checkpoint is checked against them)
+        check_own_files(self.folder, (path.name,))  # never read through a link
         if not path.is_file():
             raise ConfigError(f"{self.folder} is not a finished run folder: {path.name} is missing")
         state = read_checkpoint(path, map_location)
@@ -237,6 +288,22 @@ class Run:
         if dataset is None:  # its data load from the recorded source: where they have gone is one line
             TrainConfig.from_dict(self._settings(), source=self.folder / "config.json")
         return run_dataset(config, dataset, log, recorded=self.trained_on(), download=download)
+
+
+def _check_new(folder: Path) -> None:
+    """Refuse a folder that holds a run, or a file a run writes (see :meth:`Run.create`)."""
+    present = [name for name in RUN_FILES + RUN_FOLDERS if os.path.lexists(folder / name)]
+    if not present:
+        return
+    if set(present) & set(RECORD_FILES):
+        listed = ", ".join(name for name in present if name in ("config.json", *RECORD_FILES))
+        raise ConfigError(f"{folder} already holds a run ({listed}); a new run never replaces one: continue it with "
+                          f"--resume {folder}, or give a new --out")
+    if "config.json" in present:
+        raise ConfigError(f"{folder} holds a run that stopped before its first checkpoint (config.json, no "
+                          "checkpoint.pt); a new run never replaces one: remove that folder, or give a new --out")
+    raise ConfigError(f"{folder} holds {present[0]}, which a run writes; a new run never replaces it: give a new "
+                      "--out, or move that file away")
 
 
 def _first_missing(folder: Path) -> Optional[Path]:
