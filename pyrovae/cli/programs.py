@@ -35,7 +35,8 @@ def plot_latent_main(argv: Optional[List[str]] = None) -> int:
     """``scripts/plot_latent.py RUN_DIR``: latent-space figures of a finished run."""
     p = _run_dir_parser("Latent-space figures of a finished run: posterior means of the test set "
                         "(2-d latent or PCA), the decoded manifold (2-d latent), interpolations, traversals.")
-    p.add_argument("--out", default=None, help="folder for the figures (default: RUN_DIR)")
+    p.add_argument("--out", default=None, help="folder for the figures, made if missing (default: RUN_DIR; give one "
+                                                "for a run on a read-only file system)")
     p.add_argument("--traversal-dims", type=int, default=8, metavar="K",
                    help="traversals.png: the K latent dimensions whose posterior means vary most, one row each")
     args = p.parse_args(argv)

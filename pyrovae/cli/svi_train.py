@@ -116,7 +116,8 @@ def build_parser(description: str = "Train a VAE (Pyro model/guide) with SVI.") 
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every,
                    help="also write checkpoint.pt every N steps inside an epoch (0: at epoch ends)")
     p.add_argument("--seed", type=int, default=d.seed, help="seeds torch, numpy and random")
-    p.add_argument("--out", default=None, help="run folder (default: runs/<dataset>-<likelihood>-<elbo>, git-ignored)")
+    p.add_argument("--out", default=None, help="run folder (default: runs/<dataset>-<likelihood>-<elbo>, git-ignored): "
+                   "a new or empty folder, never one that holds a run")
     p.add_argument("--test-frequency", type=int, default=d.test_frequency, help="evaluate every N epochs")
     p.add_argument("--train-limit", type=int, default=None,
                    help="use only N training rows, evenly spaced over the training set (a quick run)")

@@ -42,7 +42,6 @@ from .rundata import run_dataset
 CHECKPOINTS = {"best": "best.pt", "last": "checkpoint.pt", "best.pt": "best.pt", "checkpoint.pt": "checkpoint.pt"}
 #: settings that ``--resume`` may change, and where the data lies: config.json and a checkpoint may differ in them
 CHANGEABLE = {"out", "epochs", "progress", "cuda", "distributed", "threads", "data_dir", "download"}
-#: what a checkpoint needs to continue a run, with its type (after :func:`~pyrovae.training.parts.upgrade`)
 #: the files a training run writes into its folder (figures included): a folder holding any of them, or
 #: :data:`RUN_FOLDERS`, holds a run, or files of its user's that a run would overwrite (:meth:`Run.create`)
 RUN_FILES = ("config.json", "metrics.json", "checkpoint.pt", "best.pt", "elbo_curves.png", "reconstructions.png",
@@ -55,6 +54,7 @@ RECORD_FILES = ("checkpoint.pt", "best.pt", "metrics.json")
 #: the files some program reads or writes in a run folder: the run's own, its lock, ``ssl_table.py``'s baseline
 #: and ``plot_latent.py``'s figures; none of them may be a symbolic link
 OWN_FILES = RUN_FILES + (".lock", "baseline.json", "latent.png", "manifold.png", "interpolations.png", "traversals.png")
+#: what a checkpoint needs to continue a run, with its type (after :func:`~pyrovae.training.parts.upgrade`)
 RESUME_PARTS = {"optimizer": dict, "config": dict, "loop": dict, "selection": dict, "schedule": dict,
                 "record": dict, "stop": dict, "rng": dict}
 
@@ -87,8 +87,8 @@ class Run:
         again once the lock is held, so a run that started meanwhile is not replaced either.
         A folder in use by another run is refused first, naming its pid (its lock is only
         peeked at); a ``.lock`` that is a link, a name too long for the file system and a
-        folder that cannot be written are refused in one line too. Under torchrun, rank 0 refuses and
-        torchrun stops the other ranks."""
+        folder that cannot be written are refused in one line too. Under torchrun, rank 0
+        refuses and torchrun stops the other ranks."""
         folder = Path(folder)
         if not main:
             return cls(folder, None, None, None)
