@@ -193,3 +193,26 @@ def as_labels(y, num_rows: int, what: str, rows: Optional[np.ndarray] = None) ->
     if len(a) != num_rows:
         raise DataError(f"{what} has {len(a)} labels for {num_rows} rows; give one label per row")
     return torch.from_numpy(np.asarray(a if rows is None else a[rows]).astype(np.int64))
+
+
+def check_class_numbers(labels, what: str, classes=None) -> None:
+    """Refuse, in one line, labels (int64 tensors, all of a source's) that are not class numbers
+    0..K-1 with every one of them used (-1 marks a hidden label); with ``classes`` (the source's
+    names of its classes), numbers 0..len(classes)-1. Sparse or huge label values would give the
+    labelled models classes with no rows, or a one-hot layer of billions of columns."""
+    values = torch.unique(torch.cat([y.flatten() for y in labels])) if labels else torch.empty(0, dtype=torch.long)
+    if not len(values):
+        return
+    low, high = int(values[0]), int(values[-1])
+    used = values[values >= 0]
+    if classes is not None:
+        if low >= -1 and high < len(classes):
+            return
+        raise DataError(f"the labels of {what} run from {low} to {high}; its {len(classes)} classes are numbered 0 to "
+                        f"{len(classes) - 1} (-1 marks a hidden label)")
+    if low >= -1 and (not len(used) or int(used[-1]) == len(used) - 1):
+        return
+    shown = ", ".join(str(int(v)) for v in used[:5]) + (", ..." if len(used) > 5 else "")
+    raise DataError(f"the labels of {what} run from {low} to {high} ({len(used)} distinct values: {shown}); labels "
+                    "must be class numbers 0..K-1 with every class used (-1 marks a hidden label): recode them, "
+                    "e.g. with numpy.unique(y, return_inverse=True)[1]")

@@ -37,7 +37,7 @@ import torch
 
 from ..errors import ConfigError, DataError
 from . import selection
-from .arrays import as_labels, as_rows, detect_levels, image_layout, to_numpy, value_scale
+from .arrays import as_labels, as_rows, check_class_numbers, detect_levels, image_layout, to_numpy, value_scale
 from .builtin import BUILT_IN, SEEDED_SPLIT, load_built_in, load_mnist_sample  # noqa: F401 (load_mnist_sample: public here)
 from .selection import DEFAULT_VALID_FRACTION, HOLD_OUT_SEED, first_difference  # noqa: F401 (public here)
 from .splits import TestSize, seeded_split, sha256_tensors
@@ -189,6 +189,7 @@ def build_dataset(train, test=None, valid=None, *, train_y=None, test_y=None, im
     image_layout(train_shape, what[0], image_shape)
     train_rows = test_rows = split = None
     notes = list(notes)
+    labelled = what[0] if test is None else f"{what[0]} and {what[1]}"  # where the labels come from, in messages
     if test is None:
         if test_y is not None:
             raise ConfigError("test_y is given without test; give the test array too, or neither")
@@ -214,10 +215,11 @@ def build_dataset(train, test=None, valid=None, *, train_y=None, test_y=None, im
     if found_levels is None and levels is None:
         found_levels = _common_levels(train_x, made["test"], made["validation"])
     num_train = train_shape[0]
-    return Dataset(name, source, train_x, made["test"],
-                   as_labels(train_y, num_train, f"{what[0]} labels", train_rows),
-                   as_labels(test_y, num_train if test_rows is not None else len(made["test"]), f"{what[1]} labels",
-                             test_rows),
+    train_y = as_labels(train_y, num_train, f"{what[0]} labels", train_rows)
+    test_y = as_labels(test_y, num_train if test_rows is not None else len(made["test"]), f"{what[1]} labels",
+                       test_rows)
+    check_class_numbers([y for y in (train_y, test_y) if y is not None], labelled, classes)
+    return Dataset(name, source, train_x, made["test"], train_y, test_y,
                    made["validation"], shape, notes, levels=found_levels,
                    columns=None if columns is None else [str(c) for c in columns], origin=dict(origin or {}),
                    split=split, classes=None if classes is None else list(classes))

@@ -66,7 +66,7 @@ def compare_elbos(base: TrainConfig, out_dir, seeds: Sequence[int] = (0, 1, 2), 
             nll = -log_likelihood(vae, subset, num_samples=nll_samples).mean().item()
             subset_elbo = elbo(vae, subset, num_particles=10).elbo.mean().item()
             log(f"test NLL {nll:.3f} nats, -ELBO {-subset_elbo:.3f} (K={nll_samples}, {len(subset)} evenly spaced test images)")
-            runs.append({"elbo": kind, "seed": seed, "history": metrics["history"], "test_elbo": metrics["test_elbo"],
+            runs.append({"elbo": kind, "seed": seed, "history": metrics["history"], "test_elbo": metrics["last_test_elbo"],
                          "test_nll": nll, "nll_subset_elbo": subset_elbo,
                          "seconds_per_epoch": statistics.median(h["seconds"] for h in metrics["history"]),
                          "grad_variance": grads})

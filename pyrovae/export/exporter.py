@@ -7,6 +7,7 @@ either holds the whole export or is as it was: a refusal, an error or a signal m
 nothing (the parent folders made for it are removed again). ``out`` must not exist, or be an
 empty folder.
 """
+import fcntl
 import os
 import shutil
 import signal
@@ -123,11 +124,16 @@ def _write_folder(out: Path, fill: Callable[[Path], dict]) -> dict:
     made = _first_missing(parent)
     try:
         parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_folders(out)
         folder = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.", suffix=".tmp"))
     except OSError as error:
         _remove_made(parent, made)
         raise WriteError(f"--out {out}: cannot make a folder beside it ({error.strerror or one_line(error)}); "
                          "choose another path") from None
+    try:
+        held = _hold(folder)  # locked while this export fills it: no other export takes it for stale
+    except OSError:  # a file system without locks: nothing is removed for it then (a held folder is kept)
+        held = None
     done = False
     try:
         os.chmod(folder, 0o755)  # mkdtemp's 0700 would hide the export from other users
@@ -145,5 +151,42 @@ def _write_folder(out: Path, fill: Callable[[Path], dict]) -> dict:
     finally:
         if folder.exists():
             shutil.rmtree(folder, ignore_errors=True)
+        if held is not None:
+            os.close(held)
         if not done:
             _remove_made(parent, made)
+
+
+def _hold(folder: Path) -> int:
+    """An open descriptor of ``folder`` with an exclusive lock on it, held until it is closed."""
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def remove_stale_folders(out: Path) -> int:
+    """Delete the temporary folders beside ``out`` (``.<name>.XXXXXXXX.tmp``, as :func:`_write_folder`
+    makes them) that no running export holds: what an export killed midway (SIGKILL, a power cut)
+    left behind; their count."""
+    parent, prefix = out.absolute().parent, f".{out.name}."
+    removed = 0
+    for path in parent.iterdir() if parent.is_dir() else ():
+        name = path.name
+        if not (name.startswith(prefix) and name.endswith(".tmp") and len(name) == len(prefix) + 12):
+            continue
+        if path.is_symlink() or not path.is_dir():
+            continue
+        try:
+            fd = _hold(path)
+        except OSError:  # held: an export running now
+            continue
+        try:
+            shutil.rmtree(path, ignore_errors=True)
+        finally:
+            os.close(fd)
+        removed += not path.exists()
+    return removed

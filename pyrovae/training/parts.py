@@ -156,10 +156,12 @@ class Counters:
 class RunRecord:
     """What a run reports besides its selection: what it ran (``command``, ``dataset``,
     ``device``, ``elbo``, ``likelihood``, ``selection`` rule, the test ELBO's estimator),
-    the per-epoch ``history``, the last ``test_elbo``, the ``resumes`` and the SVI step's mode."""
+    the per-epoch ``history``, the last tested epoch's ``test_elbo`` (and ``test_accuracy``), the
+    ``resumes`` and the SVI step's mode; :meth:`metrics` adds the best epoch's test numbers."""
 
     ORDER = ("command", "model", "dataset", "device", "elbo", "likelihood", "history", "test_elbo", "test_accuracy",
-             "test_elbo_estimator", "selection", "best", "stopped_early", "resumes", "svi_step")
+             "last_test_elbo", "last_test_accuracy", "test_elbo_estimator", "selection", "best", "stopped_early",
+             "resumes", "svi_step")
 
     def __init__(self, **described):
         self.state = {**described, "history": [], "test_elbo": None, "resumes": []}
@@ -184,9 +186,18 @@ class RunRecord:
         self.state["resumes"].append({"epoch": epoch, "global_step": global_step, "command": command})
 
     def metrics(self, selection: Selection) -> dict:
-        """The contents of ``metrics.json``."""
-        found = {**self.state, "best": selection.best, "stopped_early": selection.stopped_early}
-        return {key: found[key] for key in self.ORDER if key in found}
+        """The contents of ``metrics.json``: ``test_elbo`` and ``test_accuracy`` are those of the best
+        epoch (the weights in ``best.pt``; None until that epoch is tested), ``last_test_elbo`` and
+        ``last_test_accuracy`` those of the last epoch tested (at the end of a run: the last epoch,
+        ``checkpoint.pt``)."""
+        best = selection.best or {}
+        tested = next((h for h in self.history if h["epoch"] == best.get("epoch")), {})  # the best epoch's record
+        found = {**self.state, "best": selection.best, "stopped_early": selection.stopped_early,
+                 "last_test_elbo": self.state["test_elbo"], "last_test_accuracy": self.state.get("test_accuracy"),
+                 "test_elbo": best.get("test_elbo") if best.get("test_elbo") is not None else tested.get("test_elbo"),
+                 "test_accuracy": best.get("test_accuracy", tested.get("test_accuracy"))}
+        return {key: found[key] for key in self.ORDER
+                if key in found and not (key.endswith("test_accuracy") and found[key] is None)}
 
     def state_dict(self) -> dict:
         return self.state

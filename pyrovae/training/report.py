@@ -4,11 +4,13 @@ figures at the end (``elbo_curves.png``, ``reconstructions.png``, ``samples.png`
 
 Figures are in data units (the VAE's ``to_data_space``): image mosaics (grey or RGB) for
 images, per-column scatters and histograms (:mod:`~pyrovae.training.table_plots`) for tables."""
+import inspect
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import torch
 
+from ..errors import DataError
 from .collapse import plot_kl_per_dim
 from .plots import image_grid, plot_elbo_curves, plot_reconstructions, plot_samples, reconstruction_grid
 from .table_plots import plot_table_reconstructions, plot_table_samples
@@ -51,7 +53,7 @@ class Reporter:
         if stop() or not draws(vae):  # a user's model without reconstruct and sample: the curves only
             return
         if self.image_shape is None:
-            originals, reconstructions, samples = table_figure_data(vae, test_x)
+            originals, reconstructions, samples = table_figure_data(vae, test_x, test_y=test_y)
             plot_table_reconstructions(originals, reconstructions, self.out / "reconstructions.png", self.columns)
             if not stop():
                 plot_table_samples(originals, samples, self.out / "samples.png", self.columns)
@@ -59,7 +61,8 @@ class Reporter:
         originals, reconstructions, samples = figure_data(vae, test_x, test_y)
         plot_reconstructions(originals, reconstructions, self.image_shape, self.out / "reconstructions.png")
         if not stop():
-            plot_samples(samples, self.image_shape, self.out / "samples.png", per_class=vae.labels != "none")
+            plot_samples(samples, self.image_shape, self.out / "samples.png",
+                         per_class=getattr(vae, "labels", "none") != "none")
 
     def close(self) -> None:
         if self.tensorboard is not None:
@@ -98,11 +101,35 @@ def draws(vae) -> bool:
     return callable(getattr(vae, "reconstruct", None)) and callable(getattr(vae, "sample", None))
 
 
+def reconstruct(vae, originals: torch.Tensor, test_y: Optional[torch.Tensor], n: int) -> torch.Tensor:
+    """``vae.reconstruct`` of ``originals``, the ``n`` rows :func:`_spread` picks from the test set:
+    a model whose rows all come with their class (``labels`` "required": a conditional VAE) is given
+    those rows' labels; any other model, the rows alone (M2 reconstructs at the most probable class
+    of its classifier, q(y | x))."""
+    if getattr(vae, "labels", "none") != "required":
+        return vae.reconstruct(originals)
+    if test_y is None:
+        raise DataError(f"the {vae.kind} model reconstructs rows with their class labels, and the test rows have none")
+    return vae.reconstruct(originals, _spread(test_y, n).to(originals.device))
+
+
+def sample(vae, n: int, **options) -> torch.Tensor:
+    """``vae.sample(n)`` with those of ``options`` (``mean``, ``generator``) that its ``sample``
+    takes: a user's model may take ``n`` alone."""
+    try:
+        parameters = inspect.signature(vae.sample).parameters
+    except (TypeError, ValueError):  # no signature to read: the documented call
+        return vae.sample(n)
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return vae.sample(n, **options)
+    return vae.sample(n, **{k: v for k, v in options.items() if k in parameters})
+
+
 def figure_data(vae, test_x: torch.Tensor, test_y: Optional[torch.Tensor] = None):
     """(originals, reconstructions, samples) in data units: 50 test images spread over the
-    whole test set (50, D), their reconstructions (50, D, given their labels for a conditional
-    model), 100 decoded prior draws (100, D; a model of labelled data: 10 per class, class by
-    class). ``test_x`` is in model space."""
+    whole test set (50, D), their reconstructions (50, D; :func:`reconstruct`: a conditional model
+    is given their labels), 100 decoded prior draws (100, D; a model of labelled data: 10 per
+    class, class by class). ``test_x`` is in model space."""
     vae = vae.eval()
     device = next(vae.parameters()).device  # test_x may be host rows streamed to it (pyrovae.data.placement)
     # on a forked random stream seeded 0: priors and layers that draw from the global stream leave the run's alone
@@ -114,22 +141,22 @@ def figure_data(vae, test_x: torch.Tensor, test_y: Optional[torch.Tensor] = None
 def _figure_data(vae, test_x, test_y, device):
     originals = vae.to_data_space(_spread(test_x, 50).to(device))
     generator = torch.Generator(device=device).manual_seed(0)
-    if vae.labels == "none":
-        return originals, vae.reconstruct(originals), vae.sample(100, generator=generator)
-    labels = None if test_y is None or vae.labels != "required" else _spread(test_y, 50).to(device)
-    return (originals, vae.reconstruct(originals, labels),
-            vae.sample(10 * vae.num_classes, generator=generator))
+    labelled = getattr(vae, "labels", "none") != "none" and getattr(vae, "num_classes", 0) > 0
+    return (originals, reconstruct(vae, originals, test_y, 50),
+            sample(vae, 10 * vae.num_classes if labelled else 100, generator=generator))
 
 
 @torch.no_grad()
-def table_figure_data(vae, test_x: torch.Tensor, n: int = 500):
+def table_figure_data(vae, test_x: torch.Tensor, n: int = 500, test_y: Optional[torch.Tensor] = None):
     """(originals, reconstructions, samples) in data units for a table: up to ``n`` test rows
-    spread over the test set, their reconstructions, and ``n`` draws z ~ p(z), x ~ p(x|z) (on a
-    forked random stream seeded 0, so drawing them leaves the run's random state alone)."""
+    spread over the test set, their reconstructions (:func:`reconstruct`: a conditional model is
+    given their labels ``test_y``), and ``n`` draws z ~ p(z), x ~ p(x|z) (a model of labelled
+    data: the classes in turn; on a forked random stream seeded 0, so drawing them leaves the
+    run's random state alone)."""
     vae = vae.eval()
     device = next(vae.parameters()).device
     originals = vae.to_data_space(_spread(test_x, n).to(device))
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(0)
-        samples = vae.sample(n, mean=False)
-    return originals, vae.reconstruct(originals), samples
+        samples = sample(vae, n, mean=False)
+    return originals, reconstruct(vae, originals, test_y, n), samples

@@ -7,6 +7,7 @@ state, replaced atomically, so :func:`resume` continues exactly), ``best.pt`` (t
 ELBO's epoch) and the figures. SIGINT and SIGTERM save ``checkpoint.pt`` and raise
 :class:`~pyrovae.errors.Interrupted`; a non-finite loss raises :class:`~pyrovae.errors.TrainingError`.
 """
+import copy
 import os
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -27,7 +28,7 @@ from ..model.base import Model
 from ..model.registry import CUSTOM
 from ..model.registry import describe as describe_model
 from .build import build_elbo, build_model, build_step, config_record, describe, epoch_rows, place, score
-from .checkpoint import check_same_model, model_from_state, save_checkpoint
+from .checkpoint import check_same_model, model_from_state, read_checkpoint, save_checkpoint
 from .checks import check_selection
 from .collapse import CollapseDiagnostics
 from .config import TrainConfig, make_likelihood, same_likelihood
@@ -218,6 +219,8 @@ class Trainer:
                         callback(counters.epoch, self.vae, self.data)
                     if self.signals.agreed(counters.global_step, now=True):
                         raise self.signals.interrupted(counters.global_step, self.out)
+                if self.main and self.signals.signal is None:
+                    self._test_best()
                 if self.main:  # a signal here skips the figures left; a resume draws them
                     self.reporter.finish(self.record.history, self.vae, self.data.test_x, test_y=self.data.test_y,
                                          stop=lambda: self.signals.signal is not None)
@@ -232,8 +235,28 @@ class Trainer:
         if config.distributed:
             ddp.teardown()
         metrics = self.record.metrics(self.selection)
-        self.log(f"final test ELBO {metrics['test_elbo']:.3f} nats per datapoint; wrote {self.out}/")
+        best = "not tested" if metrics["test_elbo"] is None else f"{metrics['test_elbo']:.3f}"
+        self.log(f"final test ELBO {best} nats per datapoint of best.pt (epoch {metrics['best']['epoch']}), "
+                 f"{metrics['last_test_elbo']:.3f} of the last epoch {counters.epoch}; wrote {self.out}/")
         return metrics
+
+    def _test_best(self) -> None:
+        """The test scores of ``best.pt`` where its epoch was not tested (``--test-frequency``): its
+        weights scored on the test rows (on a forked random stream), kept in the selection's ``best``,
+        so that ``metrics.json``'s ``test_elbo`` is that of ``best.pt``."""
+        best = self.selection.best
+        if best is None or best.get("test_elbo") is not None or any(
+                h["epoch"] == best["epoch"] and h.get("test_elbo") is not None for h in self.record.history):
+            return
+        vae = copy.deepcopy(self.vae)
+        vae.load_state_dict(read_checkpoint(self.out / "best.pt", str(self.device))["state_dict"])
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            values = score(vae, self.data, test=True, valid=False, main=True, world=1, device=self.device)
+        best["test_elbo"] = values["test_elbo"]
+        if values.get("test_accuracy") is not None:
+            best["test_accuracy"] = values["test_accuracy"]
+        self._save()
+        write_json(self.out / "metrics.json", self.record.metrics(self.selection))
 
     def _train_one_epoch(self) -> None:
         config, counters, num = self.config, self.counters, len(self.epoch_x)

@@ -203,4 +203,6 @@ def test_an_early_stopped_run_tests_its_last_epoch(mnist_sample, tmp_path):
     metrics = pyrovae.train(config, log=lambda s: None, dataset=mnist_sample)
     assert metrics["stopped_early"] and len(metrics["history"]) < 40
     assert [h["test_elbo"] is not None for h in metrics["history"]] == [False] * (len(metrics["history"]) - 1) + [True]
-    assert metrics["test_elbo"] == metrics["history"][-1]["test_elbo"]
+    assert metrics["last_test_elbo"] == metrics["history"][-1]["test_elbo"]
+    best = metrics["best"]  # two epochs before the last, not tested in the loop: best.pt scored once at the end
+    assert best["epoch"] == len(metrics["history"]) - 2 and metrics["test_elbo"] == best["test_elbo"] is not None

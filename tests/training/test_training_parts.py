@@ -126,8 +126,8 @@ def test_metrics_are_written_from_the_parts():
     record.add({"epoch": 1, "test_elbo": -3.0}, "eager")
     selection.update(1, -2.0, -3.0)
     metrics = record.metrics(selection)
-    assert list(metrics) == ["command", "history", "test_elbo", "selection", "best", "stopped_early", "resumes",
-                             "svi_step"]
+    assert list(metrics) == ["command", "history", "test_elbo", "last_test_elbo", "selection", "best", "stopped_early",
+                             "resumes", "svi_step"]
     assert metrics["best"]["epoch"] == 1 and "best" not in record.state_dict()
 
 
