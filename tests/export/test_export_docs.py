@@ -59,13 +59,13 @@ def test_the_pages_onnxruntime_example_encodes_as_pyrovae_does(trained, exported
     rows = datasets["mnist"][1][:10]  # (10, 784) real test digits, grey values in [0, 1]
     (tmp_path / "exported").mkdir()
     (tmp_path / "exported" / "mnist").symlink_to(exported("bernoulli-mlp", "onnx"), target_is_directory=True)
-    np.save(tmp_path / "digits.npy", rows)
+    np.save(tmp_path / "exported" / "digits.npy", rows)
     env = blocked_environment(tmp_path / "site", ["torch", "pyro", "pyrovae"])
     code = page_example() + "\nimport sys\nassert not {'torch', 'pyro', 'pyrovae'} & set(sys.modules)\n"
     result = run_python("-c", code, cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "10 rows -> latents (10, 4)" in result.stdout
-    latents = np.load(tmp_path / "latents.npy")
+    latents = np.load(tmp_path / "exported" / "latents.npy")
     assert largest_difference(latents, encode(vae, rows)[0]) <= TOLERANCE
 
 
