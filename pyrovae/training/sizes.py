@@ -16,7 +16,8 @@ Counted, in 4-byte floats:
 
 Only what certainly exists is counted (the models with more networks, hvae, cvae and m2, hold
 at least these), so settings are refused only when the bound exceeds the machine's memory:
-the physical memory of the host, or the GPU's where that is larger (``cuda``). A model of a
+the physical memory of the host, or the GPU's where that is larger (``cuda``, once CUDA is
+initialized: the check never initializes it). A model of a
 user's own class has sizes of its own: its step counts one float per row and particle.
 """
 import os
@@ -32,8 +33,9 @@ ADDRESSABLE = 2**63 - 1
 
 
 def machine_memory(cuda: bool = False) -> Optional[int]:
-    """Bytes of physical memory of this host, or of its first GPU where that is larger
-    (``cuda``); None where neither can be read."""
+    """Bytes of physical memory of this host, or of the current GPU where that is larger
+    (``cuda``, and CUDA already initialized in this process: asking would initialize it, before
+    a distributed run's ranks have chosen their devices); None where neither can be read."""
     sizes = []
     try:
         sizes.append(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
@@ -43,8 +45,8 @@ def machine_memory(cuda: bool = False) -> Optional[int]:
         try:
             import torch
 
-            if torch.cuda.is_available():
-                sizes.append(torch.cuda.get_device_properties(0).total_memory)
+            if torch.cuda.is_initialized():
+                sizes.append(torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory)
         except Exception:  # noqa: BLE001 - a GPU that cannot be asked adds nothing to the bound
             pass
     sizes = [s for s in sizes if isinstance(s, int) and s > 0]
