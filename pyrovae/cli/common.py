@@ -9,12 +9,12 @@ import shlex
 import signal
 import sys
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 import torch
 
 from ..atomic import too_long
-from ..errors import Interrupted, PyrovaeError, one_line
+from ..errors import CustomModelError, Interrupted, PyrovaeError, one_line
 from ..training.files import last_checkpoint
 
 
@@ -61,9 +61,10 @@ def _command(script: str, argv: Optional[List[str]]) -> str:
     return shlex.join(["python", script, *map(str, sys.argv[1:] if argv is None else argv)])
 
 
-def _guarded(job: Callable[[], None], out: str) -> int:
+def _guarded(job: Callable[[], None], out: str, python: Optional[Tuple[str, str]] = None) -> int:
     """Run ``job``; bad input becomes one ``error:`` line and exit status 2, a signal one
-    line saying how to resume and 128 + its number. Under torchrun a signal reaches every rank and
+    line saying how to resume and 128 + its number. ``python``: (the program, the Python call
+    that does its job) for a run of a user's own model class, which no flag can give. Under torchrun a signal reaches every rank and
     rank 0 alone says so; a refusal is said by every rank that refuses (a rank that refuses and
     exits first gets the others stopped by torchrun, perhaps before rank 0 has said anything). A path
     too long for the file system, or a write refused by a read-only file system, that no check before
@@ -75,6 +76,9 @@ def _guarded(job: Callable[[], None], out: str) -> int:
     except Interrupted as stop:
         say(str(stop))
         return stop.exit_code
+    except CustomModelError as error:
+        refuse(f"error: {error.for_command(*python) if python else error}")
+        return 2
     except PyrovaeError as error:
         refuse(f"error: {error}")
         return 2

@@ -6,6 +6,9 @@ from typing import List, Optional
 from ..data.datasets import DATASETS
 from .common import _command, _guarded, _Help, _Parser, _run_dir_parser, _set_threads
 
+#: what a run of a user's own model class needs in Python (the checkpoint a program read, its class again)
+LOAD = "vae = pyrovae.load({checkpoint}, model=<that class>)"
+
 
 def evaluate_main(argv: Optional[List[str]] = None) -> int:
     """``scripts/evaluate.py RUN_DIR``: importance-sampled test NLL and more into metrics.json."""
@@ -28,7 +31,8 @@ def evaluate_main(argv: Optional[List[str]] = None) -> int:
     return _guarded(lambda: evaluate_run(args.run_dir, args.num_samples, args.cuda, args.test_limit, args.test_subset,
                                          checkpoint=checkpoint, command=_command("scripts/evaluate.py", argv),
                                          progress=args.progress),
-                    args.run_dir)
+                    args.run_dir, ("evaluate.py", "from pyrovae.experiments.evaluate import evaluate_run; "
+                                   f"evaluate_run({args.run_dir!r}, model=<that class>)"))
 
 
 def plot_latent_main(argv: Optional[List[str]] = None) -> int:
@@ -45,7 +49,7 @@ def plot_latent_main(argv: Optional[List[str]] = None) -> int:
     _set_threads(p, args.threads)
     from ..experiments.plot_latent import plot_latent_run  # the application loads only when its command runs
     return _guarded(lambda: plot_latent_run(args.run_dir, args.out, args.cuda, traversal_dims=args.traversal_dims),
-                    args.run_dir)
+                    args.run_dir, ("plot_latent.py", f"{LOAD}, then plot from its encode and decode"))
 
 
 def bench_main(argv: Optional[List[str]] = None) -> int:
@@ -149,4 +153,4 @@ def encode_main(argv: Optional[List[str]] = None) -> int:
                                        num_samples=args.num_samples or 0, num_particles=args.num_particles,
                                        checkpoint=checkpoint, progress=args.progress,
                                        command=_command("scripts/encode.py", argv)),
-                    args.run_dir)
+                    args.run_dir, ("encode.py", f"{LOAD}, then pyrovae.encode_dataset(vae, rows, out_path)"))

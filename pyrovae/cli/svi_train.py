@@ -187,10 +187,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     if run_dir is None:
         try:
             config = _train_config(p, args) if config_file is None else _file_config(p, args, argv, config_file)
+            out = config.out_dir()  # names the likelihood, which a file's object may not hold
         except PyrovaeError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
-        return _guarded(lambda: train(config, command=command), config.out_dir())
+        return _guarded(lambda: train(config, command=command), out)
     present = _flags_given(p, argv) - {"resume"}
     changed = sorted(present - RESUME_FLAGS)
     if changed:

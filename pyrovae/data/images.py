@@ -54,7 +54,8 @@ def _labelled(folder: Path, root: Path) -> Tuple[List[Path], Optional[List[str]]
     if nested:
         return [p for k in sorted(nested) for p in nested[k]], [k for k in sorted(nested) for _ in nested[k]]
     if not top:
-        found = sorted(p.name for p in folder.rglob("*") if p.is_file())[:3]
+        found = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                       if p.is_file() and not _hidden(p, folder))[:3]  # paths: names repeat in subfolders
         raise DataError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)}){'; found ' + ', '.join(found) if found else ''}"
                         f"; {'it is not a data set' if folder == root else 'add images'}: give a folder of images")
     return top, None

@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 from pyro.distributions.transforms import Permute, conditional_affine_autoregressive
 
-from ..errors import ConfigError
+from ..errors import ConfigError, brief, check_names, count
 
 
 class GuideFamily(nn.Module):
@@ -57,10 +57,8 @@ class IAFGuide(GuideFamily):
 
     def __init__(self, z_dim: int, steps: int = 2, hidden: Sequence[int] = None):
         super().__init__()
-        if not (isinstance(steps, (int, float)) and steps == int(steps) and steps >= 1):
-            raise ConfigError(f"iaf steps must be a positive integer, got {steps!r}")
-        self.z_dim, self.steps = int(z_dim), int(steps)
-        self.hidden = [int(h) for h in (hidden or [4 * z_dim, 4 * z_dim])]
+        self.z_dim, self.steps = int(z_dim), count("iaf steps", steps)
+        self.hidden = _widths(hidden) or [4 * self.z_dim, 4 * self.z_dim]
         self.flows = nn.ModuleList(conditional_affine_autoregressive(self.z_dim, 2 * self.z_dim, self.hidden)
                                    for _ in range(self.steps))
         self.register_buffer("reverse", torch.arange(self.z_dim - 1, -1, -1), persistent=False)
@@ -100,12 +98,33 @@ def get_guide(spec: Union[str, dict, GuideFamily, Callable], z_dim: int, **optio
     if isinstance(spec, GuideFamily):
         return spec
     if isinstance(spec, dict):
+        if not isinstance(spec.get("name"), str):
+            raise ConfigError(f"a guide given as an object needs its \"name\", one of {', '.join(GUIDES)}, "
+                              f"got {brief(spec, 80)}")
         spec, options = spec["name"], {**{k: v for k, v in spec.items() if k not in ("name", "custom")}, **options}
     if callable(spec):
         return CallableGuide(spec)
+    check_guide_options(spec, options)
+    return IAFGuide(z_dim, **options) if spec == "iaf" else GUIDES[spec](**options)
+
+
+def check_guide_options(spec, options: dict) -> None:
+    """Refuse an unknown built-in guide ``spec``, an option it does not take, or a value of the
+    wrong kind (``steps``: a positive whole number, ``hidden``: a list of them), each in one line
+    (nothing is built)."""
     if spec not in GUIDES:
         raise ConfigError(f"unknown guide {spec!r}; choose one of {', '.join(GUIDES)} or pass a callable")
-    try:
-        return IAFGuide(z_dim, **options) if spec == "iaf" else GUIDES[spec](**options)
-    except TypeError:
-        raise ConfigError(f"the {spec} guide takes no option named {', '.join(map(repr, options))}") from None
+    check_names(f"the {spec} guide", GUIDES[spec], options, fixed=("z_dim",))
+    if "steps" in options:
+        count(f"{spec} steps", options["steps"])
+    if "hidden" in options:
+        _widths(options["hidden"])
+
+
+def _widths(hidden) -> list:
+    """The MADE networks' hidden widths: a list of positive whole numbers (None or empty: [])."""
+    if hidden is None:
+        return []
+    if not isinstance(hidden, (list, tuple)):
+        raise ConfigError(f"iaf hidden must be a list of positive integers, got {brief(hidden)}")
+    return [count("iaf hidden", h) for h in hidden]

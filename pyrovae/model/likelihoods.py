@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from pyro.distributions.torch_distribution import TorchDistributionMixin
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, brief, check_names, is_number
 from ._pyro_wrapped import PyroWrapped
 
 
@@ -123,10 +123,10 @@ class _LocScale(Likelihood):
     support_text = "finite real data"
 
     def __init__(self, scale: Optional[float] = None, min_scale: float = 1e-3):
-        if scale is not None and not 0 < scale < float("inf"):
-            raise ConfigError(f"{self.name} scale must be a positive finite number, got {scale}")
-        if not 0 < min_scale < float("inf"):
-            raise ConfigError(f"{self.name} min_scale must be a positive finite number, got {min_scale}")
+        if scale is not None and not (is_number(scale) and 0 < scale < float("inf")):
+            raise ConfigError(f"{self.name} scale must be a positive finite number, got {brief(scale)}")
+        if not (is_number(min_scale) and 0 < min_scale < float("inf")):
+            raise ConfigError(f"{self.name} min_scale must be a positive finite number, got {brief(min_scale)}")
         self.scale = None if scale is None else float(scale)
         self.min_scale = float(min_scale)
         self.outputs_per_pixel = 2 if scale is None else 1
@@ -171,8 +171,10 @@ class Beta(Likelihood):
     data = "unit"
 
     def __init__(self, eps: float = 1e-5, min_concentration: float = 1e-3):
-        if not 0 < eps < 0.5:
-            raise ConfigError(f"beta eps must lie in (0, 0.5), got {eps}")
+        if not (is_number(eps) and 0 < eps < 0.5):
+            raise ConfigError(f"beta eps must lie in (0, 0.5), got {brief(eps)}")
+        if not (is_number(min_concentration) and 0 < min_concentration < float("inf")):
+            raise ConfigError(f"beta min_concentration must be a positive finite number, got {brief(min_concentration)}")
         self.eps = float(eps)
         self.min_concentration = float(min_concentration)
 
@@ -248,6 +250,9 @@ def get_likelihood(spec: Union[str, Likelihood, Callable, dict], **kwargs) -> Li
     if isinstance(spec, Likelihood):
         return spec
     if isinstance(spec, dict):
+        if not isinstance(spec.get("name"), str):
+            raise ConfigError(f"a likelihood given as an object needs its \"name\", one of {', '.join(BUILT_IN)}, "
+                              f"got {brief(spec, 80)}")
         options = {k: v for k, v in spec.items() if k not in ("name", "custom")}
         return get_likelihood(spec["name"], **options, **kwargs)
     if isinstance(spec, str):
@@ -256,6 +261,7 @@ def get_likelihood(spec: Union[str, Likelihood, Callable, dict], **kwargs) -> Li
                 f"unknown likelihood {spec!r}; choose one of {', '.join(BUILT_IN)} "
                 "or pass a callable"
             )
+        check_names(f"the {spec} likelihood", BUILT_IN[spec], kwargs)
         return BUILT_IN[spec](**kwargs)
     return CallableLikelihood(spec, **kwargs)
 

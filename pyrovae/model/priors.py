@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import ConfigError
+from ..errors import ConfigError, brief, check_names, count
 
 
 class Prior(nn.Module):
@@ -62,7 +62,7 @@ class MixturePrior(Prior):
 
     def __init__(self, z_dim: int, components: int = 10):
         super().__init__(z_dim)
-        components = _count("mog components", components)
+        components = count("mog components", components)
         self.components = components
         self.locs = nn.Parameter(torch.randn(components, z_dim))  # (C, K)
         self.raw_scales = nn.Parameter(torch.full((components, z_dim), 0.5413))  # softplus(0.5413) + 1e-3 = 1
@@ -84,7 +84,7 @@ class VampPrior(Prior):
 
     def __init__(self, z_dim: int, x_dim: int, components: int = 500):
         super().__init__(z_dim)
-        components = _count("vamp components", components)
+        components = count("vamp components", components)
         self.components, self.x_dim = components, int(x_dim)
         self.pseudo_inputs = nn.Parameter(0.1 * torch.randn(components, x_dim))  # (C, D), sigmoid -> about 0.5
 
@@ -121,18 +121,21 @@ def get_prior(spec: Union[str, dict, Prior, Callable], z_dim: int, x_dim: int, *
     if isinstance(spec, Prior):
         return spec
     if isinstance(spec, dict):
+        if not isinstance(spec.get("name"), str):
+            raise ConfigError(f"a prior given as an object needs its \"name\", one of {', '.join(PRIORS)}, "
+                              f"got {brief(spec, 80)}")
         spec, options = spec["name"], {**{k: v for k, v in spec.items() if k not in ("name", "custom")}, **options}
     if callable(spec):
         return CallablePrior(z_dim, spec)
+    check_prior_options(spec, options)
+    return VampPrior(z_dim, x_dim, **options) if spec == "vamp" else PRIORS[spec](z_dim, **options)
+
+
+def check_prior_options(spec, options: dict) -> None:
+    """Refuse an unknown built-in prior ``spec``, an option it does not take, or a value that is
+    not a positive whole number of components, each in one line (nothing is built)."""
     if spec not in PRIORS:
         raise ConfigError(f"unknown prior {spec!r}; choose one of {', '.join(PRIORS)} or pass a callable")
-    try:
-        return VampPrior(z_dim, x_dim, **options) if spec == "vamp" else PRIORS[spec](z_dim, **options)
-    except TypeError:
-        raise ConfigError(f"the {spec} prior takes no option named {', '.join(map(repr, options))}") from None
-
-
-def _count(what: str, value) -> int:
-    if not (isinstance(value, (int, float)) and value == int(value) and value >= 1):
-        raise ConfigError(f"{what} must be a positive integer, got {value!r}")
-    return int(value)
+    check_names(f"the {spec} prior", PRIORS[spec], options, fixed=("z_dim", "x_dim"))
+    if "components" in options:
+        count(f"{spec} components", options["components"])

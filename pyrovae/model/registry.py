@@ -13,7 +13,7 @@ name; loading it takes the class again (``pyrovae.load(path, model=MyModel)``).
 """
 from typing import Dict, Type
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, CustomModelError
 from .base import Model
 from .hvae import HVAE
 from .labelled import CVAE
@@ -34,8 +34,7 @@ def model_class(kind: str, given=None, where: str = "the checkpoint") -> Type[Mo
             raise CheckpointError(f"model= takes a subclass of pyrovae.Model, got {given!r}")
         return given
     if kind == CUSTOM:
-        raise CheckpointError(f"{where} holds a model of a user's own class, which a checkpoint cannot hold; "
-                              "pass model=<that class> to load it")
+        raise CustomModelError(where)
     raise CheckpointError(f"{where} records the model {kind!r}, which this pyrovae does not know "
                           f"({', '.join(MODELS)}); the file is damaged or from a newer pyrovae")
 

@@ -79,18 +79,25 @@ def build_elbo(config, model):
     return make_elbo(config.elbo, config.num_particles)
 
 
-def epoch_rows(model, data, log):
+def epoch_rows(model, data, log, labels_per_class=None):
     """(the rows an epoch runs over, their labels, the labelled rows added to every step) of a run:
     all training rows, except for a model that sums hidden labels out, whose epoch runs over the rows
-    with hidden labels when there are any (:mod:`pyrovae.infer.labelled_step`)."""
+    with hidden labels when there are any (:mod:`pyrovae.infer.labelled_step`). A model that needs
+    every label refuses hidden ones, naming what hid them: ``labels_per_class`` (the setting), else
+    the data's own negative labels."""
     if model.labels == "none":
         return data.train_x, None, None
     if data.train_y is None:
         raise DataError(f"the {model.kind} model needs the training rows' labels, and the data have none")
     if model.labels == "required":
-        if bool((data.train_y < 0).any()):
+        hidden = int((data.train_y < 0).sum())
+        if hidden and labels_per_class is not None:
             raise DataError(f"the {model.kind} model needs every training row's label; drop --labels-per-class "
                             "(only --model m2 learns from rows whose labels are hidden)")
+        if hidden:
+            raise DataError(f"the {model.kind} model needs every training row's label, but {hidden} of the data's "
+                            "training rows have a negative label, which marks a hidden one; give those rows their "
+                            "class, or use --model m2, which learns from rows whose labels are hidden")
         return data.train_x, data.train_y, None
     hidden = data.train_y < 0  # (N,) on the device: split once, at the start
     if not bool(hidden.any()):

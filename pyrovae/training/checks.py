@@ -9,9 +9,16 @@ from ..model.networks import ACTIVATIONS
 from ..model.registry import CUSTOM, MODELS
 
 
-def check_model(config) -> None:
-    """The model and what it works with (each refusal names what to change)."""
+def check_model(config, new: bool = True) -> None:
+    """The model and what it works with (each refusal names what to change); ``new`` (a run about
+    to start): ``labels_per_class`` is refused for a model that learns from no labels, or needs all."""
     choice("model", config.model, (*MODELS, CUSTOM))
+    if new and config.labels_per_class is not None and config.model in ("vae", "hvae", "cvae"):
+        if config.model == "cvae":
+            raise ConfigError("the cvae model needs every training row's label; drop --labels-per-class (only "
+                              "--model m2 learns from rows whose labels are hidden)")
+        raise ConfigError(f"--labels-per-class keeps the labels of a few rows for a model that learns from labels "
+                          f"(--model m2); --model {config.model} uses no labels: drop --labels-per-class")
     if config.activation is not None:
         choice("activation", config.activation, ("auto", *ACTIVATIONS))
         if config.arch == "conv" and config.activation != "auto":

@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Any, Optional, Tuple
 
 from ..data.selection import LIMIT_RULES
-from ..errors import ConfigError, DataError, one_line
+from ..errors import ConfigError, DataError, brief, one_line
 from ..infer.elbos import ELBO_CLASSES
-from ..model.guides import GUIDES
+from ..model.guides import GUIDES, check_guide_options
 from ..model.networks import ARCHITECTURES
-from ..model.priors import PRIORS
+from ..model.priors import PRIORS, check_prior_options
 from .checks import check_beta, check_model, check_selection, choice, dataset_spec, non_negative, positive, size
+from .sizes import check_sizes, machine_memory
 
 ELBOS = tuple(ELBO_CLASSES)  # the registries' own keys: one source for each list of names
 ARCHS = ARCHITECTURES
@@ -89,9 +90,14 @@ class TrainConfig:
     threads: Optional[int] = None  # torch.set_num_threads(N) for the run; None: PyTorch's default
     data_placement: str = "auto"  # device: all data moved once; host: pinned host memory, streamed minibatches
 
-    def validate(self, paths: bool = True) -> "TrainConfig":
+    def validate(self, paths: bool = True, new: bool = True) -> "TrainConfig":
         """Check every setting (one line for the first wrong one); ``paths`` False leaves alone
-        whether the data's file or folder is still there (reading a run's checkpoints needs no data)."""
+        whether the data's file or folder is still there (reading a run's checkpoints needs no data).
+        ``new``: the settings of a run about to start, whose sizes are refused where their least memory
+        (:mod:`pyrovae.training.sizes`: the networks' parameters with their gradients and Adam's
+        moments, one step's latent draws) exceeds this machine's, as is a setting its model does not
+        use (``labels_per_class`` without labels to learn from). False: a run's record (read, or
+        resumed), which trained with its settings once; only sizes no machine can address are refused."""
         from ..data.datasets import DATASETS, WITH_VALIDATION_SPLIT
         from ..model.likelihoods import BUILT_IN
 
@@ -129,11 +135,16 @@ class TrainConfig:
         choice("elbo", self.elbo, ELBOS)
         choice("prior", self.prior, tuple(PRIORS))
         choice("guide", self.guide, tuple(GUIDES))
+        for name in ("prior_options", "guide_options"):
+            if not isinstance(getattr(self, name), dict):
+                raise ConfigError(f"{name} must be a dict of option names to values, got {brief(getattr(self, name))}")
+        check_prior_options(self.prior, self.prior_options)
+        check_guide_options(self.guide, self.guide_options)
         if self.elbo == "meanfield" and not GUIDES[self.guide].analytic_kl:
             raise ConfigError(f"--elbo meanfield needs the closed-form KL of the guide, which the {self.guide} guide "
                               "does not have; use --elbo trace or iwae")
         choice("arch", self.arch, ARCHS)
-        check_model(self)
+        check_model(self, new)
         choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         for name in ("lr_patience",):
             positive(name, getattr(self, name))
@@ -162,6 +173,7 @@ class TrainConfig:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < SEED_LIMIT:
             raise ConfigError(f"seed must be an integer from 0 to 2**32 - 1, got {self.seed!r}")
         likelihood = make_likelihood(self)  # refuses unknown or invalid options in one line
+        check_sizes(self, machine_memory(self.cuda) if new else None)
         if self.fast and self.distributed:
             raise ConfigError("--fast does not work with --distributed yet; drop one of them")
         check_beta(self)
@@ -234,7 +246,7 @@ class TrainConfig:
         if source is None:
             return config
         try:
-            return config.validate(paths)
+            return config.validate(paths, new=False)
         except DataError as error:  # the run's data moved or were deleted: say so, not "damaged"
             raise DataError(f"{source.parent if hasattr(source, 'parent') else source} was trained on data that is "
                             f"not there now: {error}") from None
@@ -251,10 +263,10 @@ def make_likelihood(config: TrainConfig):
 
     if not isinstance(config.likelihood_options, dict):
         raise ConfigError(f"likelihood_options must be a dict of option names to values, got "
-                          f"{config.likelihood_options!r}")
+                          f"{brief(config.likelihood_options)}")
     spec = config.likelihood
     if isinstance(spec, dict) and spec.get("custom"):
-        raise ConfigError(f"the run was trained with the likelihood {spec.get('name')!r}, a callable of its user's "
+        raise ConfigError(f"the run was trained with the likelihood {brief(spec.get('name'))}, a callable of its user's "
                           "that settings cannot hold; continue it from Python: pyrovae.resume(run_dir, "
                           "likelihood=<that callable>)")
     if isinstance(spec, Likelihood):
@@ -268,11 +280,7 @@ def make_likelihood(config: TrainConfig):
         except TypeError:
             raise ConfigError(f"a callable likelihood takes the options outputs_per_pixel and name, not "
                               f"{', '.join(map(repr, config.likelihood_options))}") from None
-    try:
-        return get_likelihood(spec, **config.likelihood_options)
-    except TypeError:
-        raise ConfigError(f"the {config.likelihood} likelihood takes no option named "
-                          f"{', '.join(map(repr, config.likelihood_options))}; see --help for its options") from None
+    return get_likelihood(spec, **config.likelihood_options)  # names and values checked there, in one line
 
 
 def same_likelihood(likelihood, recorded):

@@ -8,24 +8,29 @@ objects for the ``*_options``, null where a setting may be unset); anything else
 one line naming the key and the file. A run's record keeps the behaviour it was trained with
 for the settings it has no key for (:meth:`TrainConfig.from_dict`); a plain file leaves them
 at their defaults. The values are checked for range with all the other settings when the run starts.
+The file must be a regular file (not a folder, device or FIFO) of at most 16 MiB.
 
 YAML is read with PyYAML's safe loader, with numbers as YAML 1.2 writes them (``1e-3`` is a
 number, where YAML 1.1 would read a string).
 """
 import json
+import os
 import re
+import stat
 import typing
 from dataclasses import fields
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Any, Optional, Tuple
 
-from ..errors import ConfigError, one_line
+from ..errors import ConfigError, brief, one_line
 from .config import TrainConfig
 
 SUFFIXES = (".json", ".yaml", ".yml")
 #: keys a run's record may hold from before their setting was renamed (TrainConfig.from_dict reads them)
 LEGACY_KEYS = {"likelihood_scale": Optional[float]}
+#: the largest config file read: a run's config.json takes a few kilobytes
+MAX_BYTES = 16 * 2**20
 FLOAT = re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$")
 
 
@@ -34,18 +39,44 @@ def read_config_file(path) -> Tuple[dict, bool]:
     path = Path(path)
     if path.suffix.lower() not in SUFFIXES:
         raise ConfigError(f"--config takes a .json, .yaml or .yml file, got {path}")
+    text = _read_text(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"cannot read the config file {path}: {getattr(error, 'strerror', None) or one_line(error)}") \
+        data = _parse_json(text, path) if path.suffix.lower() == ".json" else _parse_yaml(text, path)
+    except RecursionError:
+        raise ConfigError(f"{path} nests lists or objects too deeply to be a file of settings; give a file of "
+                          "settings (see docs/flags.md)") \
             from None
-    data = _parse_json(text, path) if path.suffix.lower() == ".json" else _parse_yaml(text, path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path} holds {_kind(data)}, not an object of settings")
     record = isinstance(data.get("settings"), dict)
     settings = data["settings"] if record else data
     check_settings(settings, path, legacy=record)
     return dict(settings), record
+
+
+def _read_text(path: Path) -> str:
+    """The text of the regular file at ``path``, at most :data:`MAX_BYTES` of it: anything else
+    (a folder, a device, a FIFO, which would block) is refused without waiting on it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as error:
+        raise ConfigError(f"cannot read the config file {path}: {error.strerror}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigError(f"the config file {path} is not a regular file; give a .json or .yaml file of settings")
+        with os.fdopen(fd, "rb", closefd=False) as file:
+            data = file.read(MAX_BYTES + 1)
+    except OSError as error:
+        raise ConfigError(f"cannot read the config file {path}: {error.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_BYTES:
+        raise ConfigError(f"the config file {path} is larger than {MAX_BYTES // 2**20} MiB, far more than any run's "
+                          "settings take; give a file of settings")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"cannot read the config file {path}: it is not UTF-8 text ({one_line(error, 80)})") from None
 
 
 def config_from_file(path) -> Tuple[TrainConfig, bool]:
@@ -70,7 +101,7 @@ def check_settings(settings: dict, source, legacy: bool = False) -> None:
                               + "; the settings are the keys of a run's config.json settings, see docs/flags.md")
         expected = _fits(value, known[key])
         if expected is not None:
-            raise ConfigError(f"{source}: setting {key!r} must be {expected}, got {value!r:.60} ({_kind(value)})")
+            raise ConfigError(f"{source}: setting {key!r} must be {expected}, got {brief(value)} ({_kind(value)})")
 
 
 def _fits(value, hint) -> Optional[str]:

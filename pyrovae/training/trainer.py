@@ -98,6 +98,7 @@ def _resume(run, state, log, dataset, command, epochs, progress, cuda, distribut
         config.likelihood = same_likelihood(likelihood, config.likelihood)
     config.out = str(run.folder)
     if epochs is not None:
+        _check_epochs(epochs, state, run.folder)
         config.epochs = epochs
     if progress is not None:
         config.progress = progress
@@ -107,8 +108,22 @@ def _resume(run, state, log, dataset, command, epochs, progress, cuda, distribut
         config.distributed = distributed
     if threads is not None:
         config.threads = threads
-    config.validate()
+    config.validate(new=False)  # settings it trained with once: none refused for this machine's memory
     return Trainer(config, log, dataset, command, run, resume_from=state, model=given).loop(on_epoch_end)
+
+
+def _check_epochs(epochs, state: dict, folder) -> None:
+    """Refuse an ``epochs`` to resume to that the run is already past: fewer than the epochs it
+    has finished, or as many while it is inside the next one (its unfinished epoch would be lost)."""
+    try:
+        loop = upgrade(state)["loop"]
+        done, inside = int(loop["epoch"]), loop.get("epoch_state") is not None
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return  # a damaged checkpoint: its restore says so
+    if isinstance(epochs, int) and not isinstance(epochs, bool) and (epochs < done or (epochs == done and inside)):
+        at = f"has finished {done} epoch{'s' if done != 1 else ''}" + (f" and is inside epoch {done + 1}" if inside else "")
+        raise ConfigError(f"{folder} {at}, past --epochs {epochs}, so resuming would train nothing; give --epochs "
+                          f"above {done} to train more")
 
 
 class Trainer:
@@ -147,7 +162,7 @@ class Trainer:
         self.optimizer = make_optimizer(self.vae.parameters(), config.lr)
         self.schedule = Schedule(self.optimizer, config.lr_schedule, config.epochs, config.lr_min, config.lr_patience)
         self.transform = make_transform(self.data.transform, self.data.levels)
-        self.epoch_x, labels, labelled = epoch_rows(self.vae, self.data, log)  # the rows an epoch runs over
+        self.epoch_x, labels, labelled = epoch_rows(self.vae, self.data, log, config.labels_per_class)  # the rows an epoch runs over
         self.step = build_step(config, self.vae, self.elbo, self.optimizer, len(self.data.train_x), self.rank,
                                self.world, log, labels, labelled, self.transform)
 

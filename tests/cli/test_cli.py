@@ -90,7 +90,7 @@ def assert_one_clear_line(result, *fragments):
     (["--seed", -1], ["seed must be an integer from 0 to 2**32 - 1, got -1"]),
     (["--seed", 2**64], [f"got {2**64}"]),
     (["--z-dim", "100000000000", "--no-download", "--train-limit", "10", "--test-limit", "10"],
-     ["out of memory", "lower --batch-size"]),
+     ["these settings need at least 1.75 PiB of memory", "the mlp networks (z_dim 1e+11, hidden [400])"]),
 ])
 def test_bad_flags_fail_with_one_line(args, fragments, tmp_path):
     assert_one_clear_line(run_cli(*args, "--out", tmp_path / "o"), *fragments)

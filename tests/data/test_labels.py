@@ -138,8 +138,8 @@ def test_fashion_mnist_keeps_its_labels(tmp_path):
 @pytest.mark.skipif(not MNIST_TEST.is_dir(), reason="the MNIST test set files are not at hand")
 def test_mnist_test_labels_through_a_run_selection():
     ds = load_dataset("mnist-test", MNIST_TEST)
-    config = pyrovae.TrainConfig(dataset="mnist-test", data_dir=str(MNIST_TEST), labels_per_class=5, split_seed=3,
-                                 train_limit=4000).validate()
+    config = pyrovae.TrainConfig(dataset="mnist-test", data_dir=str(MNIST_TEST), model="m2", labels_per_class=5,
+                                 split_seed=3, train_limit=4000).validate()
     chosen = select_data(config, ds)
     labelled = chosen.train_y >= 0
     assert int(labelled.sum()) == 50 and torch.bincount(chosen.train_y[labelled]).tolist() == [5] * 10
