@@ -21,3 +21,26 @@ def run_python(*args, cwd=ROOT, env=None, cuda: bool = False, timeout: int = 300
 def run_script(name: str, *args, **kwargs) -> subprocess.CompletedProcess:
     """``python scripts/NAME ARGS``; keywords as for :func:`run_python`."""
     return run_python(ROOT / "scripts" / name, *args, **kwargs)
+
+
+def run_main(name: str, *args) -> subprocess.CompletedProcess:
+    """``python scripts/NAME ARGS`` run in this process: the script's function of pyrovae.cli called
+    with ARGS, its stdout and stderr captured, as :func:`run_script` returns them (argparse's exit
+    is its exit status). For what ends before any work (a refusal, --help) without a subprocess's
+    2-3 s of imports; what a real process adds (signals, the exit of a torchrun rank) needs
+    :func:`run_script`. A ``--threads`` given sets torch's thread count of this process, which
+    tests/conftest.py restores after each test."""
+    import contextlib
+    import importlib
+    import io
+    import re
+
+    module, function = re.search(r'run\("([\w.]+)", "(\w+)"\)', (ROOT / "scripts" / name).read_text()).groups()
+    main = getattr(importlib.import_module(module), function)
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    return subprocess.CompletedProcess([name, *map(str, args)], code, out.getvalue(), err.getvalue())

@@ -9,11 +9,11 @@ import torch
 import torch.distributions as td
 
 import pyrovae
+from helpers import run_script
 from pyrovae.data.arrays import detect_levels
 from pyrovae.data.prepare import prepare_data
 from pyrovae.data.transforms import dequantize
 from pyrovae.experiments.evaluate import evaluate_run
-from tests.helpers import run_script
 
 QUIET = dict(progress=False)
 

@@ -23,10 +23,12 @@ STEPS_PER_EPOCH = 12  # 600 training images in minibatches of 50
 
 
 def train_args(tmp_path, out, *extra):
+    # --threads 1 in every process (and in every resume): the runs compared bit for bit must sum in the
+    # same order, which another thread count would change
     return ["--dataset", "mnist", "--no-download", "--data-dir", str(tmp_path / "no-mnist"), "--train-limit", "600",
             "--test-limit", "100", "--valid-size", "100", "--z-dim", "4", "--hidden", "32", "--batch-size", "50",
             "--epochs", "3", "--kl-warmup", "2", "--lr-schedule", "plateau", "--lr-patience", "1",
-            "--checkpoint-every", "5", "--no-progress", "--out", str(out), *extra]
+            "--checkpoint-every", "5", "--no-progress", "--threads", "1", "--out", str(out), *extra]
 
 
 def drive(tmp_path, mode, at, args):
@@ -36,7 +38,7 @@ def drive(tmp_path, mode, at, args):
 
 
 def resume(tmp_path, out):
-    return drive(tmp_path, "none", 0, ["--resume", str(out), "--no-progress"])
+    return drive(tmp_path, "none", 0, ["--resume", str(out), "--no-progress", "--threads", "1"])
 
 
 @pytest.fixture(scope="module")
