@@ -44,3 +44,18 @@ def run_main(name: str, *args) -> subprocess.CompletedProcess:
         except SystemExit as stop:
             code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
     return subprocess.CompletedProcess([name, *map(str, args)], code, out.getvalue(), err.getvalue())
+
+
+def assert_log_p_not_below_elbo(log_p, elbo, sigmas: float = 4.0) -> float:
+    """log p(x) >= ELBO, for Monte-Carlo estimates of both on the same rows: each row's importance
+    estimate log p_K (K >= 1 draws) has an expectation at or above the row's ELBO (the K = 1 case),
+    so the mean of the paired differences d_i = log p_K(x_i) - ELBO(x_i) is below zero only by
+    Monte-Carlo error. Its standard error, std(d) / sqrt(n), also holds the rows' spread around
+    their own expectations, so it bounds that error from above: a mean more than ``sigmas`` of it
+    below zero (chance under 1 in 30,000 at 4) fails. Returns that standard error."""
+    import math
+
+    d = (log_p - elbo).double().flatten()
+    se = d.std().item() / math.sqrt(len(d))
+    assert d.mean().item() >= -sigmas * se, (d.mean().item(), se)
+    return se

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import pyrovae
-from helpers import run_script
+from helpers import run_main, run_script
 from pyrovae.experiments.evaluate import evaluate_run
 from pyrovae.experiments.plot_latent import plot_latent_run
 
@@ -76,7 +76,7 @@ def test_evaluate_refuses_other_data(bernoulli_run, tmp_path):
 
 
 def test_evaluate_script_on_a_folder_that_is_not_a_run(tmp_path):
-    result = run_script("evaluate.py", tmp_path)
+    result = run_main("evaluate.py", tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [f"error: {tmp_path} is not a finished run folder: config.json is missing"]
 
@@ -113,7 +113,7 @@ def test_nll_table_lists_evaluated_runs_beside_the_anchors(bernoulli_run, tmp_pa
 
 def test_nll_table_refuses_an_unscored_run(tmp_path, mnist_sample):
     run = tiny_run(tmp_path, mnist_sample, z_dim=2)
-    result = run_script("nll_table.py", run, "--out", tmp_path / "table")
+    result = run_main("nll_table.py", run, "--out", tmp_path / "table")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"error: {run} has no test NLL yet; run python scripts/evaluate.py {run} first"]

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import pyrovae
-from helpers import run_python
+from helpers import run_main, run_python
 from pyrovae.training.checkpoint import read_checkpoint
 from resume_checks import DRIVER, assert_same_run
 
@@ -85,9 +85,10 @@ def test_signal_saves_and_says_how_to_resume(uninterrupted, tmp_path, signame, c
     assert lines == [f"{signame}: stopped after step {STEPS_PER_EPOCH + 3} and saved {out / 'checkpoint.pt'}; "
                      f"resume with: python scripts/svi_train.py --resume {out}"]
     assert read_checkpoint(out / "checkpoint.pt")["loop"]["global_step"] == STEPS_PER_EPOCH + 3
-    resumed = resume(tmp_path, out)
-    assert resumed.returncode == 0, resumed.stderr
-    assert_same_run(uninterrupted, out)
+    if signame == "SIGINT":  # both signals save through the same handler: resuming one proves it
+        resumed = resume(tmp_path, out)
+        assert resumed.returncode == 0, resumed.stderr
+        assert_same_run(uninterrupted, out)
 
 
 def test_fast_run_resumes_exactly(tmp_path):
@@ -129,7 +130,7 @@ def test_resume_of_a_bad_folder_is_one_line(uninterrupted, tmp_path, content, me
         (out / "config.json").write_bytes((uninterrupted / "config.json").read_bytes())
     if isinstance(content, bytes):
         (out / "checkpoint.pt").write_bytes(content)
-    result = drive(tmp_path, "none", 0, ["--resume", str(out)])
+    result = run_main("svi_train.py", "--resume", out)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
@@ -138,7 +139,7 @@ def test_resume_of_a_bad_folder_is_one_line(uninterrupted, tmp_path, content, me
 def test_resume_of_a_checkpoint_that_would_run_code(uninterrupted, tmp_path, code_running_checkpoint):
     path, target = code_running_checkpoint
     (path.parent / "config.json").write_bytes((uninterrupted / "config.json").read_bytes())
-    result = drive(tmp_path, "none", 0, ["--resume", str(path.parent)])
+    result = run_main("svi_train.py", "--resume", path.parent)
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("error: ") and "was refused" in line and "could run code" in line
@@ -146,7 +147,7 @@ def test_resume_of_a_checkpoint_that_would_run_code(uninterrupted, tmp_path, cod
 
 
 def test_resume_refuses_other_settings(uninterrupted, tmp_path):
-    result = drive(tmp_path, "none", 0, ["--resume", str(uninterrupted), "--lr", "0.1"])
+    result = run_main("svi_train.py", "--resume", uninterrupted, "--lr", "0.1")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: --resume continues a run with its own settings; drop --lr (only --epochs, --cuda, --distributed, "
