@@ -1,20 +1,25 @@
 import gzip
 import os
 import random
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pyro
 import pytest
 import torch
 from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
 import pyrovae
 from pyrovae.data.datasets import load_mnist_sample
 
 # the same examples on every run and machine (a failure found once is found again), and no
-# example database written into the checkout
+# example database; hypothesis's other files (its cache of the constants in the code) go to the
+# system's temporary folder, not into the checkout
 settings.register_profile("pyrovae", derandomize=True, database=None)
 settings.load_profile("pyrovae")
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / f"pyrovae-hypothesis-{os.getuid()}")
 
 
 def pytest_configure(config):
