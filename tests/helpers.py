@@ -52,7 +52,9 @@ def assert_log_p_not_below_elbo(log_p, elbo, sigmas: float = 4.0) -> float:
     so the mean of the paired differences d_i = log p_K(x_i) - ELBO(x_i) is below zero only by
     Monte-Carlo error. Its standard error, std(d) / sqrt(n), also holds the rows' spread around
     their own expectations, so it bounds that error from above: a mean more than ``sigmas`` of it
-    below zero (chance under 1 in 30,000 at 4) fails. Returns that standard error."""
+    below zero (chance under 1 in 30,000 at 4) fails. The same holds for any pair of per-row estimates
+    whose expectations are so ordered (the exact log p(x) and its importance estimate). Returns that
+    standard error."""
     import math
 
     d = (log_p - elbo).double().flatten()
