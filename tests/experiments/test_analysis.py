@@ -1,12 +1,13 @@
 """evaluate.py, plot_latent.py and compare_elbo.py on small real runs."""
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
 
 import pyrovae
-from helpers import run_script
+from helpers import run_main, run_script
 from pyrovae.experiments.evaluate import evaluate_run
 from pyrovae.experiments.plot_latent import plot_latent_run
 
@@ -37,10 +38,12 @@ def test_evaluate_writes_nll_below_minus_elbo(bernoulli_run):
     assert 0 <= result["active_units"] <= 2 and result["test_nll_se"] > 0
 
 
-def test_evaluate_on_an_evenly_spaced_subset(bernoulli_run):
-    result = evaluate_run(bernoulli_run, num_samples=10, test_subset=7, log=lambda s: None)
+def test_evaluate_on_an_evenly_spaced_subset(bernoulli_run, tmp_path):
+    run = tmp_path / "run"  # a copy: evaluating rewrites the run's metrics.json, which the other tests read
+    shutil.copytree(bernoulli_run, run)
+    result = evaluate_run(run, num_samples=10, test_subset=7, log=lambda s: None)
     assert result["num_test_images"] == 7 and result["test_images"] == "7 of 100, evenly spaced"
-    evaluate_run(bernoulli_run, num_samples=10, log=lambda s: None)  # leave it scored on all, as the others expect
+    assert json.loads((run / "metrics.json").read_text())["evaluation"]["num_test_images"] == 7
 
 
 def test_evaluate_reports_bits_per_dim_for_dequantized_data(mnist_sample, tmp_path):
@@ -73,7 +76,7 @@ def test_evaluate_refuses_other_data(bernoulli_run, tmp_path):
 
 
 def test_evaluate_script_on_a_folder_that_is_not_a_run(tmp_path):
-    result = run_script("evaluate.py", tmp_path)
+    result = run_main("evaluate.py", tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [f"error: {tmp_path} is not a finished run folder: config.json is missing"]
 
@@ -110,7 +113,7 @@ def test_nll_table_lists_evaluated_runs_beside_the_anchors(bernoulli_run, tmp_pa
 
 def test_nll_table_refuses_an_unscored_run(tmp_path, mnist_sample):
     run = tiny_run(tmp_path, mnist_sample, z_dim=2)
-    result = run_script("nll_table.py", run, "--out", tmp_path / "table")
+    result = run_main("nll_table.py", run, "--out", tmp_path / "table")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         f"error: {run} has no test NLL yet; run python scripts/evaluate.py {run} first"]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import pyrovae
-from helpers import run_script
+from helpers import run_main, run_script
 from pyrovae.data.prepare import TEST_SET_SEED, prepare_data
 from pyrovae.data.transforms import binarize, dequantize
 from pyrovae.errors import ConfigError, DataError, Interrupted
@@ -201,7 +201,7 @@ def test_script_bad_input_is_one_line(run, tmp_path, case):
             "k": [run, data, "--out", out, "--num-samples", "0"]}[case]
     np.save(tmp_path / "w.npy", np.zeros((4, 100), np.float32))
     np.save(tmp_path / "o.npy", np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
-    result = run_script("encode.py", *args)
+    result = run_main("encode.py", *args)
     expected = {"no-run": "does not exist", "width": "rows hold 100 values", "pickle": "pickle",
                 "out-folder": "does not exist", "k": "--num-samples must be"}[case]
     assert result.returncode == 2, result.stderr

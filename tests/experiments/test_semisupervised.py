@@ -5,7 +5,7 @@ import json
 import numpy as np
 from sklearn.datasets import load_digits
 
-from helpers import run_script
+from helpers import run_main, run_script
 from pyrovae.experiments.semisupervised import supervised_baseline
 
 
@@ -33,7 +33,7 @@ def test_the_table_compares_m2_with_its_classifier_on_the_same_labels(tmp_path):
 
 
 def test_the_table_refuses_settings_it_sets_itself(tmp_path):
-    result = run_script("ssl_table.py", "--labels-per-class", "3", "--out", tmp_path / "t")
+    result = run_main("ssl_table.py", "--labels-per-class", "3", "--out", tmp_path / "t")
     assert result.returncode == 2 and "set per table row" in result.stderr
     assert not (tmp_path / "t").exists()
 
@@ -71,8 +71,8 @@ def test_the_table_refuses_a_kept_run_of_other_settings_and_data_without_labels(
     args = ["--dataset", path, "--labels", "5", "--seeds", "0", "--epochs", "1", "--z-dim", "4",
             "--baseline-steps", "10", "--threads", "1", "--out", out]
     assert run_script("ssl_table.py", *args, "--hidden", "32").returncode == 0
-    other = run_script("ssl_table.py", *args, "--hidden", "16")  # the same --out, another network
+    other = run_main("ssl_table.py", *args, "--hidden", "16")  # the same --out, another network
     assert other.returncode == 2 and "holds a run whose hidden is [32], not [16]" in other.stderr
-    none = run_script("ssl_table.py", "--dataset", unlabelled, "--stack", "--out", tmp_path / "none")
+    none = run_main("ssl_table.py", "--dataset", unlabelled, "--stack", "--out", tmp_path / "none")
     assert none.returncode == 2 and "has no class labels" in none.stderr and "epoch" not in none.stdout
     assert not (tmp_path / "none").exists()

@@ -10,6 +10,7 @@ import torch
 from test_distributed import assert_close_runs, torchrun
 
 import pyrovae
+from helpers import assert_log_p_not_below_elbo
 from pyrovae.experiments.encode import encode_run
 from pyrovae.experiments.evaluate import evaluate_run
 from pyrovae.training.config import TrainConfig
@@ -38,9 +39,13 @@ def test_each_combination_runs_end_to_end_or_is_refused_in_one_line(mnist_sample
     metrics = pyrovae.resume(out, epochs=2, dataset=mnist_sample, log=QUIET)
     assert [h["epoch"] for h in metrics["history"]] == [1, 2] and metrics["history"][0] == first["history"][0]
     result = evaluate_run(out, num_samples=20, log=QUIET, dataset=mnist_sample)
-    # log p(x) >= ELBO holds for the exact values; the estimates are 20 and 10 draws: allow their Monte-Carlo spread
-    assert math.isfinite(result["test_nll"]) and result["test_nll"] <= -result["test_elbo"] + 3.0
     vae = pyrovae.load(out / "checkpoint.pt")
+    # log p(x) >= ELBO holds for the exact values; the estimates (K = 20, 10 particles) differ from them by
+    # Monte-Carlo error, whose size the same estimates on 40 real test digits give (helpers)
+    rows = torch.bernoulli(mnist_sample.test_x[::25], generator=torch.Generator().manual_seed(1))
+    se = assert_log_p_not_below_elbo(pyrovae.log_likelihood(vae, rows, num_samples=20),
+                                     pyrovae.elbo(vae, rows, num_particles=10).elbo)
+    assert math.isfinite(result["test_nll"]) and result["test_nll"] <= -result["test_elbo"] + 4 * se
     x = torch.bernoulli(mnist_sample.test_x[:5], generator=torch.Generator().manual_seed(0))
     loc, scale = vae.encode(x)
     z = vae.posterior(x).sample()

@@ -7,6 +7,7 @@ thousandth of one Adam step (lr 1e-3). The shards of every global minibatch are
 disjoint and cover it; resume works the same with two ranks."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,8 @@ def test_an_epoch_of_shards_is_a_partition_of_the_data():
 
 
 def torchrun(nproc, out, *extra, check=True):
+    # --standalone: torchrun's rendezvous store binds localhost:0, a free port the system picks, so
+    # torchruns started at once (pytest -n workers, other checkouts' tests) never share a port
     # 201 images at batch 50: four full global minibatches and one of a single image,
     # which leaves the second rank without a row (it must still join the all_reduce)
     args = ["--dataset", "mnist", "--no-download", "--data-dir", str(out.parent / "no-mnist"), "--train-limit", "201",
@@ -93,16 +96,20 @@ def test_only_rank_zero_prints_and_writes(runs):
     assert not list((tmp / "two").glob(".*.tmp"))
 
 
-def test_distributed_resume_equals_uninterrupted(runs):
+def test_distributed_resume_equals_uninterrupted(runs, tmp_path):
     tmp, _ = runs
-    torchrun(2, tmp / "whole", "--epochs", "2")
+    part = tmp_path / "two"  # a copy: resuming rewrites the folder, which the other tests read
+    shutil.copytree(tmp / "two", part)
+    torchrun(2, tmp_path / "whole", "--epochs", "2")
     resumed = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
-                              "2", str(ROOT / "scripts" / "svi_train.py"), "--resume", str(tmp / "two"), "--epochs",
+                              "2", str(ROOT / "scripts" / "svi_train.py"), "--resume", str(part), "--epochs",
                               "2", "--distributed", "--no-progress"],
                              capture_output=True, text=True, cwd=ROOT, timeout=600,
                              env=dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES=""))
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    a, b = read_checkpoint(tmp / "whole" / "checkpoint.pt"), read_checkpoint(tmp / "two" / "checkpoint.pt")
+    # bit for bit: every process here (both runs, both ranks) runs one thread (OMP_NUM_THREADS=1), on
+    # this machine, so the same sums are done in the same order
+    a, b = read_checkpoint(tmp_path / "whole" / "checkpoint.pt"), read_checkpoint(part / "checkpoint.pt")
     for key, value in a["state_dict"].items():
         assert torch.equal(value, b["state_dict"][key]), key
 

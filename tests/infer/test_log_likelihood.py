@@ -11,6 +11,7 @@ import torch
 
 import pyrovae
 from exact_models import K, S, data, exact_log_p, linear_gaussian_vae
+from helpers import assert_log_p_not_below_elbo
 
 
 def test_guide_matches_exact_posterior_mean():
@@ -46,10 +47,12 @@ def test_estimate_converges_to_exact_log_p():
 def test_elbo_below_estimate_below_exact_and_rising_with_k():
     vae, W, b = linear_gaussian_vae(good_guide=False)  # a random linear guide: far from exact
     x = data(W, b)
-    exact = exact_log_p(x, W, b).mean().item()
+    exact_rows = exact_log_p(x, W, b)
+    exact = exact_rows.mean().item()
     pyro.set_rng_seed(0)
     split = pyrovae.elbo(vae, x, num_particles=100, analytic_kl=True)
-    estimates = [pyrovae.log_likelihood(vae, x, num_samples=k).mean().item() for k in (1, 10, 100, 1000, 10000)]
+    rows = [pyrovae.log_likelihood(vae, x, num_samples=k) for k in (1, 10, 100, 1000, 10000)]
+    estimates = [r.mean().item() for r in rows]
     elbo = split.elbo.mean().item()
     assert torch.allclose(split.elbo, split.expected_log_likelihood - split.kl)
     # K = 1 estimates the ELBO itself (same expectation)
@@ -57,7 +60,10 @@ def test_elbo_below_estimate_below_exact_and_rising_with_k():
     # in expectation log p_K rises with K; averaged over 200 datapoints the rises here are
     # several nats, far beyond the estimator's noise
     assert all(a < b for a, b in zip(estimates, estimates[1:])), estimates
-    assert elbo < estimates[-1] <= exact + 0.05, (elbo, estimates, exact)
+    assert elbo < estimates[-1], (elbo, estimates)
+    # and below log p(x) in expectation (Jensen): the mean of the paired differences to the exact values is
+    # above zero only by Monte-Carlo error, of which std / sqrt(n) is an upper estimate (helpers)
+    assert_log_p_not_below_elbo(exact_rows, rows[-1])
     assert exact - elbo > 1.0, "the random guide leaves a real gap for the test to see"
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import pyrovae
+from helpers import assert_log_p_not_below_elbo
 from pyrovae.model.guides import IAFGuide
 from pyrovae.model.priors import MixturePrior, VampPrior
 
@@ -84,10 +85,10 @@ def test_every_combination_trains_scores_and_reloads(prior, guide, elbo, binary_
         opt.step()
         assert torch.isfinite(loss)
     assert all(not torch.equal(a, b) for a, b in zip(before, vae.parameters())), "every parameter trained"
-    split = pyrovae.elbo(vae, binary_batch[:8], num_particles=2, analytic_kl=True)  # falls back to MC KL
-    log_px = pyrovae.log_likelihood(vae, binary_batch[:8], num_samples=50)
+    split = pyrovae.elbo(vae, binary_batch, num_particles=2, analytic_kl=True)  # falls back to MC KL
+    log_px = pyrovae.log_likelihood(vae, binary_batch, num_samples=50)
     assert torch.isfinite(split.elbo).all() and torch.isfinite(log_px).all()
-    assert float(log_px.mean()) > float(split.elbo.mean()) - 5.0  # the IS estimate is not below the ELBO
+    assert_log_p_not_below_elbo(log_px, split.elbo)  # the IS estimate is not below the ELBO
     from pyrovae.training.checkpoint import save_checkpoint
 
     save_checkpoint(tmp_path / "c.pt", vae)

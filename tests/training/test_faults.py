@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import ROOT, run_python, run_script
+from helpers import ROOT, run_main, run_python, run_script
 from pyrovae.training.checkpoint import read_checkpoint
 
 FAULTS = textwrap.dedent("""
@@ -191,7 +191,7 @@ def test_evaluate_a_run_with_a_damaged_config_json_is_one_line(uninterrupted, tm
     for name in ("checkpoint.pt", "metrics.json"):
         (out / name).write_bytes((uninterrupted / name).read_bytes())
     (out / "config.json").write_text(content)
-    line = one_error_line(run_script("evaluate.py", out, "--num-samples", "2"))
+    line = one_error_line(run_main("evaluate.py", out, "--num-samples", "2"))
     assert message in line and str(out / "config.json") in line, line
 
 

@@ -9,11 +9,11 @@ import torch
 import torch.distributions as td
 
 import pyrovae
+from helpers import run_main, run_script
 from pyrovae.data.arrays import detect_levels
 from pyrovae.data.prepare import prepare_data
 from pyrovae.data.transforms import dequantize
 from pyrovae.experiments.evaluate import evaluate_run
-from tests.helpers import run_script
 
 QUIET = dict(progress=False)
 
@@ -109,7 +109,7 @@ def test_cli_resume_and_evaluate_of_python_data_say_which_data_they_need(digits,
     out = tmp_path / "run"
     pyrovae.train(pyrovae.TrainConfig(likelihood="gaussian", epochs=1, z_dim=4, hidden=(32,), out=str(out), **QUIET),
                   dataset=pyrovae.Dataset.from_arrays(digits), log=lambda s: None)
-    for result in (run_script("svi_train.py", "--resume", out), run_script("evaluate.py", out)):
+    for result in (run_main("svi_train.py", "--resume", out), run_main("evaluate.py", out)):
         assert result.returncode == 2, result.stderr
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and "given in Python" in lines[0] and "sha256" in lines[0], result.stderr
@@ -154,7 +154,7 @@ def test_data_given_in_python_from_a_file_is_recorded_by_its_path(digits, tmp_pa
     result = run_script("svi_train.py", "--resume", out, "--epochs", "2", "--no-progress")
     assert result.returncode == 0, result.stderr
     path.unlink()  # the data are gone: one line that says so, not "damaged"
-    result = run_script("evaluate.py", out)
+    result = run_main("evaluate.py", out)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and "not there now" in lines[0] and "damaged" not in lines[0]
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import pyrovae
-from helpers import ROOT, run_python, run_script
+from helpers import ROOT, run_main, run_python, run_script
 from pyrovae.errors import CheckpointError, DataError, RunInUse
 from pyrovae.experiments.encode import encode_run
 from pyrovae.experiments.evaluate import evaluate_run
@@ -93,7 +93,7 @@ def test_another_runs_checkpoint_with_the_same_settings_is_refused_everywhere(tw
         encode_run(own, "test", tmp_path / "z.npz", checkpoint=which, log=quiet)
     assert (own / "metrics.json").read_bytes() == before  # nothing written into this run
     assert not (tmp_path / "z.npz").exists()
-    line = one_error_line(run_script("evaluate.py", own, "--num-samples", "2", "--checkpoint", which))
+    line = one_error_line(run_main("evaluate.py", own, "--num-samples", "2", "--checkpoint", which))
     assert "belongs to another run" in line
     if name == "checkpoint.pt":
         with pytest.raises(CheckpointError, match="belongs to another run"):
@@ -135,7 +135,7 @@ def test_resume_refuses_a_damaged_checkpoint_in_one_line(two_runs, tmp_path, cas
     with pytest.raises(CheckpointError, match=message.replace("(", "\\(").replace(")", "\\)")):
         pyrovae.resume(folder, log=quiet, dataset=mnist_sample)
     if case == "NaN weights":  # through the command line too: one line, exit 2, no figures drawn
-        line = one_error_line(run_script("svi_train.py", "--resume", folder))
+        line = one_error_line(run_main("svi_train.py", "--resume", folder))
         assert message in line
 
 
@@ -144,7 +144,7 @@ def test_a_run_refused_before_it_starts_leaves_no_folder(tmp_path):
     text = tmp_path / "notes.txt"
     text.write_text("not data")
     out = tmp_path / "runs" / "deep" / "run"
-    result = run_script("svi_train.py", "--dataset", text, "--out", out, "--no-progress")
+    result = run_main("svi_train.py", "--dataset", text, "--out", out, "--no-progress")
     assert "not a data set pyrovae reads" in one_error_line(result)
     assert not (tmp_path / "runs").exists()
     kept = tmp_path / "mine"
@@ -241,7 +241,7 @@ def test_a_second_encode_into_one_file_is_refused_and_a_killed_ones_leftovers_go
             first.kill()
     assert list(tmp_path.glob(".latents.npz.*.parts")), "the killed encode left no temporary folder"
     assert not out.exists()
-    again = run_script("encode.py", run, "test", "--out", out, "--no-progress")
+    again = run_main("encode.py", run, "test", "--out", out, "--no-progress")
     assert again.returncode == 0, again.stderr
     assert not list(tmp_path.glob(".latents.npz.*")), "leftovers of the killed encode remain"
     with np.load(out, allow_pickle=False) as saved:
@@ -250,41 +250,39 @@ def test_a_second_encode_into_one_file_is_refused_and_a_killed_ones_leftovers_go
 
 
 # the run's own data ------------------------------------------------------------------------------
-BINARIZED = ROOT.parent / "shared" / "datasets" / "binarized_mnist" / "binarized_mnist.npz"
-
-
-def test_a_changed_built_in_data_file_is_refused_by_every_program(tmp_path):
+def test_a_changed_built_in_data_file_is_refused_by_every_program(binarized_mnist_dir, tmp_path):
     data = tmp_path / "data"
     data.mkdir()
-    with np.load(BINARIZED) as real:  # a small real binarized MNIST under the built-in name
-        parts = {"train": real["train"][:300], "valid": real["valid"][:60], "test": real["test"][:60]}
+    with np.load(binarized_mnist_dir / "binarized_mnist.npz") as real:  # real digits under the built-in name
+        parts = {k: real[k] for k in ("train", "valid", "test")}
     np.savez(data / "binarized_mnist.npz", **parts)
     out = tmp_path / "run"
-    trained = run_script("svi_train.py", "--dataset", "binarized-mnist", "--data-dir", data, "--epochs", 1,
-                         "--hidden", 16, "--z-dim", 4, "--batch-size", 50, "--no-progress", "--threads", 1, "--out", out)
+    trained = run_main("svi_train.py", "--dataset", "binarized-mnist", "--data-dir", data, "--epochs", 1,
+                       "--hidden", 16, "--z-dim", 4, "--batch-size", 50, "--no-progress", "--threads", 1, "--out", out)
     assert trained.returncode == 0, trained.stderr
     parts["train"][7, 3] ^= 0b00010000  # one pixel of one training image flipped
     np.savez(data / "binarized_mnist.npz", **parts)
-    for result in (run_script("svi_train.py", "--resume", out, "--epochs", 2),
-                   run_script("evaluate.py", out, "--num-samples", 2),
-                   run_script("encode.py", out, "test", "--out", tmp_path / "z.npz")):
+    for result in (run_main("svi_train.py", "--resume", out, "--epochs", 2),
+                   run_main("evaluate.py", out, "--num-samples", 2),
+                   run_main("encode.py", out, "test", "--out", tmp_path / "z.npz")):
         line = one_error_line(result)
         assert "loads now (its origin.sha256 differs); give the run the data it was trained on" in line, line
     assert not (tmp_path / "z.npz").exists()
 
 
-def test_encode_refuses_rows_that_training_refuses(two_runs, tmp_path):
+def test_encode_refuses_rows_that_training_refuses(two_runs, binarized_mnist_dir, tmp_path):
     """A Bernoulli run on grey digits in [0, 1]: the same digits as floats 0..255 are refused
     by training and by encode alike, in one line."""
-    grey = np.load(BINARIZED)["test"][:20]  # packed bits: unpack to 0/1 digits, then scale to 0..255 floats
-    rows = np.unpackbits(grey, axis=1)[:, :784].astype(np.float32) * 255.0
+    packed = np.load(binarized_mnist_dir / "binarized_mnist.npz")["test"][:20]  # unpack to 0/1 digits, then 0..255
+    rows = np.unpackbits(packed, axis=1)[:, :784].astype(np.float32) * 255.0
     path = tmp_path / "bytes_as_floats.npy"
     np.save(path, rows)
-    trained = run_script("svi_train.py", "--dataset", path, "--epochs", 1, "--no-progress",
-                         "--out", tmp_path / "refused")
+    trained = run_main("svi_train.py", "--dataset", path, "--epochs", 1, "--no-progress",
+                       "--out", tmp_path / "refused")
     assert "values outside [0, 1]" in one_error_line(trained)
-    line = one_error_line(run_script("encode.py", two_runs[0], path, "--out", tmp_path / "z.npz"))
+    assert not (tmp_path / "refused").exists()
+    line = one_error_line(run_main("encode.py", two_runs[0], path, "--out", tmp_path / "z.npz"))
     assert "rows 0..19 of the data has values outside [0, 1] (min 0, max 255)" in line, line
     assert not (tmp_path / "z.npz").exists()
     np.save(path, rows / 255.0)  # the same rows in the run's units are encoded
-    assert run_script("encode.py", two_runs[0], path, "--out", tmp_path / "z.npz").returncode == 0
+    assert run_main("encode.py", two_runs[0], path, "--out", tmp_path / "z.npz").returncode == 0
