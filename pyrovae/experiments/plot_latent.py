@@ -23,7 +23,7 @@ from ..environment import select_device  # noqa: E402
 from ..errors import ConfigError, WriteError  # noqa: E402
 from ..training.files import check_name, check_own_files  # noqa: E402
 from ..training.plots import channel_note, image_grid, save_figure, save_grid, tile_inches  # noqa: E402
-from ..training.run import Run  # noqa: E402
+from ..training.run import Run, first_missing, remove_made  # noqa: E402
 
 
 @torch.no_grad()
@@ -33,12 +33,20 @@ def plot_latent_run(run_dir, out_dir=None, cuda: bool = False, log: Callable[[st
     (images with 2-d latents only: the decoder over a grid of prior quantiles),
     interpolations.png (images only: decoded straight lines between posterior means) and
     traversals.png (images only: :func:`_plot_traversals` of the ``traversal_dims`` dimensions
-    whose posterior means vary most). ``out_dir`` (default: the run folder) is made if missing."""
+    whose posterior means vary most). ``out_dir`` (default: the run folder) is made if missing,
+    and removed again (the folders made for it, where empty) when the run is refused before a
+    figure is drawn."""
     with Run.open(run_dir) as run:  # a reader: the run's lock, shared
-        out = _figures_folder(Path(out_dir or run_dir), out_dir is None)
-        vae = run.model("last", select_device(cuda))
-        dataset = run.dataset(log=log)
-        prepared = prepare_data(run.config, dataset, vae.likelihood)
+        out = Path(out_dir or run_dir)
+        made = first_missing(out)
+        out = _figures_folder(out, out_dir is None)
+        try:
+            vae = run.model("last", select_device(cuda))
+            dataset = run.dataset(log=log)
+            prepared = prepare_data(run.config, dataset, vae.likelihood)
+        except BaseException:
+            remove_made(out, made)
+            raise
         return _plot(vae, dataset, prepared, out, log, traversal_dims)
 
 

@@ -19,7 +19,7 @@ import torch
 
 from ..errors import ConfigError, Interrupted, WriteError, one_line
 from ..training.files import check_name, write_json
-from ..training.run import Run, _first_missing, _remove_made
+from ..training.run import Run, first_missing, remove_made
 from .describe import describe, file_specs
 from .graphs import PARAMETERS, DecoderGraph, EncoderGraph, FlowGraph
 from .writers import CHECK_ROWS, FORMATS, TRACE_ROWS, check_file, write
@@ -121,13 +121,13 @@ def _write_folder(out: Path, fill: Callable[[Path], dict]) -> dict:
     then the folder renamed to ``out``; on any failure the temporary folder and the parent folders
     made for it are removed and ``out`` is as it was."""
     parent = out.absolute().parent
-    made = _first_missing(parent)
+    made = first_missing(parent)
     try:
         parent.mkdir(parents=True, exist_ok=True)
         remove_stale_folders(out)
         folder = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.", suffix=".tmp"))
     except OSError as error:
-        _remove_made(parent, made)
+        remove_made(parent, made)
         raise WriteError(f"--out {out}: cannot make a folder beside it ({error.strerror or one_line(error)}); "
                          "choose another path") from None
     try:
@@ -154,7 +154,7 @@ def _write_folder(out: Path, fill: Callable[[Path], dict]) -> dict:
         if held is not None:
             os.close(held)
         if not done:
-            _remove_made(parent, made)
+            remove_made(parent, made)
 
 
 def _hold(folder: Path) -> int:

@@ -95,12 +95,12 @@ class Run:
         check_name(folder)
         RunLock(folder, new_run=True).check_free()  # a run at work here is named by its pid
         _check_new(folder)
-        made = _first_missing(folder)
+        made = first_missing(folder)
         ensure_writable(folder)
         try:
             lock = RunLock(folder, new_run=True).acquire()
         except BaseException:
-            _remove_made(folder, made)
+            remove_made(folder, made)
             raise
         try:
             _check_new(folder)  # a run that started between the first check and the lock
@@ -158,7 +158,7 @@ class Run:
             self.lock.release()
             self.lock = None
         if failed and self.record is None and self._made is not None:
-            _remove_made(self.folder, self._made)
+            remove_made(self.folder, self._made)
 
     def __enter__(self) -> "Run":
         return self
@@ -306,7 +306,7 @@ def _check_new(folder: Path) -> None:
                       "--out, or move that file away")
 
 
-def _first_missing(folder: Path) -> Optional[Path]:
+def first_missing(folder: Path) -> Optional[Path]:
     """The outermost folder of ``folder``'s path that does not exist yet (None: it exists)."""
     missing, path = None, folder.absolute()
     while not path.exists():
@@ -314,7 +314,7 @@ def _first_missing(folder: Path) -> Optional[Path]:
     return missing
 
 
-def _remove_made(folder: Path, made: Optional[Path]) -> None:
+def remove_made(folder: Path, made: Optional[Path]) -> None:
     """Remove the folders from ``folder`` up to ``made`` that a failed start made, where empty."""
     if made is None:
         return

@@ -196,7 +196,7 @@ def test_labels_per_class_needs_a_model_that_learns_from_labels(tmp_path, capsys
 def test_hidden_labels_in_the_data_do_not_blame_a_flag_never_given(tmp_path, capsys):
     rows = np.random.default_rng(0).random((200, 16)) > 0.5
     labels = np.arange(200) % 3
-    labels[:40:2], labels[1:40:2] = -1, -3
+    labels[:40] = -1  # -1 marks a hidden label (any other negative value is not a class number: refused as such)
     np.savez(tmp_path / "labelled.npz", x=rows.astype(np.float32), y=labels)
     line = refused(main, ["--dataset", tmp_path / "labelled.npz", "--model", "cvae", *TINY,
                           "--out", tmp_path / "run"], capsys)
