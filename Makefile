@@ -1,5 +1,6 @@
 # Two commands: `make run` trains the default VAE, `make test` lints (ruff) and runs the test suite
-# (on two cores with pytest-xdist, listing its 25 slowest tests).
+# (on two cores with pytest-xdist, an idle worker taking tests queued for the other, listing its 25
+# slowest tests).
 # Both first make .venv (python3 -m venv leaves an existing one as it is; with CI=true it
 # is emptied first, so CI starts from a fresh environment) and install pyrovae into it
 # with its test extras. Every recipe calls the venv's python by path, since each recipe
@@ -23,4 +24,4 @@ run: setup
 test: setup
 	$(PY) -c 'import torch, pyro, torchvision; print("torch", torch.__version__, "| pyro", pyro.__version__, "| torchvision", torchvision.__version__)'
 	$(PY) -m ruff check --no-cache pyrovae scripts tests
-	$(PY) -m pytest -q -n 2 --durations=25 tests
+	$(PY) -m pytest -q -n 2 --dist worksteal --durations=25 tests
