@@ -71,18 +71,22 @@ def write_mnist_pngs(out: Path, images_path: Path, labels_path: Path) -> Path:
 def main(argv: Optional[List[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("out", help="folder to write the files into (outside the repository)")
-    p.add_argument("--mnist-test", default="../shared/datasets/mnist_test",
-                   help="folder with t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz")
+    p.add_argument("--mnist-test", default=None, metavar="DIR",
+                   help="folder with t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz (a --dataset mnist run "
+                        "downloads them into data/MNIST/raw); without it mnist_png/ is skipped")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     written = [write_digits(out), write_photo_patches(out), write_breast_cancer(out)]
-    idx = Path(args.mnist_test)
-    images, labels = idx / "t10k-images-idx3-ubyte.gz", idx / "t10k-labels-idx1-ubyte.gz"
-    if images.is_file() and labels.is_file():
-        written.append(write_mnist_pngs(out, images, labels))
+    if args.mnist_test is None:
+        print("skipped mnist_png: give --mnist-test DIR, the folder of the MNIST test set's t10k files")
     else:
-        print(f"skipped mnist_png: {images} is not there (give --mnist-test)")
+        idx = Path(args.mnist_test)
+        images, labels = idx / "t10k-images-idx3-ubyte.gz", idx / "t10k-labels-idx1-ubyte.gz"
+        if images.is_file() and labels.is_file():
+            written.append(write_mnist_pngs(out, images, labels))
+        else:
+            print(f"skipped mnist_png: {images} is not there (give --mnist-test DIR)")
     for path in written:
         print(f"wrote {path}")
     return 0
