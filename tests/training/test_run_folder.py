@@ -231,7 +231,7 @@ def test_a_second_encode_into_one_file_is_refused_and_a_killed_ones_leftovers_go
             assert first.poll() is None and time.time() < deadline, first.communicate()
             time.sleep(0.05)
         # a second run's guide into the same file: refused while the first writes it
-        line = one_error_line(run_script("encode.py", two_runs[1], "test", "--out", out, "--no-progress"))
+        line = one_error_line(run_main("encode.py", two_runs[1], "test", "--out", out, "--no-progress"))
         assert line == f"error: {out} is being written by another encode (pid {first.pid}); wait for it to end, " \
                        "or choose another output"
         first.send_signal(signal.SIGKILL)  # killed mid-write: its temporary folder stays behind
