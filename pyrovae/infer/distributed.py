@@ -39,16 +39,16 @@ from .svi import ScaleLatent, SVIStep
 
 
 def setup(cuda: bool) -> Tuple[int, int, torch.device]:
-    """(rank, world size, device) after joining the process group torchrun set up. While this
-    rank waits for the others to join, SIGINT and SIGTERM end it at once (nothing is written by
-    then): a rank whose peer was refused and never joins is stopped by torchrun without delay."""
+    """(rank, world size, device) after joining the process group torchrun set up. While a rank
+    other than 0 (which writes nothing) waits for the others to join, SIGINT and SIGTERM end it at
+    once: a rank whose rank 0 refused the run and never joins is stopped by torchrun without delay."""
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         raise ConfigError("--distributed needs the environment torchrun provides; start it with "
                           "torchrun --nproc_per_node=N scripts/svi_train.py --distributed ...")
     if cuda:
         require_cuda()
     if not dist.is_initialized():
-        with _signals_end_the_process():
+        with _signals_end_the_process(os.environ["RANK"] != "0"):
             dist.init_process_group(backend="nccl" if cuda else "gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     if cuda:
@@ -59,11 +59,11 @@ def setup(cuda: bool) -> Tuple[int, int, torch.device]:
 
 
 @contextlib.contextmanager
-def _signals_end_the_process() -> Iterator[None]:
-    """Within the context, SIGINT and SIGTERM have their default action (the process ends): the
-    join blocks in C++, where no Python handler runs, so torchrun's SIGTERM to a rank that waits
-    for a peer which never comes would otherwise go unanswered until torchrun kills it (30 s later)."""
-    if threading.current_thread() is not threading.main_thread():
+def _signals_end_the_process(active: bool = True) -> Iterator[None]:
+    """Within the context (if ``active``), SIGINT and SIGTERM have their default action (the process
+    ends): the join blocks in C++, where no Python handler runs, so torchrun's SIGTERM to a rank that
+    waits for a peer which never comes would otherwise go unanswered until torchrun kills it (30 s later)."""
+    if not active or threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = {signum: signal.signal(signum, signal.SIG_DFL) for signum in (signal.SIGINT, signal.SIGTERM)}
