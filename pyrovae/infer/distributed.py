@@ -22,8 +22,11 @@ shard's rows, :math:`z = \mu + \sigma \epsilon`. So W ranks compute what one pro
 computes on the whole global minibatch, up to the order of the floating-point sums in the
 ``all_reduce``: the world size does not change the run (``tests/infer/test_distributed.py``).
 """
+import contextlib
 import os
-from typing import Optional, Tuple
+import signal
+import threading
+from typing import Iterator, Optional, Tuple
 
 import pyro
 import torch
@@ -36,20 +39,39 @@ from .svi import ScaleLatent, SVIStep
 
 
 def setup(cuda: bool) -> Tuple[int, int, torch.device]:
-    """(rank, world size, device) after joining the process group torchrun set up."""
+    """(rank, world size, device) after joining the process group torchrun set up. While a rank
+    other than 0 (which writes nothing) waits for the others to join, SIGINT and SIGTERM end it at
+    once: a rank whose rank 0 refused the run and never joins is stopped by torchrun without delay."""
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         raise ConfigError("--distributed needs the environment torchrun provides; start it with "
                           "torchrun --nproc_per_node=N scripts/svi_train.py --distributed ...")
     if cuda:
         require_cuda()
     if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if cuda else "gloo")
+        with _signals_end_the_process(os.environ["RANK"] != "0"):
+            dist.init_process_group(backend="nccl" if cuda else "gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     if cuda:
         local = int(os.environ.get("LOCAL_RANK", rank))
         torch.cuda.set_device(local)
         return rank, world, torch.device("cuda", local)
     return rank, world, torch.device("cpu")
+
+
+@contextlib.contextmanager
+def _signals_end_the_process(active: bool = True) -> Iterator[None]:
+    """Within the context (if ``active``), SIGINT and SIGTERM have their default action (the process
+    ends): the join blocks in C++, where no Python handler runs, so torchrun's SIGTERM to a rank that
+    waits for a peer which never comes would otherwise go unanswered until torchrun kills it (30 s later)."""
+    if not active or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, signal.SIG_DFL) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def teardown(wait: bool = True) -> None:

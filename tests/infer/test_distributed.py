@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import pyrovae
-from helpers import run_script
+from helpers import run_main
 from pyrovae.infer.distributed import shard_bounds
 from pyrovae.training.checkpoint import read_checkpoint
 
@@ -165,9 +165,8 @@ def test_tensorboard_event_files_hold_the_scalars_and_images(mnist_sample, tmp_p
 
 
 def test_bench_ddp_script_writes_its_table(tmp_path):
-    result = run_script("bench_ddp.py", "--dataset", "mnist", "--data-dir", tmp_path / "no-mnist", "--epochs", "2",
-                        "--hidden", "16", "--processes", "2", "--reference-threads", "1", "--out", tmp_path / "bench",
-                        timeout=600)
+    result = run_main("bench_ddp.py", "--dataset", "mnist", "--data-dir", tmp_path / "no-mnist", "--epochs", "2",
+                      "--hidden", "16", "--processes", "2", "--reference-threads", "1", "--out", tmp_path / "bench")
     assert result.returncode == 0, result.stderr[-3000:]
     rows = json.loads((tmp_path / "bench" / "ddp.json").read_text())["rows"]
     assert [r["processes"] for r in rows] == [1, 2] and rows[0]["speedup"] == 1.0

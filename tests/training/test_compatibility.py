@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import pyrovae
-from helpers import run_script
+from helpers import run_main
 from pyrovae.data.prepare import select_data
 from pyrovae.errors import CheckpointError
 from pyrovae.model.vae import VAE
@@ -43,14 +43,14 @@ def test_a_checkpoint_is_read_without_its_training_data(tmp_path):
     data = tmp_path / "rows.npy"
     np.save(data, rows)
     out = tmp_path / "run"
-    trained = run_script("svi_train.py", "--dataset", data, "--likelihood", "gaussian", "--epochs", "1",
-                         "--hidden", "8", "--z-dim", "2", "--no-progress", "--threads", "1", "--out", out)
+    trained = run_main("svi_train.py", "--dataset", data, "--likelihood", "gaussian", "--epochs", "1",
+                       "--hidden", "8", "--z-dim", "2", "--no-progress", "--threads", "1", "--out", out)
     assert trained.returncode == 0, trained.stderr
     shutil.move(data, tmp_path / "moved.npy")  # the training data are gone from where the run recorded them
     np.save(tmp_path / "new.npy", rows[:10])
-    encoded = run_script("encode.py", out, tmp_path / "new.npy", "--out", tmp_path / "z.npz")
+    encoded = run_main("encode.py", out, tmp_path / "new.npy", "--out", tmp_path / "z.npz")
     assert encoded.returncode == 0, encoded.stderr  # new rows need only the checkpoint
-    scored = run_script("evaluate.py", out, "--num-samples", "2")
+    scored = run_main("evaluate.py", out, "--num-samples", "2")
     assert scored.returncode == 2 and "was trained on data that is not there now" in scored.stderr
 
 

@@ -90,7 +90,9 @@ def inject(tmp_path, mode, arg, argv):
 
 
 def resume(tmp_path, out):
-    return inject(tmp_path, "none", 0, ["--resume", str(out), "--no-progress", "--threads", "1"])
+    # in this process (no subprocess's imports): --threads 1 sets its thread count for the test, so the
+    # resumed run sums in the order of the injected ones
+    return run_main("svi_train.py", "--resume", str(out), "--no-progress", "--threads", "1")
 
 
 def one_error_line(result) -> str:
@@ -207,8 +209,8 @@ def test_a_second_writer_in_a_running_folder_is_refused_with_the_holders_pid(tmp
         while not Path(str(marker) + ".started").exists():
             assert first.poll() is None and time.time() < deadline, first.communicate()
             time.sleep(0.05)
-        for second in (inject(tmp_path, "none", 0, args(tmp_path, out)),
-                       inject(tmp_path, "none", 0, ["--resume", str(out)])):
+        for second in (run_main("svi_train.py", *args(tmp_path, out)),  # refused before any work: in this process
+                       run_main("svi_train.py", "--resume", str(out))):
             line = one_error_line(second)
             assert f"is in use by another run (pid {first.pid} holds" in line, line
     finally:

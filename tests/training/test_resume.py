@@ -38,7 +38,9 @@ def drive(tmp_path, mode, at, args):
 
 
 def resume(tmp_path, out):
-    return drive(tmp_path, "none", 0, ["--resume", str(out), "--no-progress", "--threads", "1"])
+    # in this process (no subprocess's imports): --threads 1 sets its thread count for the test, so the
+    # resumed run sums in the order of the driven ones
+    return run_main("svi_train.py", "--resume", str(out), "--no-progress", "--threads", "1")
 
 
 @pytest.fixture(scope="module")

@@ -66,13 +66,13 @@ def test_programs_take_the_lock_of_the_run(two_runs):
     with RunLock(out):  # a run (this process) writes the folder: readers and writers are refused
         for script, args in (("evaluate.py", ("--num-samples", "2")), ("encode.py", ("test", "--out", str(out.parent / "z.npz"))),
                              ("plot_latent.py", ())):
-            line = one_error_line(run_script(script, out, *args))
+            line = one_error_line(run_main(script, out, *args))
             assert f"{out} is in use by another run (pid {os.getpid()} holds" in line, (script, line)
     with RunLock(out, shared=True):  # a reader: another reader goes on, a writer waits
-        assert run_script("encode.py", out, "test", "--out", str(out.parent / "z.npz")).returncode == 0
-        line = one_error_line(run_script("evaluate.py", out, "--num-samples", "2"))
+        assert run_main("encode.py", out, "test", "--out", str(out.parent / "z.npz")).returncode == 0
+        line = one_error_line(run_main("evaluate.py", out, "--num-samples", "2"))
         assert "is in use by another program reading it" in line
-        line = one_error_line(run_script("svi_train.py", "--resume", out))
+        line = one_error_line(run_main("svi_train.py", "--resume", out))
         assert "is in use by another program reading it" in line
 
 
@@ -231,7 +231,7 @@ def test_a_second_encode_into_one_file_is_refused_and_a_killed_ones_leftovers_go
             assert first.poll() is None and time.time() < deadline, first.communicate()
             time.sleep(0.05)
         # a second run's guide into the same file: refused while the first writes it
-        line = one_error_line(run_script("encode.py", two_runs[1], "test", "--out", out, "--no-progress"))
+        line = one_error_line(run_main("encode.py", two_runs[1], "test", "--out", out, "--no-progress"))
         assert line == f"error: {out} is being written by another encode (pid {first.pid}); wait for it to end, " \
                        "or choose another output"
         first.send_signal(signal.SIGKILL)  # killed mid-write: its temporary folder stays behind

@@ -164,6 +164,8 @@ def test_a_distributed_run_into_a_finished_runs_folder_is_refused_before_anythin
                             env=dict(os.environ, OMP_NUM_THREADS="1", CUDA_VISIBLE_DEVICES=""))
     assert result.returncode != 0
     assert f"error: {run} already holds a run" in result.stderr, result.stderr[-3000:]
+    # the other rank, waiting for rank 0 to join, ends at torchrun's SIGTERM (not 30 s later by SIGKILL)
+    assert "Unable to shutdown process" not in result.stderr and "SIGKILL" not in result.stderr, result.stderr[-3000:]
     assert snapshot(run) == before
 
 
