@@ -67,7 +67,7 @@ def epochs(n):
 #: ones: given flags get a small value, missing ones are added; a value is a function of the
 #: page's value (None: the page gives none; a function returning None adds nothing)
 TINY = {
-    "svi_train": {"--epochs": epochs, "--train-limit": lambda n: "200", "--test-limit": lambda n: "100"},
+    "svi_train": {"--epochs": epochs, "--train-limit": lambda n: "100", "--test-limit": lambda n: "50"},
     "svi_train --resume": {"--epochs": lambda n: None if n is None else epochs(n)},
     "evaluate": {"--num-samples": lambda k: str(min(int(k or 5000), 20))},
     "encode": {"--num-samples": lambda k: None if k is None else str(min(int(k), 10))},
@@ -367,7 +367,7 @@ def test_the_tables_are_used_and_do_what_they_say():
     for pattern in SKIPPED:
         assert any(re.search(pattern, c.split(": ")[0]) for c in commands), f"no command is skipped by {pattern!r}"
     assert tiny("python scripts/svi_train.py --z-dim 2 --out runs/x") == \
-        "python scripts/svi_train.py --z-dim 2 --out runs/x --epochs 4 --train-limit 200 --test-limit 100"
+        "python scripts/svi_train.py --z-dim 2 --out runs/x --epochs 4 --train-limit 100 --test-limit 50"
     assert tiny(".venv/bin/python scripts/svi_train.py --resume runs/x --epochs 120") == \
         ".venv/bin/python scripts/svi_train.py --resume runs/x --epochs 5"
     assert tiny("python scripts/evaluate.py runs/x --num-samples 5000") == \
