@@ -1,7 +1,11 @@
 """The code blocks of the README and of every page under docs/ run as a reader runs them: each
 page's shell (```bash, ```sh, ```console) and ```python blocks, in the order the page gives
 them, in a fresh folder of their own that holds nothing but ``scripts/`` (a link to the
-repository's), with the package importable and ``python`` meaning this interpreter.
+repository's), with the package importable and ``python`` meaning this interpreter. A
+command ``python scripts/NAME.py ARGS`` (plain words, nothing for a shell to expand) and each
+run of Python blocks is a process forked from one that has loaded torch, Pyro and the package
+(``SERVER``), so that each costs its own work and not the seconds of those imports; any other
+command runs under bash.
 
 Every fence says what it holds: a block that is not a command (an output sample, a file's
 contents, a tree) has another info string (```text, ```yaml); ```yaml file=NAME is a file
@@ -63,7 +67,7 @@ def epochs(n):
 #: ones: given flags get a small value, missing ones are added; a value is a function of the
 #: page's value (None: the page gives none; a function returning None adds nothing)
 TINY = {
-    "svi_train": {"--epochs": epochs, "--train-limit": lambda n: "200", "--test-limit": lambda n: "100"},
+    "svi_train": {"--epochs": epochs, "--train-limit": lambda n: "100", "--test-limit": lambda n: "50"},
     "svi_train --resume": {"--epochs": lambda n: None if n is None else epochs(n)},
     "evaluate": {"--num-samples": lambda k: str(min(int(k or 5000), 20))},
     "encode": {"--num-samples": lambda k: None if k is None else str(min(int(k), 10))},
@@ -159,19 +163,115 @@ def plan(page: Path) -> list:
     return steps
 
 
-RUNNER = r"""
-import json, sys, traceback
-namespace = {"__name__": "__main__", "__builtins__": __builtins__}
-for number, code in json.load(open(sys.argv[1])):
-    print(f"--- block {number}", flush=True)
+#: the process every command of a program and every run of Python blocks starts from: it loads the
+#: libraries once, then for each request (a line of JSON on stdin) forks a child that takes the page's
+#: folder and environment, sends its output to a file and runs ``python scripts/NAME.py ARGS`` as that
+#: command does (the script as ``__main__``) or the blocks in one namespace; the child's exit status
+#: (a failed block: its number) is the reply. A fork is a new process with nothing of the previous
+#: commands in it, as a reader's new ``python`` is, without the seconds of importing torch each time.
+SERVER = r"""
+import atexit, json, os, runpy, signal, sys, time, traceback
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as scripts/_startup.py sets it before the libraries load
+import matplotlib.pyplot, onnxruntime, pyro, sklearn.datasets, torch, torchvision.datasets  # loaded once; every child has them
+import pyrovae.cli, pyrovae.experiments.encode, pyrovae.experiments.evaluate, pyrovae.experiments.plot_latent, pyrovae.export
+
+def child(request):
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    out = os.open(request["out"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    os.dup2(out, 1)
+    os.dup2(out, 2)
+    code = 0
     try:
-        exec(compile(code, f"<block {number}>", "exec"), namespace)
+        if request["kind"] == "script":
+            sys.argv = list(request["argv"])
+            sys.path[0] = os.path.dirname(os.path.abspath(sys.argv[0]))
+            try:
+                runpy.run_path(sys.argv[0], run_name="__main__")
+            except SystemExit as end:
+                if isinstance(end.code, str):
+                    print(end.code, file=sys.stderr)
+                code = end.code if isinstance(end.code, int) else int(end.code is not None)
+        else:
+            sys.argv = ["-c"]
+            namespace = {"__name__": "__main__", "__builtins__": __builtins__}
+            for number, text in request["blocks"]:
+                print(f"--- block {number}", flush=True)
+                try:
+                    exec(compile(text, f"<block {number}>", "exec"), namespace)
+                except BaseException:
+                    traceback.print_exc()
+                    code = number
+                    break
     except BaseException:
         traceback.print_exc()
+        code = 1
+    try:
+        atexit._run_exitfuncs()
+    finally:
         sys.stdout.flush()
         sys.stderr.flush()
-        sys.exit(number)
+        os._exit(code)
+
+for line in sys.stdin:
+    request = json.loads(line)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            child(request)
+        finally:
+            os._exit(1)
+    deadline = time.monotonic() + request["timeout"]
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            code = os.waitstatus_to_exitcode(status)
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            code = "timed out"
+            break
+        time.sleep(0.01)
+    print(json.dumps(code), flush=True)
 """
+
+#: a command the server runs: a program of scripts/ with plain words (no quotes, globs, redirections
+#: or variables, which only a shell would read); any other command runs under bash
+PLAIN = re.compile(r"(?:\.venv/bin/)?python scripts/\w+\.py(?: [\w@%+=:,./-]+)*")
+
+
+class Server:
+    """The forking process of ``SERVER``, started once for this module's tests."""
+
+    def __init__(self):
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+               "MPLBACKEND": "Agg"}
+        self.process = subprocess.Popen([sys.executable, "-c", SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        text=True, env=env, cwd=ROOT)
+
+    def run(self, request: dict):
+        """The exit status of the child that ran ``request`` (or "timed out")."""
+        self.process.stdin.write(json.dumps({**request, "timeout": TIMEOUT}) + "\n")
+        self.process.stdin.flush()
+        reply = self.process.stdout.readline()
+        assert reply, f"the command server ended (exit status {self.process.poll()}); see its output above"
+        return json.loads(reply)
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def server():
+    started = Server()
+    yield started
+    started.close()
 
 
 def environment(tmp_path: Path) -> dict:
@@ -190,7 +290,7 @@ def environment(tmp_path: Path) -> dict:
             "no_proxy": "", "NO_PROXY": ""}
 
 
-def run_page(page: Path, tmp_path: Path) -> list:
+def run_page(page: Path, tmp_path: Path, server: Server) -> list:
     """Runs the page's plan in a fresh folder; returns the skipped commands with their reasons."""
     folder = tmp_path / "work"
     folder.mkdir()
@@ -200,21 +300,25 @@ def run_page(page: Path, tmp_path: Path) -> list:
     (folder / ".venv" / "bin" / "python").symlink_to(tmp_path / "bin" / "python")
     name = page.relative_to(ROOT).as_posix()
     skipped, pending = [], []
+    output = tmp_path / "output.txt"
 
-    def fail(block, what, output):
-        pytest.fail(f"{name}, block {block.number} (line {block.line}): {what} failed:\n{output[-4000:]}",
+    def fail(block, what, text):
+        pytest.fail(f"{name}, block {block.number} (line {block.line}): {what} failed:\n{text[-4000:]}",
                     pytrace=False)
+
+    def forked(request: dict):
+        """The exit status and output of ``request`` run by the server in the page's folder."""
+        output.write_text("")
+        status = server.run({**request, "cwd": str(folder), "env": env, "out": str(output)})
+        return status, output.read_text(errors="replace")
 
     def flush_python():
         if not pending:
             return
-        program = tmp_path / "blocks.json"
-        program.write_text(json.dumps([(b.number, b.code) for b in pending]))
-        result = subprocess.run([sys.executable, "-c", RUNNER, str(program)], cwd=folder, env=env,
-                                capture_output=True, text=True, timeout=TIMEOUT)
-        if result.returncode:
-            failed = next((b for b in pending if b.number == result.returncode), pending[-1])
-            fail(failed, "its Python", result.stdout + result.stderr)
+        status, text = forked({"kind": "python", "blocks": [(b.number, b.code) for b in pending]})
+        if status:
+            failed = next((b for b in pending if b.number == status), pending[-1])
+            fail(failed, "its Python", text)
         pending.clear()
 
     for block, what, detail in plan(page):
@@ -226,6 +330,10 @@ def run_page(page: Path, tmp_path: Path) -> list:
             skipped.append(f"block {block.number}: {detail}")
         elif what == "file":
             (folder / detail).write_text(block.code)
+        elif PLAIN.fullmatch(detail):
+            status, text = forked({"kind": "script", "argv": detail.split()[1:]})
+            if status:
+                fail(block, f"`{detail}` (exit status {status})", text)
         else:
             result = subprocess.run(["bash", "-c", detail], cwd=folder, env=env, capture_output=True, text=True,
                                     timeout=TIMEOUT)
@@ -243,12 +351,12 @@ def test_every_fence_says_what_it_holds(page):
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
-def test_the_code_blocks_of_a_page_run_in_order_from_a_clean_folder(page, tmp_path):
+def test_the_code_blocks_of_a_page_run_in_order_from_a_clean_folder(page, tmp_path, server):
     steps = plan(page)
     if not any(what in ("run", "python") for _, what, _ in steps):
         reasons = [f"block {b.number}: {d}" for b, what, d in steps if what == "skip"]
         pytest.skip("; ".join(reasons) or "no code to run")
-    skipped = run_page(page, tmp_path)
+    skipped = run_page(page, tmp_path, server)
     print("\n".join(["skipped:", *skipped]) if skipped else "nothing skipped")  # shown by pytest -rP
 
 
@@ -259,7 +367,7 @@ def test_the_tables_are_used_and_do_what_they_say():
     for pattern in SKIPPED:
         assert any(re.search(pattern, c.split(": ")[0]) for c in commands), f"no command is skipped by {pattern!r}"
     assert tiny("python scripts/svi_train.py --z-dim 2 --out runs/x") == \
-        "python scripts/svi_train.py --z-dim 2 --out runs/x --epochs 4 --train-limit 200 --test-limit 100"
+        "python scripts/svi_train.py --z-dim 2 --out runs/x --epochs 4 --train-limit 100 --test-limit 50"
     assert tiny(".venv/bin/python scripts/svi_train.py --resume runs/x --epochs 120") == \
         ".venv/bin/python scripts/svi_train.py --resume runs/x --epochs 5"
     assert tiny("python scripts/evaluate.py runs/x --num-samples 5000") == \

@@ -3,11 +3,12 @@ relative link leads to a file (and heading) that exists, every flag a command gi
 program is one that program takes, docs/flags.md lists every flag of every program, the
 README stays a front page and shows the Python API, and the text speaks of the software and
 not of its history (the code blocks run in tests/test_doc_blocks.py)."""
+import contextlib
 import functools
+import importlib
+import io
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -85,13 +86,32 @@ def commands(text: str):
 
 
 @functools.lru_cache(maxsize=None)
+def help_text(program: str) -> str:
+    """What ``scripts/<program>.py --help`` prints, one option to a line (a wide terminal): the
+    function the script hands to ``run(MODULE, FUNCTION)`` called in this process with ``--help``,
+    as the script calls it, without the 2-3 s of a new interpreter's imports per program."""
+    source = (ROOT / "scripts" / f"{program}.py").read_text(encoding="utf-8")
+    found = re.search(r"\brun\(\"([\w.]+)\", \"(\w+)\"\)", source)
+    assert found, f"scripts/{program}.py does not call run(MODULE, FUNCTION)"
+    main = getattr(importlib.import_module(found.group(1)), found.group(2))
+    out, err = io.StringIO(), io.StringIO()
+    columns = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "10000"  # argparse wraps the help at the terminal's width
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), pytest.raises(SystemExit) as ended:
+            main(["--help"])
+    finally:
+        if columns is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = columns
+    assert ended.value.code in (0, None), f"scripts/{program}.py --help failed:\n{err.getvalue()}"
+    return out.getvalue()
+
+
 def help_flags(program: str) -> frozenset:
-    """The flags ``scripts/<program>.py --help`` names, from a subprocess run as a user runs it."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / f"{program}.py"), "--help"], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, f"scripts/{program}.py --help failed:\n{result.stderr}"
-    return frozenset(FLAG.findall(result.stdout)) - {"--help"}
+    """The flags ``scripts/<program>.py --help`` names."""
+    return frozenset(FLAG.findall(help_text(program))) - {"--help"}
 
 
 def unknown_flags(text: str) -> list:
@@ -120,13 +140,9 @@ def flag_rows(section: str) -> dict:
     return {flag: row for row in rows for flag in FLAG.findall(row.split("|")[1])}
 
 
-@functools.lru_cache(maxsize=None)
 def help_choices(program: str) -> dict:
     """flag -> its choices, for every flag of ``scripts/<program>.py --help`` that has ``choices=``."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "10000"}
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / f"{program}.py"), "--help"], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=300)
-    return {flag: tuple(choices.split(",")) for flag, choices in CHOICES.findall(result.stdout)}
+    return {flag: tuple(choices.split(",")) for flag, choices in CHOICES.findall(help_text(program))}
 
 
 def missing_choices(section: str, choices: dict) -> list:
