@@ -24,6 +24,9 @@ set_hypothesis_home_dir(Path(tempfile.gettempdir()) / f"pyrovae-hypothesis-{os.g
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "cuda: needs a CUDA GPU (bash scripts/gpu_check.sh runs them on the GPU machine)")
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # one of `make test`'s workers, one per core: one thread each, and for
+        torch.set_num_threads(1)  # the processes it starts, so that the workers do not take each other's cores
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
 
 
 @pytest.fixture(autouse=True)
