@@ -5,13 +5,15 @@ bad flags are one line and exit status 2."""
 import copy
 import importlib.util
 import json
+import os
+import shlex
 
 import numpy as np
 import pytest
 import torch
 
 from pyrovae.cli.bench_peers import bench_peers_main
-from pyrovae.experiments.bench_peers import TORCH_SYSTEMS, flops, matmul_shapes
+from pyrovae.experiments.bench_peers import ENVIRONMENT, TORCH_SYSTEMS, flops, matmul_shapes
 from pyrovae.experiments.bench_peers_report import (
     FAST,
     FAST_HOST_BEFORE,
@@ -53,7 +55,10 @@ def test_a_tiny_run_writes_both_files(binary_batch, tmp_path, capsys):
     if importlib.util.find_spec("numpyro") is None:  # not in this environment: the row says why
         assert not result["numpyro"]["ran"] and "not importable" in result["numpyro"]["reason"]
         assert NUMPYRO not in rows_timed and "NumPyro row skipped" in md
-    assert "| PyTorch by hand (eager, torch.optim.Adam) |" in md and "Command: `python scripts/bench_peers.py" in md
+    # the command as a user reruns it: the settings the environment gave (ENVIRONMENT) come first
+    settings = "".join(f"{k}={shlex.quote(os.environ[k])} " for k in ENVIRONMENT if k in os.environ)
+    assert "| PyTorch by hand (eager, torch.optim.Adam) |" in md
+    assert f"Command: `{settings}python scripts/bench_peers.py --dataset " in md
 
 
 @pytest.mark.parametrize("argv", [["--rounds", "0"], ["--threads", "0"], ["--batch-size", "-1"], ["--bogus"]])
