@@ -7,8 +7,6 @@ The run folder is only read (its lock shared), so a run on a read-only file syst
 long as the figures go to a writable ``out_dir``; the figures' folder is checked before the model
 loads (writable; no figure name a symbolic link), and each figure is replaced whole, a link never
 written through."""
-import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
@@ -21,6 +19,7 @@ import torch  # noqa: E402
 from ..data.prepare import prepare_data  # noqa: E402
 from ..environment import select_device  # noqa: E402
 from ..errors import ConfigError, WriteError  # noqa: E402
+from ..training.build import probe_writable  # noqa: E402
 from ..training.files import check_name, check_own_files  # noqa: E402
 from ..training.plots import channel_note, image_grid, save_figure, save_grid, tile_inches  # noqa: E402
 from ..training.run import Run, first_missing, remove_made  # noqa: E402
@@ -62,10 +61,7 @@ def _figures_folder(out: Path, default: bool) -> Path:
         raise ConfigError(f"--out {out} is a file; give a folder for the figures")
     check_own_files(out, FIGURES)
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=out, prefix=".write-test-")
-        os.close(fd)
-        os.unlink(probe)
+        probe_writable(out)
     except OSError as error:
         where = "the run folder, where the figures go by default," if default else f"--out {out}"
         raise WriteError(f"{where} cannot be written ({(error.strerror or str(error)).lower()}: {out}); give --out "

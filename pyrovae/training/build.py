@@ -33,13 +33,19 @@ def ensure_writable(out: Path) -> None:
     """Make ``out`` (and its missing parents) and prove it writable with a probe file, created
     with ``O_EXCL`` (never through a link) and removed; else one line."""
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=out, prefix=".write-test-")
-        os.close(fd)
-        os.unlink(probe)
+        probe_writable(out)
     except OSError as error:
         raise ConfigError(f"cannot write to the output folder {out} ({error.strerror}); "
                           "choose another with --out") from None
+
+
+def probe_writable(out: Path) -> None:
+    """Make ``out`` (and its missing parents) and write and remove a probe file in it, created
+    with ``O_EXCL`` (never through a link); an ``OSError`` says it cannot be written."""
+    out.mkdir(parents=True, exist_ok=True)
+    fd, probe = tempfile.mkstemp(dir=out, prefix=".write-test-")
+    os.close(fd)
+    os.unlink(probe)
 
 
 def build_model(config, dataset, likelihood, standardization, given=None):
