@@ -9,7 +9,7 @@ import torch
 
 from ..errors import ConfigError, DataError
 from .arrays import detect_levels
-from .datasets import Dataset
+from .dataset import Dataset
 from .transforms import binarize, dequantize, make_transform
 
 if TYPE_CHECKING:  # the settings' type only; data/ imports nothing from training/ when it runs
