@@ -3,8 +3,8 @@ from pathlib import Path
 
 from setuptools import find_packages, setup
 
-# one version: __version__ in pyrovae/__init__.py, read as text (importing the package needs its dependencies)
-VERSION = re.search(r'^__version__ = "([^"]+)"$', Path(__file__).with_name("pyrovae").joinpath("__init__.py")
+# one version: __version__ in pyrovae/_version.py, read as text (importing the package needs its dependencies)
+VERSION = re.search(r'^__version__ = "([^"]+)"$', Path(__file__).with_name("pyrovae").joinpath("_version.py")
                     .read_text(encoding="utf-8"), re.M).group(1)
 
 setup(

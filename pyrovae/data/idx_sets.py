@@ -9,18 +9,16 @@
   seeded split of :mod:`pyrovae.data.splits` applies (``test_size``, ``split_seed``).
 """
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 
 from ..errors import DataError
 from .builtin import CLASSES, file_origin, flat_unit, made, torchvision_arrays
+from .dataset import Dataset, build_dataset
 from .files import _expect, read_idx
 from .splits import TestSize
 from .vision import quoted
-
-if TYPE_CHECKING:
-    from .datasets import Dataset
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 #: the two files of the official MNIST test set (each may also be gzipped: name + ".gz")
@@ -36,7 +34,7 @@ def read_idx_pair(images: Path, labels: Path) -> Tuple[torch.Tensor, torch.Tenso
 
 
 # -------------------------------------------------------------- Fashion-MNIST
-def load_fashion_mnist(data_dir: Path, download: bool) -> "Dataset":
+def load_fashion_mnist(data_dir: Path, download: bool) -> Dataset:
     """Fashion-MNIST from torchvision's files, the Debian package's, or a download (module docstring)."""
     from torchvision.datasets import FashionMNIST
 
@@ -80,10 +78,8 @@ def mnist_test_files(data_dir: Path) -> Optional[Tuple[Path, Path]]:
     return None
 
 
-def load_mnist_test(data_dir: Path, test_size: TestSize = None, split_seed: int = 0) -> "Dataset":
+def load_mnist_test(data_dir: Path, test_size: TestSize = None, split_seed: int = 0) -> Dataset:
     """``mnist-test`` (module docstring): the official MNIST test set with the seeded split."""
-    from .datasets import build_dataset  # at call time: datasets.py imports this module
-
     found = mnist_test_files(data_dir)
     if found is None:
         raise DataError(f"mnist-test reads the official MNIST test set from {MNIST_TEST_FILES[0]}(.gz) and "

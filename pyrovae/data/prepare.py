@@ -1,24 +1,48 @@
 """What a run trains and is scored on: the examples it uses (:func:`select_data`), and
 their preprocessing for the chosen likelihood (:func:`prepare_data` -> :class:`PreparedData`).
+Both read a run's settings (a :class:`~pyrovae.training.config.TrainConfig`, or any object with
+the fields of :class:`SelectionSettings` and :class:`PreprocessingSettings`); data/ imports
+nothing from training/.
 """
 import math
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Optional
+from typing import Optional, Protocol
 
 import torch
 
 from ..errors import ConfigError, DataError
 from .arrays import detect_levels
-from .datasets import Dataset
+from .dataset import Dataset
 from .transforms import binarize, dequantize, make_transform
-
-if TYPE_CHECKING:  # the settings' type only; data/ imports nothing from training/ when it runs
-    from ..training.config import TrainConfig
 
 #: seed of the one-off draws that fix the test set (binarization or dequantization
 #: noise), the same for every run so test ELBOs of different runs are comparable;
 #: the validation set uses the next seed
 TEST_SET_SEED = 2024
+
+
+class SelectionSettings(Protocol):
+    """The settings :func:`select_data` reads (fields of
+    :class:`~pyrovae.training.config.TrainConfig`, which has their meaning)."""
+
+    valid_size: Optional[int]
+    hold_out_rule: str
+    train_limit: Optional[int]
+    test_limit: Optional[int]
+    limit_rule: str
+    labels_per_class: Optional[int]
+    label_seed: Optional[int]
+    split_seed: int
+
+
+class PreprocessingSettings(Protocol):
+    """The settings :func:`prepare_data` reads (fields of
+    :class:`~pyrovae.training.config.TrainConfig`, which has their meaning)."""
+
+    binarize: str
+    dequantize: str
+    standardize: str
+    seed: int
 
 
 @dataclass
@@ -56,7 +80,7 @@ class PreparedData:
                 "standardize": None if std is None else {k: v.tolist() for k, v in std.items()}}
 
 
-def select_data(config: "TrainConfig", dataset: Dataset) -> Dataset:
+def select_data(config: SelectionSettings, dataset: Dataset) -> Dataset:
     """The examples a run uses: the validation set (``valid_size``, see
     :meth:`~pyrovae.data.Dataset.hold_out`), then the limits (``train_limit``, ``test_limit``
     under ``limit_rule``, :meth:`~pyrovae.data.Dataset.limit`), then, with
@@ -70,7 +94,7 @@ def select_data(config: "TrainConfig", dataset: Dataset) -> Dataset:
     return selected
 
 
-def prepare_data(config: "TrainConfig", dataset: Dataset, likelihood) -> PreparedData:
+def prepare_data(config: PreprocessingSettings, dataset: Dataset, likelihood) -> PreparedData:
     """Resolve ``binarize``/``dequantize``/``standardize`` for this data and likelihood, apply
     the one-off transforms, and check the data against the likelihood's support (once, here).
 

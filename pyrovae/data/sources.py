@@ -21,7 +21,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from ..errors import ConfigError, DataError, one_line
-from .datasets import Dataset, build_dataset
+from .dataset import Dataset, build_dataset
 from .splits import TestSize, sha256_file
 
 ARRAY_SUFFIXES = (".npy", ".npz")

@@ -13,7 +13,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import DataError, one_line
-from .datasets import Dataset, build_dataset
+from .dataset import Dataset, build_dataset
 from .splits import TestSize, sha256_file
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)

@@ -17,10 +17,11 @@ import numpy as np
 
 from ..errors import ConfigError, DataError, one_line
 from .arrays import to_numpy
+from .dataset import build_dataset
 from .files import removing_new_folders
+from .names import VISION  # noqa: F401 (public here)
 from .splits import sha256_folder
 
-VISION = ("cifar10", "svhn", "kmnist", "emnist-letters", "celeba")
 CELEBA_DEFAULT_SIZE = 64
 CELEBA_CROP = 178  # the side of the centred square cut from each 178x218 aligned face
 #: the lists torchvision's CelebA reads besides the images
@@ -45,8 +46,6 @@ WHERE = {
 
 def load_vision(name: str, root: Path, download: bool, image_size: Optional[int] = None, log=print):
     """The torchvision data set ``name`` (one of :data:`VISION`) under ``root``."""
-    from .datasets import build_dataset  # at call time: datasets.py imports this module
-
     if name != "celeba" and image_size is not None:
         raise ConfigError(f"--image-size resizes image folders and celeba, not {name}; drop it")
     size = CELEBA_DEFAULT_SIZE if image_size is None else image_size

@@ -1,7 +1,7 @@
 """``model.json`` of an export: what each file takes and gives, and what the encoder expects of its rows."""
 from typing import Dict, Optional
 
-from .. import __version__
+from .._version import __version__
 from .graphs import decoder_outputs
 from .writers import BATCH, CHECK_ROWS, FORMATS, OPSET, version
 

@@ -39,12 +39,11 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from ..atomic import Lock, replace_whole
+from ..atomic import Lock, check_name, replace_whole
 from ..data.prepare import TEST_SET_SEED
 from ..data.transforms import binarize as _binarize
 from ..data.transforms import dequantize as _dequantize
 from ..errors import ConfigError, DataError, WriteError, one_line
-from ..training.files import check_name
 from .chunks import _check_finite, _layout, _read, _scale_of
 from .evaluation import elbo, log_likelihood
 

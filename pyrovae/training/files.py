@@ -15,7 +15,7 @@ import stat
 from pathlib import Path
 from typing import Any, Callable, Iterable, Union
 
-from ..atomic import Lock, not_own, replace_whole, too_long
+from ..atomic import Lock, check_name, not_own, replace_whole  # noqa: F401 (check_name: public here)
 from ..errors import ConfigError, WriteError, one_line
 
 #: the temporary files :func:`atomic_write` makes (mkstemp's 8 random characters)
@@ -119,15 +119,6 @@ def remove_stale_temporaries(folder: Union[str, Path]) -> int:
     for path in stale:
         path.unlink(missing_ok=True)
     return len(stale)
-
-
-def check_name(path: Union[str, Path]) -> None:
-    """Refuse, in one line, a path the file system cannot hold (a name over its length limit)."""
-    try:
-        os.lstat(path)
-    except OSError as error:
-        if error.errno == errno.ENAMETOOLONG:
-            raise ConfigError(too_long(path)) from None
 
 
 def check_own_files(folder: Union[str, Path], names: Iterable[str], folders: Iterable[str] = ()) -> None:

@@ -208,3 +208,18 @@ def test_grey_levels_are_checked_before_any_transform_reads_them(mnist_sample, b
     with pytest.raises(pyrovae.DataError, match=re.escape(fragment)) as caught:
         prepare_data(config, dataset, get_likelihood(likelihood))
     assert "training data" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_the_settings_prepare_reads_are_fields_of_train_config():
+    """data/ reads a run's settings through its own protocols: each field they name is a field
+    of TrainConfig, of the type TrainConfig gives it."""
+    import typing
+
+    from pyrovae.data.prepare import PreprocessingSettings, SelectionSettings
+    from pyrovae.training.config import TrainConfig
+
+    fields = typing.get_type_hints(TrainConfig)
+    for protocol in (SelectionSettings, PreprocessingSettings):
+        wanted = typing.get_type_hints(protocol)
+        assert wanted, protocol
+        assert {name: fields.get(name) for name in wanted} == wanted, protocol.__name__
