@@ -19,6 +19,8 @@ Public API::
 
     metrics = pyrovae.train(pyrovae.TrainConfig(model="m2", labels_per_class=10))   # cvae, m2: labelled data
     m2 = pyrovae.load("runs/<run>/best.pt"); m2.classify(x)                       # q(y|x), (N, K)
+    metrics = pyrovae.train(pyrovae.TrainConfig(model="m1m2", m1_run="runs/<vae run>", likelihood="gaussian",
+                                                labels_per_class=10))   # M2 on a VAE's posterior means
     metrics = pyrovae.train(config, model=MyModel(...))   # a pyrovae.Model subclass of your own
     mine = pyrovae.load("runs/<run>/best.pt", model=MyModel)
 """
@@ -32,6 +34,7 @@ from .model.base import Model
 from .model.hvae import HVAE
 from .model.labelled import CVAE
 from .model.likelihoods import Likelihood, get_likelihood
+from .model.m1m2 import M1M2
 from .model.m2 import M2
 from .model.vae import VAE
 from .training.checkpoint import load
@@ -39,7 +42,7 @@ from .training.config import TrainConfig
 from .training.trainer import resume, train
 
 __all__ = [
-    "VAE", "HVAE", "CVAE", "M2", "Model", "load", "train", "resume", "TrainConfig", "Likelihood", "get_likelihood", "make_elbo",
+    "VAE", "HVAE", "CVAE", "M2", "M1M2", "Model", "load", "train", "resume", "TrainConfig", "Likelihood", "get_likelihood", "make_elbo",
     "elbo", "log_likelihood", "active_units", "evaluate_elbo", "ELBOSplit", "load_dataset", "Dataset", "encode_dataset",
     "PyrovaeError", "ConfigError", "DataError", "CheckpointError",
 ]

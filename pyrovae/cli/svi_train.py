@@ -52,7 +52,11 @@ def build_parser(description: str = "Train a VAE (Pyro model/guide) with SVI.") 
                         "minibatches stream with overlapped copies; auto: device when it fits")
     p.add_argument("--model", default=d.model, choices=tuple(MODELS),
                    help="vae = p(z) p(x|z); hvae = two stochastic layers p(z2) p(z1|z2) p(x|z1,z2); cvae = a conditional VAE p(z) p(x|z,y) (every row with its class); "
-                        "m2 = the semi-supervised model of Kingma et al. 2014 (hidden labels summed out exactly)")
+                        "m2 = the semi-supervised model of Kingma et al. 2014 (hidden labels summed out exactly); "
+                        "m1m2 = M2 on the posterior means of a finished vae run (--m1-run), classifying rows as given")
+    p.add_argument("--m1-run", default=None, metavar="RUN_DIR",
+                   help="m1m2: the folder of a finished vae run (M1) on the same data; M2 learns from its posterior "
+                        "means, and its weights are copied into the new run")
     p.add_argument("--alpha", type=float, default=d.alpha,
                    help="m2: the weight of log q(y|x) per labelled row (Kingma et al.'s alpha = 0.1 N on the mean "
                         "over the labelled rows is 0.1 N / N_labelled per row)")

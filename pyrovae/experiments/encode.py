@@ -183,6 +183,8 @@ def _encode(run, checkpoint, vae, rows, out, device, batch_size, score, num_samp
     if vae.standardizer is not None:  # elbo and log_px score the standardized row; its own units: minus sum log std
         info["score_units"] = {"of": "standardized columns, (x - mean) / std of the training rows",
                                "sum_log_std": vae.log_det_standardization()}
+    elif getattr(vae, "score_units", None):  # a model that scores something else than its rows (m1m2)
+        info["score_units"] = {"of": vae.score_units}
     bar = _Bar(n, progress)
     with bar, _sigterm_interrupts(out):
         summary = encode_dataset(vae, rows.blocks, out, batch_size=batch_size, score=score, num_samples=num_samples,

@@ -107,6 +107,8 @@ def _evaluate(run, vae, checkpoint_name, epoch, prepared, num_samples, test_limi
         result["kl_per_layer"] = {k: torch.cat([p[k] for p in parts]).mean().item() for k in parts[0]}
     if vae.labels == "optional" and "probs" in vae.posterior_params(test_x[:1]) and test_y is not None:
         result["test_accuracy"] = accuracy(vae, test_x, test_y)
+    if getattr(vae, "score_units", None):  # a model that scores something else than its rows (m1m2)
+        result["units"] = vae.score_units
     log_det = vae.log_det_standardization()
     if prepared.standardization is not None:  # scored on (x - m) / s: log p(x) = log p((x - m) / s) - sum log s
         result["units"] = "standardized columns, (x - mean) / std of the training rows"

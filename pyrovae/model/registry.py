@@ -5,7 +5,8 @@
 * ``hvae`` (:class:`~pyrovae.model.hvae.HVAE`): two stochastic layers p(z2) p(z1|z2) p(x|z1,z2),
   the same pluggable parts (prior and guide on the top layer);
 * ``cvae`` (:class:`~pyrovae.model.labelled.CVAE`): p(z) p(x|z, y), every row with its class;
-* ``m2`` (:class:`~pyrovae.model.m2.M2`): the semi-supervised model, hidden labels summed out.
+* ``m2`` (:class:`~pyrovae.model.m2.M2`): the semi-supervised model, hidden labels summed out;
+* ``m1m2`` (:class:`~pyrovae.model.m1m2.M1M2`): M2 on the posterior means of a trained VAE (M1).
 
 A user's own :class:`~pyrovae.model.base.Model` subclass trains through the same machinery
 (``pyrovae.train(config, model=MyModel(...))``) and is recorded as ``custom`` with its class's
@@ -17,10 +18,11 @@ from ..errors import CheckpointError, CustomModelError
 from .base import Model
 from .hvae import HVAE
 from .labelled import CVAE
+from .m1m2 import M1M2
 from .m2 import M2
 from .vae import VAE
 
-MODELS: Dict[str, Type[Model]] = {"vae": VAE, "hvae": HVAE, "cvae": CVAE, "m2": M2}
+MODELS: Dict[str, Type[Model]] = {"vae": VAE, "hvae": HVAE, "cvae": CVAE, "m2": M2, "m1m2": M1M2}
 #: what a run of a user's own model records as its kind
 CUSTOM = "custom"
 

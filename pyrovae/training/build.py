@@ -50,7 +50,8 @@ def probe_writable(out: Path) -> None:
 
 def build_model(config, dataset, likelihood, standardization, given=None):
     """The model a run trains: a user's own (``given``, a :class:`~pyrovae.model.base.Model`), or the
-    registry's ``config.model`` built for the data (its size, image shape, classes)."""
+    registry's ``config.model`` built for the data (its size, image shape, classes; ``m1m2``: its M2, for
+    ``dataset`` the features of :mod:`pyrovae.training.stacked`)."""
     if given is not None:
         if not isinstance(given, Model):
             raise ConfigError(f"model= takes an instance of a pyrovae.Model subclass, got {type(given).__name__}")
@@ -70,10 +71,11 @@ def build_model(config, dataset, likelihood, standardization, given=None):
     if not classes:
         raise DataError(f"--model {config.model} needs class labels, and {dataset.name} has none; give a labelled "
                         "source (class folders, an .npz with train_y/y, a table's --label-column, a labelled named set)")
-    options = {"alpha": config.alpha} if config.model == "m2" else {}
+    options = {"alpha": config.alpha} if config.model in ("m2", "m1m2") else {}
     if config.units() is not None:
         options["activation"] = config.units()
-    return MODELS[config.model](dataset.x_dim, classes, config.z_dim, config.hidden, likelihood=likelihood,
+    kind = "m2" if config.model == "m1m2" else config.model  # m1m2: the M2 that learns, on M1's features
+    return MODELS[kind](dataset.x_dim, classes, config.z_dim, config.hidden, likelihood=likelihood,
                                 arch=config.arch, image_shape=dataset.image_shape, standardization=standardization,
                                 **options)
 
@@ -173,7 +175,7 @@ def describe(config, name: str, source: str, data, vae, elbo_loss, shown: str) -
     elif config.model == CUSTOM:
         model = f"model {describe_model(vae)}, p(x|...) {vae.likelihood!r}"
     else:
-        model = (f"model {vae.kind} ({vae.num_classes} classes{f', alpha {vae.alpha:g}' if vae.kind == 'm2' else ''})"
+        model = (f"model {config.model} ({vae.num_classes} classes{f', alpha {vae.alpha:g}' if vae.kind == 'm2' else ''})"
                  f", p(x|z,y) {vae.likelihood!r}, {config.arch} {widths}, z {config.z_dim}")
     return (f"{name} ({source}): {len(data.train_x)} train / "
             + (f"{len(data.valid_x)} valid / " if data.valid_x is not None else "")

@@ -33,6 +33,7 @@ from ..errors import CheckpointError, PyrovaeError, one_line
 from ..model.base import Model
 from ..model.likelihoods import CallableLikelihood, Likelihood
 from ..model.registry import CUSTOM, MODELS, describe, model_class
+from ..model.standardize import Standardize
 from .files import as_recorded, atomic_write, remove_stale_temporaries, write_json  # noqa: F401 (their old home)
 
 FORMAT = "pyrovae-checkpoint-1"
@@ -138,21 +139,26 @@ def _build(cls, arch: dict, likelihood, path: Path, state_dict: dict) -> Model:
     ``meta`` device (shapes only, no memory) to check the networks against the stored
     tensors, then for real. A prior or guide family (whose Pyro modules cannot all be built
     on ``meta``) is bounded by :data:`_PART_LIMITS` first and checked by ``load_state_dict``."""
-    for part in _PARTS:
+    nested = arch.get("m1") if isinstance(arch.get("m1"), dict) else {}  # an m1m2 model's VAE
+    for part, config in [(part, config) for config in (arch, nested) for part in _PARTS]:
         for key, limit in _PART_LIMITS.items():
-            values = arch.get(part, {}).get(key, []) if isinstance(arch.get(part), dict) else []
+            values = config.get(part, {}).get(key, []) if isinstance(config.get(part), dict) else []
             for value in values if isinstance(values, list) else [values]:
                 if not (isinstance(value, (int, float)) and 0 < value <= limit):
                     raise CheckpointError(f"{path} records a {part} with {key}={value!r}, outside (0, {limit}]; "
                                           "the file is damaged or was edited")
     core = {k: v for k, v in arch.items() if k not in _PARTS}
+    if nested:
+        core["m1"] = {k: v for k, v in nested.items() if k not in _PARTS}
     try:
         with torch.device("meta"):
             shell = cls(**core, likelihood=likelihood)
     except (TypeError, ValueError, PyrovaeError) as error:
         raise CheckpointError(f"{path} records an architecture pyrovae cannot build: {one_line(error)}") from None
     expected = {k: tuple(v.shape) for k, v in shell.state_dict().items()}
-    stored = {k: tuple(v.shape) for k, v in state_dict.items() if not k.startswith(tuple(_PARTS.values()))}
+    skipped = tuple(_PARTS.values()) + tuple(f"m1.{prefix}" for prefix in _PARTS.values())
+    expected = {k: v for k, v in expected.items() if not k.startswith(skipped)}
+    stored = {k: tuple(v.shape) for k, v in state_dict.items() if not k.startswith(skipped)}
     if expected != stored:
         wrong = sorted(set(expected.items()) ^ set(stored.items()))[0][0]
         raise CheckpointError(f"{path} does not match its recorded architecture (first difference: {wrong}); "
@@ -208,7 +214,7 @@ def model_from_state(state: dict, path, map_location="cpu", likelihood=None, mod
         vae.load_state_dict(state["state_dict"])
     except RuntimeError as error:
         raise CheckpointError(f"{path} does not match its recorded architecture: {one_line(error)}") from None
-    if vae.standardizer is not None and not bool((vae.standardizer.std > 0).all()):
+    if any(isinstance(m, Standardize) and not bool((m.std > 0).all()) for m in vae.modules()):
         raise CheckpointError(f"{path} records a standardization with a std that is not positive; "
                               "the file is damaged or was edited")
     return vae.to(device).eval()

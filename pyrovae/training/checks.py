@@ -41,11 +41,39 @@ def check_model(config, new: bool = True) -> None:
         raise ConfigError(f"{what} takes --arch {' or '.join(LABELLED_ARCHS)}, not {config.arch}")
     if config.prior != "normal" or config.guide != "normal":
         raise ConfigError(f"{what} has a standard-normal prior and a Gaussian guide; drop --prior and --guide")
-    if config.model == "m2" and config.elbo != "trace":
-        raise ConfigError("--model m2 sums the hidden labels out with TraceEnum_ELBO (Monte-Carlo KL of z); "
+    if config.model in ("m2", "m1m2") and config.elbo != "trace":
+        raise ConfigError(f"{what} sums the hidden labels out with TraceEnum_ELBO (Monte-Carlo KL of z); "
                           "use --elbo trace")
     if config.model == "cvae" and config.elbo == "iwae":
         raise ConfigError("--model cvae trains with --elbo trace or meanfield")
+
+
+def check_stacked(config, likelihood, new: bool = True) -> None:
+    """``--model m1m2`` and ``--m1-run``: one needs the other; M2 models M1's standardized posterior means
+    (real numbers), and the rows enter M1 as given, so the preprocessing settings resolve to ``none``.
+    ``new`` (a run about to start): the M1 run's folder must be there (stored absolute)."""
+    if config.m1_run is None and config.model != "m1m2":
+        return
+    if config.model != "m1m2":
+        raise ConfigError("--m1-run names the VAE (M1) of --model m1m2; give --model m1m2, or drop --m1-run")
+    if not isinstance(config.m1_run, str) or not config.m1_run:
+        raise ConfigError("--model m1m2 trains M2 on the posterior means of a finished vae run (M1): give --m1-run "
+                          f"RUN_DIR{'' if config.m1_run is None else f', got {config.m1_run!r}'}")
+    if new:
+        path = Path(config.m1_run).expanduser()
+        if not path.is_dir():
+            raise ConfigError(f"--m1-run {config.m1_run} is not a run folder ("
+                              f"{'a file' if path.exists() else 'it does not exist'}); give the folder of a "
+                              "finished vae run")
+        config.m1_run = str(path.resolve())
+    if likelihood.data != "real":
+        raise ConfigError(f"--model m1m2: M2 models M1's standardized posterior means, real numbers, which the "
+                          f"{likelihood.name} likelihood cannot score; use --likelihood gaussian or laplace")
+    for name in ("binarize", "dequantize", "standardize"):
+        if getattr(config, name) not in ("auto", "none"):
+            raise ConfigError(f"--model m1m2 gives M1 the rows as given and M2 M1's standardized posterior means; "
+                              f"drop --{name} {getattr(config, name)}")
+        setattr(config, name, "none")  # of the rows M1 encodes (M2's features are always standardized)
 
 
 def check_selection(config, has_validation: bool) -> None:

@@ -45,6 +45,7 @@ class TrainConfig:
     label_seed: Optional[int] = None  # the seed of those rows (None: split_seed)
     model: str = "vae"  # vae | cvae (conditional on the class) | m2 (semi-supervised) | custom (a user's Model)
     alpha: float = 50.0  # m2: weight of log q(y|x) per labelled row (Kingma et al.'s alpha = 0.1 N is 0.1 N / N_l)
+    m1_run: Optional[str] = None  # m1m2: the folder of a finished vae run (M1) on the same data (stored absolute)
     labelled_batch: Optional[int] = None  # m2: labelled rows added to every minibatch (None: min(labelled, batch))
     likelihood: Any = "bernoulli"  # a built-in name, a Likelihood or a callable (stored as its config() dict)
     likelihood_options: dict = field(default_factory=dict)  # keyword options of the likelihood, e.g. {"scale": 0.1}
@@ -100,6 +101,7 @@ class TrainConfig:
         resumed), which trained with its settings once; only sizes no machine can address are refused."""
         from ..data.datasets import DATASETS, WITH_VALIDATION_SPLIT
         from ..model.likelihoods import BUILT_IN
+        from .checks import check_stacked
 
         self.hidden = tuple(self.hidden)
         self.channels = tuple(self.channels)
@@ -173,6 +175,7 @@ class TrainConfig:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < SEED_LIMIT:
             raise ConfigError(f"seed must be an integer from 0 to 2**32 - 1, got {self.seed!r}")
         likelihood = make_likelihood(self)  # refuses unknown or invalid options in one line
+        check_stacked(self, likelihood, new)  # m1m2: its M1 run, likelihood and preprocessing
         check_sizes(self, machine_memory(self.cuda) if new else None)
         if self.fast and self.distributed:
             raise ConfigError("--fast does not work with --distributed yet; drop one of them")

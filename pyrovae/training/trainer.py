@@ -38,6 +38,7 @@ from .report import Reporter, elbo_estimator, epoch_line
 from .run import Run
 from .rundata import run_dataset
 from .signals import StopSignals
+from .stacked import Stack
 
 
 def train(config: TrainConfig, log: Callable[[str], None] = print, dataset: Optional[Dataset] = None,
@@ -151,13 +152,17 @@ class Trainer:
             raise ConfigError(f"{self.dataset.name} has no training or no test examples after the limits")
         check_shapes(self.dataset)
         likelihood = make_likelihood(config)
+        self.stack = Stack.of_run(config, self.dataset, resume_from, log)  # m1m2: M2 learns M1's posterior means
+        rows, prepared = (self.dataset, config) if self.stack is None else \
+            (self.stack.rows(self.dataset), self.stack.prepared(config))
         # the one host-to-device copy, or pinned host memory streamed per minibatch (pyrovae.data.placement)
-        self.data = place_data(prepare_data(config, self.dataset, likelihood), self.device, config.data_placement, log)
+        self.data = place_data(prepare_data(prepared, rows, likelihood), self.device, config.data_placement, log)
         check_selection(config, has_validation=self.data.valid_x is not None)
         rule = "valid_elbo" if self.data.valid_x is not None else "last_epoch"
 
         # what learns
-        self.vae = build_model(config, self.dataset, likelihood, self.data.standardization, model).to(self.device)
+        self.vae = build_model(config, rows, likelihood, self.data.standardization, model).to(self.device)
+        self.saved = self.vae if self.stack is None else self.stack.wrap(self.vae)  # what a checkpoint holds
         self.elbo = build_elbo(config, self.vae)
         self.optimizer = make_optimizer(self.vae.parameters(), config.lr)
         self.schedule = Schedule(self.optimizer, config.lr_schedule, config.epochs, config.lr_min, config.lr_patience)
@@ -169,7 +174,7 @@ class Trainer:
         # the parts of the run's state, in the order a resume loads them (the random state last)
         shown = device_name(self.device) if self.world == 1 else f"{self.world} x {device_name(self.device)}"
         self.counters, self.selection = Counters(self.device), Selection(rule, config.early_stopping)
-        self.record = RunRecord(command=command, model=describe_model(self.vae), dataset=self.dataset.summary(),
+        self.record = RunRecord(command=command, model=describe_model(self.saved), dataset=self.dataset.summary(),
                                 device=shown, elbo=config.elbo,
                                 likelihood=likelihood.config(), selection=rule,
                                 test_elbo_estimator=elbo_estimator(config))
@@ -181,27 +186,29 @@ class Trainer:
             if self.main:
                 record = config_record(config, command, self.data, self.elbo, self.optimizer, rule, self.out, shown,
                                        self.world, self.device, run.run_id)
+                if self.stack is not None:
+                    record["m1"] = self.stack.provenance
                 write_json(self.out / "config.json", record)
                 run.started(record)
             log(describe(config, self.dataset.name, self.dataset.source, self.data, self.vae, self.elbo, shown))
         else:
             self._restore(upgrade(resume_from))
-        self.reporter = Reporter(self.out, self.dataset.image_shape,
+        self.reporter = Reporter(self.out, rows.image_shape,
                                  f"{self.dataset.name}, {self.vae.likelihood.name}, {config.elbo}",
                                  tensorboard=config.tensorboard and self.main, start_epoch=self.counters.epoch,
-                                 columns=getattr(self.dataset, "columns", None))
+                                 columns=getattr(rows, "columns", None))
 
     # ------------------------------------------------------------------ state
     def _save(self) -> None:
         if self.main:
             parts = {name: part.state_dict() for name, part in self.parts.items()}
-            save_checkpoint(self.out / "checkpoint.pt", self.vae, self.optimizer, **parts, run_id=self.run.run_id,
+            save_checkpoint(self.out / "checkpoint.pt", self.saved, self.optimizer, **parts, run_id=self.run.run_id,
                             config=self.config.to_dict(), epoch=self.counters.epoch, history=self.record.history)
 
     def _restore(self, state: dict) -> None:
-        check_same_model(self.vae, state, self.out / "checkpoint.pt")
+        check_same_model(self.saved, state, self.out / "checkpoint.pt")
         try:
-            self.vae.load_state_dict(state["state_dict"])
+            self.saved.load_state_dict(state["state_dict"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.schedule.load_state_dict(state["schedule"])
         except (RuntimeError, KeyError, ValueError, TypeError, IndexError) as error:
@@ -263,8 +270,9 @@ class Trainer:
         if best is None or best.get("test_elbo") is not None or any(
                 h["epoch"] == best["epoch"] and h.get("test_elbo") is not None for h in self.record.history):
             return
-        vae = copy.deepcopy(self.vae)
+        vae = copy.deepcopy(self.saved)
         vae.load_state_dict(read_checkpoint(self.out / "best.pt", str(self.device))["state_dict"])
+        vae = vae if self.stack is None else vae.m2
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             values = score(vae, self.data, test=True, valid=False, main=True, world=1, device=self.device)
         best["test_elbo"] = values["test_elbo"]
@@ -328,7 +336,7 @@ class Trainer:
             return
         warming_up = kl_warmup_scale(record["epoch"], self.config.kl_warmup) < 1.0  # no patience counted
         if self.selection.update(record["epoch"], value, record["test_elbo"], warming_up) and self.main:
-            save_checkpoint(self.out / "best.pt", self.vae, run_id=self.run.run_id, config=self.config.to_dict(),
+            save_checkpoint(self.out / "best.pt", self.saved, run_id=self.run.run_id, config=self.config.to_dict(),
                             epoch=record["epoch"],
                             selection={rule: value if rule == "valid_elbo" else record["epoch"]})
         self.schedule.step(value, warming_up)
