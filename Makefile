@@ -23,5 +23,5 @@ run: setup
 
 test: setup
 	$(PY) -c 'import torch, pyro, torchvision; print("torch", torch.__version__, "| pyro", pyro.__version__, "| torchvision", torchvision.__version__)'
-	$(PY) -m ruff check --no-cache pyrovae scripts tests
+	$(PY) -m ruff check --no-cache pyrovae benchmarks scripts tests
 	$(PY) -m pytest -q -n 2 --dist worksteal --durations=25 tests

@@ -2,7 +2,9 @@
 SIGTERM stops the program as Ctrl-C does, a stop while torch and Pyro load is one line, and
 OpenMP's idle threads sleep (``OMP_WAIT_POLICY=PASSIVE``, unless the environment sets it).
 
-``run("pyrovae.cli", "main")`` imports the program's function and calls it. Until the program
+``run("pyrovae.cli", "main")`` imports the program's function and calls it; a module of
+``benchmarks`` (the benchmarks and paper tables, which are not installed with the package) is
+imported from this clone, the folder above ``scripts/``. Until the program
 installs handlers of its own (a training run saves a checkpoint first), SIGINT and SIGTERM raise
 ``KeyboardInterrupt(signum)``; the command lines turn it into one line and exit status
 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM). While the libraries load, a signal
@@ -108,6 +110,13 @@ def run(module: str, function: str) -> int:
     # whose other cores are busy, spinning threads made two-thread PyTorch steps 5-60x slower (docs/performance.md)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     atexit.register(_exit_after)  # registered first, so it runs last
+    if module.split(".")[0] == "benchmarks":
+        # benchmarks/ is not installed with pyrovae: it is importable only from a clone. Its folder, the parent
+        # of scripts/, goes right after scripts/ (sys.path[0]), so a benchmark imports this clone's benchmarks
+        # and times this clone's pyrovae, even where another pyrovae is installed
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        if root not in sys.path:
+            sys.path.insert(1, root)
     _loading[0] = True
     _install()
     try:

@@ -6,4 +6,4 @@ import sys
 from _startup import run  # scripts/ is the first entry of sys.path when a script runs
 
 if __name__ == "__main__":
-    sys.exit(run("pyrovae.experiments.bench_data", "main"))
+    sys.exit(run("benchmarks.bench_data", "main"))

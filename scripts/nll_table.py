@@ -5,4 +5,4 @@ import sys
 from _startup import run  # scripts/ is the first entry of sys.path when a script runs
 
 if __name__ == "__main__":
-    sys.exit(run("pyrovae.cli", "nll_table_main"))
+    sys.exit(run("benchmarks.nll_table", "main"))

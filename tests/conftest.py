@@ -1,6 +1,7 @@
 import gzip
 import os
 import random
+import sys
 import tempfile
 from pathlib import Path
 
@@ -11,8 +12,14 @@ import torch
 from hypothesis import settings
 from hypothesis.configuration import set_hypothesis_home_dir
 
-import pyrovae
-from pyrovae.data.datasets import load_mnist_sample
+# the checkout's root first, as for the programs the tests start in it (helpers.py): benchmarks/ is not installed
+# with the package, so it is imported from the checkout, as scripts/_startup.py imports it for the scripts
+ROOT = str(Path(__file__).resolve().parents[1])
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+import pyrovae  # noqa: E402
+from pyrovae.data.datasets import load_mnist_sample  # noqa: E402
 
 # the same examples on every run and machine (a failure found once is found again), and no
 # example database; hypothesis's other files (its cache of the constants in the code) go to the

@@ -31,10 +31,10 @@ import pytest
 import torch
 
 import pyrovae
+from benchmarks.bench import pyrovae_step
 from helpers import run_python
 from pyrovae.data.placement import HostRows
 from pyrovae.data.transforms import binarize
-from pyrovae.experiments.bench import pyrovae_step
 from pyrovae.infer.svi import EpochState, SVIStep, make_optimizer, run_epoch
 
 pytestmark = [pytest.mark.cuda,

@@ -173,7 +173,7 @@ SERVER = r"""
 import atexit, json, os, runpy, signal, sys, time, traceback
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as scripts/_startup.py sets it before the libraries load
 import matplotlib.pyplot, onnxruntime, pyro, sklearn.datasets, torch, torchvision.datasets  # loaded once; every child has them
-import pyrovae.cli, pyrovae.experiments.encode, pyrovae.experiments.evaluate, pyrovae.experiments.plot_latent, pyrovae.export
+import pyrovae.cli, pyrovae.analysis.encode, pyrovae.analysis.evaluate, pyrovae.analysis.plot_latent, pyrovae.export
 
 def child(request):
     os.chdir(request["cwd"])

@@ -34,9 +34,22 @@ def pyrovae_imports(path: Path):
 
 
 def library_modules():
-    """Every module under pyrovae/ except the programs (experiments/) and the command lines."""
+    """Every module under pyrovae/ except the user's programs (analysis/) and the command lines."""
     return [p for p in sorted(PACKAGE.rglob("*.py"))
-            if not {"experiments", "cli"} & set(p.relative_to(PACKAGE).parts)]
+            if not {"analysis", "cli"} & set(p.relative_to(PACKAGE).parts)]
+
+
+def imported_names(path: Path):
+    """The absolute names of every module that ``path`` imports (relative imports resolved), with
+    the line of each import."""
+    module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+    package = module.split(".")[:-1]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            yield from ((a.name, node.lineno) for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            yield ".".join(base + ([node.module] if node.module else [])), node.lineno
 
 
 def test_import_loads_neither_matplotlib_nor_tensorboard():
@@ -47,17 +60,25 @@ def test_import_loads_neither_matplotlib_nor_tensorboard():
 
 
 def test_cli_imports_no_application():
-    code = "import pyrovae.cli, sys; print(sorted(m for m in sys.modules if m.startswith('pyrovae.experiments')))"
+    code = "import pyrovae.cli, sys; print(sorted(m for m in sys.modules if m.startswith('pyrovae.analysis')))"
     result = run_python("-c", code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("path", library_modules(), ids=lambda p: str(p.relative_to(ROOT)))
-def test_library_never_imports_experiments(path):
+def test_library_never_imports_the_programs(path):
     bad = [(name, line) for name, line in pyrovae_imports(path)
-           if name == "pyrovae.experiments" or name.startswith("pyrovae.experiments.")]
+           if name == "pyrovae.analysis" or name.startswith("pyrovae.analysis.")]
     assert not bad, f"{path.relative_to(ROOT)} imports the programs: {bad}"
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_package_never_imports_the_benchmarks(path):
+    """benchmarks/ is not installed with the package: nothing under pyrovae/ imports it."""
+    bad = [(name, line) for name, line in imported_names(path)
+           if name == "benchmarks" or name.startswith("benchmarks.")]
+    assert not bad, f"{path.relative_to(ROOT)} imports benchmarks/, which is not installed: {bad}"
 
 
 @pytest.mark.parametrize("name, allowed", [("networks", set()), ("_pyro_wrapped", set()),
@@ -90,7 +111,7 @@ def test_one_version():
 
 def test_paths_into_the_repository_resolve():
     """Programs that start scripts find them from their new folder."""
-    from pyrovae.experiments.bench_ddp import SCRIPT
+    from benchmarks.bench_ddp import SCRIPT
 
     assert SCRIPT.is_file(), SCRIPT
 

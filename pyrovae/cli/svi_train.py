@@ -1,5 +1,6 @@
-"""``scripts/svi_train.py`` and ``scripts/compare_elbo.py``: flags -> :class:`TrainConfig` ->
-:func:`pyrovae.train` / :func:`pyrovae.resume` (or the ELBO study)."""
+"""``scripts/svi_train.py``: flags -> :class:`TrainConfig` -> :func:`pyrovae.train` /
+:func:`pyrovae.resume`. :func:`build_parser` and :func:`_train_config` also serve the programs of
+``benchmarks/`` that train runs of their own."""
 import argparse
 import sys
 from dataclasses import fields
@@ -238,32 +239,3 @@ def _flags_given(p: argparse.ArgumentParser, argv: Optional[List[str]]) -> set:
     finally:
         for action, default in saved:
             action.default = default
-
-
-def compare_main(argv: Optional[List[str]] = None) -> int:
-    """``scripts/compare_elbo.py``: the same model trained with each ELBO, several seeds."""
-    p = build_parser("Train the same VAE with Trace_ELBO and TraceMeanField_ELBO, several seeds each, "
-                     "and compare test ELBO, test NLL, time per epoch and gradient variance.")
-    p.set_defaults(dataset="binarized-mnist", out="runs/elbo_comparison", epochs=50, progress=False)
-    p.add_argument("--seeds", type=int, default=3, help="number of seeds (0 .. N-1)")
-    p.add_argument("--nll-samples", type=int, default=5000, help="importance samples K for the test NLL")
-    p.add_argument("--nll-test-limit", type=int, default=2000, help="test images scored for the NLL")
-    p.add_argument("--grad-epochs", type=int, nargs="+", default=None,
-                   help="epochs after which to measure gradient variance (0 = at initialization)")
-    p.add_argument("--grad-repeats", type=int, default=100, help="gradient draws per measurement")
-    args = vars(p.parse_args(argv))
-    study = {k: args.pop(k) for k in ("seeds", "nll_samples", "nll_test_limit", "grad_epochs", "grad_repeats")}
-    out = args.pop("out")
-    for name in ("seeds", "nll_samples", "nll_test_limit", "grad_repeats"):
-        if study[name] <= 0:
-            p.error(f"--{name.replace('_', '-')} must be a positive integer, got {study[name]}")
-    if study["seeds"] < 2:
-        p.error("--seeds must be at least 2 for a spread over seeds")
-    config = _train_config(p, args)
-    from ..experiments.compare_elbo import compare_elbos  # the application loads only when its command runs
-    return _guarded(lambda: compare_elbos(
-        config, out, seeds=range(study["seeds"]), nll_samples=study["nll_samples"],
-        nll_test_limit=study["nll_test_limit"], grad_epochs=study["grad_epochs"] or (),
-        grad_repeats=study["grad_repeats"], command=_command("scripts/compare_elbo.py", argv)), out)
-
-

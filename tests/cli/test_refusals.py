@@ -246,7 +246,7 @@ def own_model_run(tmp_path_factory):
 
 
 @pytest.mark.parametrize("program, argv, python", [
-    (evaluate_main, ["--num-samples", "2"], "from pyrovae.experiments.evaluate import evaluate_run; "
+    (evaluate_main, ["--num-samples", "2"], "from pyrovae.analysis.evaluate import evaluate_run; "
                                             "evaluate_run('{run}', model=<that class>)"),
     (encode_main, ["test", "--out", "{tmp}/z.npz"], "vae = pyrovae.load('{checkpoint}', model=<that class>), "
                                                    "then pyrovae.encode_dataset(vae, rows, out_path)"),

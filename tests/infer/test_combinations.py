@@ -11,9 +11,9 @@ from test_distributed import assert_close_runs, torchrun
 
 import pyrovae
 from helpers import assert_log_p_not_below_elbo
+from pyrovae.analysis.encode import encode_run
+from pyrovae.analysis.evaluate import evaluate_run
 from pyrovae.cli import main
-from pyrovae.experiments.encode import encode_run
-from pyrovae.experiments.evaluate import evaluate_run
 from pyrovae.training.config import TrainConfig
 
 PRIORS, GUIDES, ELBOS = ("normal", "mog", "vamp"), ("normal", "iaf"), ("trace", "meanfield", "iwae")

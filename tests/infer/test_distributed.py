@@ -16,7 +16,6 @@ import pytest
 import torch
 
 import pyrovae
-from helpers import run_main
 from pyrovae.infer.distributed import shard_bounds
 from pyrovae.training.checkpoint import read_checkpoint
 
@@ -162,13 +161,3 @@ def test_tensorboard_event_files_hold_the_scalars_and_images(mnist_sample, tmp_p
         assert logged == [(h["epoch"], pytest.approx(h[key], rel=1e-6)) for h in metrics["history"]], tag
     assert {"reconstructions", "samples"} <= set(tags["images"])
     assert len(events.Images("samples")) == 3
-
-
-def test_bench_ddp_script_writes_its_table(tmp_path):
-    result = run_main("bench_ddp.py", "--dataset", "mnist", "--data-dir", tmp_path / "no-mnist", "--epochs", "2",
-                      "--hidden", "16", "--processes", "2", "--reference-threads", "1", "--out", tmp_path / "bench")
-    assert result.returncode == 0, result.stderr[-3000:]
-    rows = json.loads((tmp_path / "bench" / "ddp.json").read_text())["rows"]
-    assert [r["processes"] for r in rows] == [1, 2] and rows[0]["speedup"] == 1.0
-    assert all(r["images_per_s"] > 0 for r in rows)
-    assert "| torchrun --distributed, 2 processes | 2 | 1 |" in (tmp_path / "bench" / "ddp.md").read_text()

@@ -153,15 +153,3 @@ def test_pinning_is_tried_only_where_cuda_is_available(monkeypatch, digits):
     assert "pageable" in repr(rows)
     with pytest.raises(pyrovae.DataError, match="flatten"):
         HostRows(torch.zeros(3, 2, 2))
-
-
-def test_the_benchmark_times_both_placements_on_the_same_losses(mnist_sample, tmp_path):
-    from pyrovae.experiments.bench_data import markdown, measure
-
-    result = measure(mnist_sample.train_x[:300], "cpu", batch_size=64, epochs=2, hidden=(32,), log=lambda line: None)
-    assert [r["placement"] for r in result["rows"]] == ["device", "host, streamed", "host, naive"]
-    assert all(r["same_losses_as_device"] and r["seconds_per_epoch"] > 0 for r in result["rows"])
-    text = markdown({**result, "command": "c", "device": "cpu", "dataset": "mnist", "num_rows": 300, "x_dim": 784,
-                     "batch_size": 64, "epochs": 2, "hidden": [32], "data_bytes": 300 * 784 * 4,
-                     "free_device_bytes": None, "device_fraction": 0.5, "auto_placement": "device", "note": "moot"})
-    assert "| host, streamed | no |" in text and "Note: moot." in text

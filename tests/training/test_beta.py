@@ -75,7 +75,7 @@ def test_beta_zero_leaves_the_kl_unpenalized_and_the_scores_the_true_elbo(mnist_
     assert "the ELBO itself (KL weight 1)" in free["test_elbo_estimator"]
     assert usual["test_elbo_estimator"] == "TraceMeanField_ELBO (analytic KL), 1 particle"
 
-    from pyrovae.experiments.evaluate import evaluate_run
+    from pyrovae.analysis.evaluate import evaluate_run
     result = evaluate_run(tmp_path / "beta0", num_samples=5, log=lambda s: None)
     assert "the ELBO itself (KL weight 1)" in result["elbo_estimator"]
 

@@ -9,7 +9,7 @@ import torch
 from sklearn.datasets import load_digits
 
 import pyrovae
-from pyrovae.experiments.evaluate import evaluate_run
+from pyrovae.analysis.evaluate import evaluate_run
 from pyrovae.training.parts import RunRecord, Selection
 
 DIGITS = load_digits()

@@ -15,8 +15,8 @@ from sklearn.datasets import load_digits
 
 import pyrovae
 from helpers import ROOT, assert_log_p_not_below_elbo, run_main, run_python, run_script
-from pyrovae.experiments.encode import encode_run
-from pyrovae.experiments.evaluate import evaluate_run
+from pyrovae.analysis.encode import encode_run
+from pyrovae.analysis.evaluate import evaluate_run
 from resume_checks import DRIVER, assert_same_run
 
 quiet = lambda line: None  # noqa: E731

@@ -10,10 +10,10 @@ import torch.distributions as td
 
 import pyrovae
 from helpers import run_main, run_script
+from pyrovae.analysis.evaluate import evaluate_run
 from pyrovae.data.arrays import detect_levels
 from pyrovae.data.prepare import prepare_data
 from pyrovae.data.transforms import dequantize
-from pyrovae.experiments.evaluate import evaluate_run
 
 QUIET = dict(progress=False)
 
@@ -165,7 +165,7 @@ def test_encode_of_the_runs_own_rows_gives_their_places_in_the_source(digits, tm
     out = tmp_path / "run"
     pyrovae.train(pyrovae.TrainConfig(dataset=str(path), likelihood="gaussian", epochs=1, z_dim=4, hidden=(32,),
                                       out=str(out), **QUIET), log=lambda s: None)
-    from pyrovae.experiments.encode import encode_run
+    from pyrovae.analysis.encode import encode_run
 
     encode_run(out, "all", tmp_path / "own.npz", log=lambda s: None)
     encode_run(out, str(path), tmp_path / "file.npz", log=lambda s: None)

@@ -17,9 +17,9 @@ import torch
 
 import pyrovae
 from helpers import ROOT, run_main, run_python, run_script
+from pyrovae.analysis.encode import encode_run
+from pyrovae.analysis.evaluate import evaluate_run
 from pyrovae.errors import CheckpointError, DataError, RunInUse
-from pyrovae.experiments.encode import encode_run
-from pyrovae.experiments.evaluate import evaluate_run
 from pyrovae.training.files import RunLock
 
 quiet = lambda line: None  # noqa: E731

@@ -6,12 +6,13 @@ names the commands that reproduce it: the training command (and any ``--resume``
 the evaluation. Writes ``<out>.md`` and ``<out>.json``.
 """
 from pathlib import Path
-from typing import Iterable, List
+from typing import Iterable, List, Optional
 
-from ..errors import ConfigError
-from ..training.checkpoint import write_json
-from ..training.files import atomic_write
-from ..training.run import Run
+from pyrovae.cli.common import _command, _guarded, _Help, _Parser
+from pyrovae.errors import ConfigError
+from pyrovae.training.checkpoint import write_json
+from pyrovae.training.files import atomic_write
+from pyrovae.training.run import Run
 
 #: published test NLLs on this split (K: importance samples of their estimate)
 ANCHORS = [
@@ -110,3 +111,14 @@ def _markdown(r: dict) -> str:
                      + f"; scored by `{row['evaluate_command']}`")
     lines += ["", f"Table: `{r['command']}`", ""]
     return "\n".join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """``scripts/nll_table.py RUN_DIR ...``: the test-NLL table of evaluated runs."""
+    p = _Parser(description="Collect evaluated runs (scripts/evaluate.py) into a test-NLL table beside the "
+                "published anchors: <out>.md and <out>.json.", formatter_class=_Help)
+    p.add_argument("run_dirs", nargs="+", help="run folders scored by scripts/evaluate.py")
+    p.add_argument("--out", default="runs/nll_table", help="path of the table, without suffix")
+    args = p.parse_args(argv)
+    return _guarded(lambda: write_table(args.run_dirs, args.out, command=_command("scripts/nll_table.py", argv)),
+                    args.out)

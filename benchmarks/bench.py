@@ -28,7 +28,7 @@ import copy
 import statistics
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import pyro
 import pyro.optim
@@ -36,13 +36,15 @@ import torch
 import torch.nn.functional as F
 from pyro.infer import SVI
 
-from ..data.datasets import load_dataset
-from ..environment import device_name, select_device, versions
-from ..infer.compiled import CompiledSVIStep
-from ..infer.elbos import ELBO_CLASSES, make_elbo
-from ..infer.svi import SVIStep, make_optimizer
-from ..model.vae import VAE
-from ..training.checkpoint import write_json
+from pyrovae.cli.common import _command, _guarded, _Help, _Parser
+from pyrovae.data.datasets import DATASETS, load_dataset
+from pyrovae.environment import device_name, select_device, versions
+from pyrovae.infer.compiled import CompiledSVIStep
+from pyrovae.infer.elbos import ELBO_CLASSES, make_elbo
+from pyrovae.infer.svi import SVIStep, make_optimizer
+from pyrovae.model.vae import VAE
+from pyrovae.training.checkpoint import write_json
+
 from .bench_report import REFERENCE, markdown, with_ratios
 
 
@@ -223,7 +225,7 @@ def time_log_likelihood(train_x: torch.Tensor, test_x: torch.Tensor, epochs: int
     """Seconds for the importance-sampled log-likelihood (K = ``num_samples``) of every
     row of ``test_x``, on a network trained for ``epochs`` epochs with the compiled step
     (a timing: a few epochs do not make a table entry)."""
-    from ..infer.evaluation import log_likelihood
+    from pyrovae.infer.evaluation import log_likelihood
 
     device = train_x.device
     torch.manual_seed(0)
@@ -283,3 +285,34 @@ def run_benchmark(args, command: str, log=print) -> dict:
     (out / f"{stem}.md").write_text(markdown(result))
     log((out / f"{stem}.md").read_text())
     return result
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """``scripts/bench.py``: pyrovae's SVI step against a hand-written PyTorch step."""
+    p = _Parser(description="Time pyrovae's SVI step (Trace_ELBO, TraceMeanField_ELBO) against a hand-written "
+                "PyTorch VAE step, interleaved in one process; write <out>/bench.{md,json}.",
+                formatter_class=_Help)
+    p.add_argument("--cuda", action="store_true", help="time on the GPU (writes gpu.{md,json})")
+    p.add_argument("--dataset", default="binarized-mnist", choices=DATASETS, help="the data the steps train on")
+    p.add_argument("--data-dir", default="./data", help="where the data set is read from")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128, 512, 4096],
+                   help="minibatch sizes swept at hidden width 400")
+    p.add_argument("--widths", type=int, nargs="+", default=[200, 400, 1000], help="hidden widths swept at batch 128")
+    p.add_argument("--blocks", type=int, default=15, help="timing blocks per configuration")
+    p.add_argument("--steps-per-block", type=int, default=20, help="SVI steps timed together in one block")
+    p.add_argument("--no-epoch", dest="epoch", action="store_false", help="skip the full-epoch timing")
+    p.add_argument("--no-profile", dest="profile", action="store_false",
+                   help="skip the profile of the eager step")
+    p.add_argument("--nll-epochs", type=int, default=0,
+                   help="also time the K-sample IS-NLL over the whole test set, on a gated MLP 300-300 trained "
+                        "this many epochs (0: skip)")
+    p.add_argument("--nll-samples", type=int, default=5000, help="K for the IS-NLL timing")
+    p.add_argument("--out", default="runs/bench", help="folder of bench.{md,json} (gpu.{md,json} with --cuda)")
+    args = p.parse_args(argv)
+    if min(args.batch_sizes + args.widths + [args.blocks, args.steps_per_block, args.nll_samples]) <= 0:
+        p.error("batch sizes, widths, --blocks, --steps-per-block and --nll-samples must be positive")
+    if args.nll_epochs < 0:
+        p.error("--nll-epochs must be 0 or positive")
+    if args.blocks < 4:
+        p.error("--blocks must be at least 4 for a median and quartiles")
+    return _guarded(lambda: run_benchmark(args, command=_command("scripts/bench.py", argv)), args.out)

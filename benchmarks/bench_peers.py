@@ -7,7 +7,7 @@ decoder, Bernoulli logits, N(0, I) prior, Adam lr 1e-3) on the same binary rows 
 minibatch order (epoch ``e`` visits ``numpy.random.RandomState(e).permutation(N)``, ``N // B``
 full minibatches of ``B``, as NumPyro's example does):
 
-* ``PyTorch by hand``: the reference, :func:`pyrovae.experiments.bench.reference_step` (analytic
+* ``PyTorch by hand``: the reference, :func:`benchmarks.bench.reference_step` (analytic
   KL, ``torch.optim.Adam`` as it comes) in a plain loop, ``total += step(x[idx])``;
 * ``stock Pyro``: ``pyro.infer.SVI`` with ``pyro.optim.Adam`` and ``Trace_ELBO``, as Pyro's
   VAE example trains, on the same networks;
@@ -45,20 +45,22 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import pyro
 import torch
 
-from ..data.datasets import load_dataset
-from ..environment import versions
-from ..errors import DataError
-from ..infer.compiled import CompiledSVIStep, onednn_available
-from ..infer.elbos import TraceMeanField_ELBO, make_elbo
-from ..infer.svi import EpochState, SVIStep, make_optimizer, run_epoch
-from ..model.vae import VAE
-from ..training.files import write_report
+from pyrovae.cli.common import _command, _guarded, _Help, _Parser
+from pyrovae.data.datasets import load_dataset
+from pyrovae.environment import versions
+from pyrovae.errors import DataError
+from pyrovae.infer.compiled import CompiledSVIStep, onednn_available
+from pyrovae.infer.elbos import TraceMeanField_ELBO, make_elbo
+from pyrovae.infer.svi import EpochState, SVIStep, make_optimizer, run_epoch
+from pyrovae.model.vae import VAE
+from pyrovae.training.files import write_report
+
 from .bench import reference_step, stock_pyro_step
 from .bench_peers_report import (
     FAST,
@@ -279,3 +281,33 @@ def machine() -> dict:
 #: the settings of the process that change how it computes, recorded with the result
 ENVIRONMENT = ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GOMP_SPINCOUNT", "MKL_NUM_THREADS", "KMP_BLOCKTIME",
                "XLA_FLAGS", "ONEDNN_DEFAULT_FPMATH_MODE", "DNNL_MAX_CPU_ISA")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """``scripts/bench_peers.py``: pyrovae against a hand-written PyTorch loop, stock Pyro and NumPyro."""
+    p = _Parser(description="Time pyrovae (eager, --fast) against a hand-written PyTorch loop, stock Pyro SVI and "
+                "NumPyro on the CPU, per training epoch and per step, at each thread count, interleaved in rounds; "
+                "also the time of the step's matrix products alone (the floor). Writes <out>/peers.{md,json}.",
+                formatter_class=_Help)
+    p.add_argument("--dataset", default="binarized-mnist",
+                   help="the rows every system trains on: a data set name or a file (grey levels are binarized once)")
+    p.add_argument("--data-dir", default="./data", help="where the data set is read from")
+    p.add_argument("--batch-size", type=int, default=256, help="images per minibatch")
+    p.add_argument("--hidden", type=int, nargs="+", default=[400], help="hidden widths of the MLPs")
+    p.add_argument("--z-dim", type=int, default=50, help="latent dimensions")
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                   help="thread counts to time at (torch.set_num_threads; NumPyro: XLA's intra-op threads)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="timed rounds after the warm-up epoch; each trains every system one epoch and one block")
+    p.add_argument("--steps-per-block", type=int, default=20, help="steps of the per-step timing in each round")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="at most this many minibatches per epoch (default: all full minibatches)")
+    p.add_argument("--numpyro-path", default=None, metavar="DIR",
+                   help="PYTHONPATH of the NumPyro process (default: this environment's; pip install 'pyrovae[bench]')")
+    p.add_argument("--no-numpyro", dest="numpyro", action="store_false", help="leave the NumPyro row out")
+    p.add_argument("--out", default="runs/bench", help="folder of peers.{md,json}")
+    args = p.parse_args(argv)
+    sizes = args.hidden + args.threads + [args.batch_size, args.z_dim, args.rounds, args.steps_per_block]
+    if min(sizes + ([] if args.max_steps is None else [args.max_steps])) <= 0:
+        p.error("sizes, thread counts, --rounds, --steps-per-block and --max-steps must be positive integers")
+    return _guarded(lambda: run_peers(args, command=_command("scripts/bench_peers.py", argv)), args.out)

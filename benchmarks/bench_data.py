@@ -18,10 +18,8 @@ timed epochs, with images per second.
 On a CPU the data are in host memory already (``place_data`` never streams there); the
 host rows then time only the extra gather and copy.
 """
-import argparse
 import copy
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,16 +27,16 @@ from typing import List, Optional
 
 import torch
 
-from ..data.datasets import load_dataset
-from ..data.placement import DEVICE_FRACTION, HostRows, choose_placement
-from ..data.transforms import binarize
-from ..environment import device_name, select_device, versions
-from ..errors import PyrovaeError
-from ..infer.compiled import CompiledSVIStep
-from ..infer.elbos import make_elbo
-from ..infer.svi import EpochState, SVIStep, make_optimizer, run_epoch
-from ..model.vae import VAE
-from ..training.files import write_report
+from pyrovae.cli.common import _command, _guarded, _Help, _Parser
+from pyrovae.data.datasets import load_dataset
+from pyrovae.data.placement import DEVICE_FRACTION, HostRows, choose_placement
+from pyrovae.data.transforms import binarize
+from pyrovae.environment import device_name, select_device, versions
+from pyrovae.infer.compiled import CompiledSVIStep
+from pyrovae.infer.elbos import make_elbo
+from pyrovae.infer.svi import EpochState, SVIStep, make_optimizer, run_epoch
+from pyrovae.model.vae import VAE
+from pyrovae.training.files import write_report
 
 
 class _NaiveRows(HostRows):
@@ -139,8 +137,8 @@ def markdown(r: dict) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    p = argparse.ArgumentParser(description="Time an epoch with the training data on the device and streamed "
-                                "from pinned host memory; write <out>/data_placement.{md,json}.")
+    p = _Parser(description="Time an epoch with the training data on the device and streamed from pinned host "
+                "memory; write <out>/data_placement.{md,json}.", formatter_class=_Help)
     p.add_argument("--cuda", action="store_true", help="train on the GPU (without it: the CPU, where streaming is moot)")
     p.add_argument("--dataset", default="binarized-mnist", help="the data the epochs train on")
     p.add_argument("--data-dir", default="./data", help="where the data set is read from")
@@ -154,10 +152,4 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = p.parse_args(argv)
     if min(args.hidden + [args.batch_size, args.repeat]) <= 0 or args.epochs < 2:
         p.error("sizes must be positive and --epochs at least 2 (the first is not timed)")
-    command = " ".join(["python scripts/bench_data.py", *(argv if argv is not None else sys.argv[1:])])
-    try:
-        run(args, command)
-    except PyrovaeError as error:  # bad input: one line, nothing written
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return _guarded(lambda: run(args, _command("scripts/bench_data.py", argv)), args.out)

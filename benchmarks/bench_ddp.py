@@ -14,15 +14,17 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 
-from ..environment import versions
-from ..errors import TrainingError
-from ..training.checkpoint import write_json
+from pyrovae.cli.common import _command, _guarded, _Help, _Parser
+from pyrovae.data.datasets import DATASETS
+from pyrovae.environment import versions
+from pyrovae.errors import TrainingError
+from pyrovae.training.checkpoint import write_json
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "svi_train.py"  # pyrovae/experiments/ -> the repository
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "svi_train.py"  # benchmarks/ -> the repository
 
 
 def _run(command: List[str], threads: int) -> dict:
@@ -91,3 +93,27 @@ def _markdown(r: dict) -> str:
                      f"{row['final_train_elbo']:.2f} |")
     lines += ["", f"Command: `{r['command']}`", ""]
     return "\n".join(lines)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """``scripts/bench_ddp.py``: training throughput with 1 and N processes."""
+    p = _Parser(description="Train the same VAE in one process and under torchrun with N processes "
+                "(--distributed); write the throughput to <out>/ddp.{md,json}.",
+                formatter_class=_Help)
+    p.add_argument("--cuda", action="store_true", help="one GPU per process (NCCL)")
+    p.add_argument("--dataset", default="binarized-mnist", choices=DATASETS, help="the data the runs train on")
+    p.add_argument("--data-dir", default="./data", help="where the data set is read from")
+    p.add_argument("--epochs", type=int, default=4, help="epochs per run (the first is not timed)")
+    p.add_argument("--batch-size", type=int, default=128, help="the global minibatch")
+    p.add_argument("--hidden", type=int, nargs="+", default=[400], help="hidden widths of the MLP")
+    p.add_argument("--processes", type=int, nargs="+", default=[1, 2], help="torchrun --nproc_per_node values")
+    p.add_argument("--threads", type=int, default=1, help="torch threads per torchrun process")
+    p.add_argument("--reference-threads", type=int, nargs="+", default=[1, 2],
+                   help="torch threads of the plain one-process runs")
+    p.add_argument("--out", default="runs/bench", help="folder of ddp.{md,json}")
+    args = p.parse_args(argv)
+    if min(args.processes + args.hidden + args.reference_threads + [args.epochs, args.batch_size, args.threads]) <= 0:
+        p.error("all sizes and counts must be positive")
+    if args.epochs < 2:
+        p.error("--epochs must be at least 2 (the first epoch is not timed)")
+    return _guarded(lambda: run_scaling(args, command=_command("scripts/bench_ddp.py", argv)), args.out)

@@ -1,10 +1,10 @@
-r"""The Trace_ELBO vs TraceMeanField_ELBO study.
+r"""The Trace_ELBO vs TraceMeanField_ELBO study (``scripts/compare_elbo.py``).
 
 The same model (architecture, likelihood, data, seeds, optimizer) is trained once with
 each ELBO for every seed. For each run it records the test-ELBO curve, wall time per
 epoch, the importance-sampled test NLL of the final model, and, at fixed epochs, the
 gradient variance of *both* estimators at that run's current parameters on one fixed
-minibatch (:func:`pyrovae.experiments.grad_variance.gradient_variance`, the two estimators given the
+minibatch (:func:`benchmarks.grad_variance.gradient_variance`, the two estimators given the
 same random draws). :func:`compare_elbos` writes ``table.md``, ``metrics.json``,
 ``curves.png`` and ``grad_variance.png`` into the study folder; each run keeps its own
 folder under ``runs/``.
@@ -12,7 +12,7 @@ folder under ``runs/``.
 import statistics
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import matplotlib
 
@@ -20,14 +20,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from ..data.datasets import load_dataset  # noqa: E402
-from ..data.prepare import prepare_data, select_data  # noqa: E402
-from ..data.transforms import evenly_spaced  # noqa: E402
-from ..infer.elbos import make_elbo  # noqa: E402
-from ..infer.evaluation import elbo, log_likelihood  # noqa: E402
-from ..training.checkpoint import load, write_json  # noqa: E402
-from ..training.config import TrainConfig  # noqa: E402
-from ..training.trainer import train  # noqa: E402
+from pyrovae.cli.common import _command, _guarded  # noqa: E402
+from pyrovae.cli.svi_train import _train_config, build_parser  # noqa: E402
+from pyrovae.data.datasets import load_dataset  # noqa: E402
+from pyrovae.data.prepare import prepare_data, select_data  # noqa: E402
+from pyrovae.data.transforms import evenly_spaced  # noqa: E402
+from pyrovae.infer.elbos import make_elbo  # noqa: E402
+from pyrovae.infer.evaluation import elbo, log_likelihood  # noqa: E402
+from pyrovae.training.checkpoint import load, write_json  # noqa: E402
+from pyrovae.training.config import TrainConfig  # noqa: E402
+from pyrovae.training.trainer import train  # noqa: E402
 
 ELBOS = ("trace", "meanfield")  # the two estimators of the same ELBO that the study compares
 from .grad_variance import gradient_variance  # noqa: E402
@@ -210,3 +212,29 @@ def plot_grad_variance(runs, path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """``scripts/compare_elbo.py``: the same model trained with each ELBO, several seeds."""
+    p = build_parser("Train the same VAE with Trace_ELBO and TraceMeanField_ELBO, several seeds each, "
+                     "and compare test ELBO, test NLL, time per epoch and gradient variance.")
+    p.set_defaults(dataset="binarized-mnist", out="runs/elbo_comparison", epochs=50, progress=False)
+    p.add_argument("--seeds", type=int, default=3, help="number of seeds (0 .. N-1)")
+    p.add_argument("--nll-samples", type=int, default=5000, help="importance samples K for the test NLL")
+    p.add_argument("--nll-test-limit", type=int, default=2000, help="test images scored for the NLL")
+    p.add_argument("--grad-epochs", type=int, nargs="+", default=None,
+                   help="epochs after which to measure gradient variance (0 = at initialization)")
+    p.add_argument("--grad-repeats", type=int, default=100, help="gradient draws per measurement")
+    args = vars(p.parse_args(argv))
+    study = {k: args.pop(k) for k in ("seeds", "nll_samples", "nll_test_limit", "grad_epochs", "grad_repeats")}
+    out = args.pop("out")
+    for name in ("seeds", "nll_samples", "nll_test_limit", "grad_repeats"):
+        if study[name] <= 0:
+            p.error(f"--{name.replace('_', '-')} must be a positive integer, got {study[name]}")
+    if study["seeds"] < 2:
+        p.error("--seeds must be at least 2 for a spread over seeds")
+    config = _train_config(p, args)
+    return _guarded(lambda: compare_elbos(
+        config, out, seeds=range(study["seeds"]), nll_samples=study["nll_samples"],
+        nll_test_limit=study["nll_test_limit"], grad_epochs=study["grad_epochs"] or (),
+        grad_repeats=study["grad_repeats"], command=_command("scripts/compare_elbo.py", argv)), out)

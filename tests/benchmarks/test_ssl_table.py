@@ -5,8 +5,8 @@ import json
 import numpy as np
 from sklearn.datasets import load_digits
 
+from benchmarks.ssl_table import supervised_baseline
 from helpers import run_main, run_script
-from pyrovae.experiments.semisupervised import supervised_baseline
 
 
 def test_the_table_compares_m2_with_its_classifier_on_the_same_labels(tmp_path):

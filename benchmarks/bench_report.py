@@ -1,5 +1,5 @@
 """The report of ``scripts/bench.py``: each configuration's ratio to the hand-written
-reference, and ``bench.md`` (``gpu.md``) from the timings of :mod:`pyrovae.experiments.bench`."""
+reference, and ``bench.md`` (``gpu.md``) from the timings of :mod:`benchmarks.bench`."""
 
 REFERENCE = "PyTorch by hand (eager, Adam)"
 

@@ -7,7 +7,7 @@ import pyro
 import torch
 
 import pyrovae
-from pyrovae.experiments.bench import CONFIGS, pyrovae_step, reference_loss, reference_step, time_configs
+from benchmarks.bench import CONFIGS, pyrovae_step, reference_loss, reference_step, time_configs
 
 
 def test_reference_loss_equals_pyro_analytic_kl_loss(small_vae, binary_batch):
@@ -39,7 +39,7 @@ def test_time_configs_reports_every_configuration(binary_batch):
 
 
 def test_profile_and_log_likelihood_timing_on_real_digits(binary_batch):
-    from pyrovae.experiments.bench import profile_step, time_log_likelihood
+    from benchmarks.bench import profile_step, time_log_likelihood
 
     profile = profile_step(binary_batch, batch_size=16, hidden=(8,), z_dim=2, steps=3, top=5)
     rows = profile["top"]

@@ -153,7 +153,7 @@ def test_an_interrupted_encoding_leaves_the_old_file_and_no_parts(loaded, tmp_pa
 
 
 def test_the_program_turns_ctrl_c_into_one_line(run, tmp_path, monkeypatch):
-    import pyrovae.experiments.encode as program
+    import pyrovae.analysis.encode as program
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

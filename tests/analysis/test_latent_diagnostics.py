@@ -10,9 +10,9 @@ from PIL import Image
 from sklearn.datasets import load_breast_cancer, load_digits
 
 import pyrovae
+from pyrovae.analysis.evaluate import evaluate_run
+from pyrovae.analysis.plot_latent import _plot_traversals, plot_latent_run, prior_spread
 from pyrovae.cli import plot_latent_main
-from pyrovae.experiments.evaluate import evaluate_run
-from pyrovae.experiments.plot_latent import _plot_traversals, plot_latent_run, prior_spread
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from pyrovae.cli.bench_peers import bench_peers_main
-from pyrovae.experiments.bench_peers import ENVIRONMENT, TORCH_SYSTEMS, flops, matmul_shapes
-from pyrovae.experiments.bench_peers_report import (
+from benchmarks.bench_peers import ENVIRONMENT, TORCH_SYSTEMS, flops, matmul_shapes
+from benchmarks.bench_peers import main as bench_peers_main
+from benchmarks.bench_peers_report import (
     FAST,
     FAST_HOST_BEFORE,
     FAST_ORIGINAL,
