@@ -136,10 +136,10 @@ def test_every_subpackage_is_packaged():
 
 
 #: the floors of the package, bottom to top: a module imports modules of its own floor and of
-#: the floors below, never one above (the programs' folder is ``analysis`` or ``experiments``)
+#: the floors below, never one above
 FLOORS = (("pyrovae.errors", "pyrovae.atomic", "pyrovae._version", "pyrovae.environment"),
           ("pyrovae.data",), ("pyrovae.model",), ("pyrovae.infer",), ("pyrovae.training",),
-          ("pyrovae.export", "pyrovae.analysis", "pyrovae.experiments"), ("pyrovae.cli",), ("pyrovae",))
+          ("pyrovae.export", "pyrovae.analysis"), ("pyrovae.cli",), ("pyrovae",))
 
 
 def import_graph(package: Path = PACKAGE):
