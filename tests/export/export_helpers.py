@@ -27,7 +27,7 @@ RUNS = {
     "hvae-gated-table": ("cancer", dict(model="hvae", arch="gated", likelihood="gaussian")),
     "hvae-conv-iaf": ("mnist", dict(model="hvae", arch="conv", channels=(4, 8), hidden=(16,), guide="iaf")),
     "cvae-mlp": ("mnist", dict(model="cvae")),
-    "m2-mnist": ("mnist", dict(model="m2", labels_per_class=10)),
+    "m2-mnist": ("mnist", dict(model="m2", labels_per_class=10, test_limit=None)),  # all test rows: encode.py's row
     "m2-gated-table": ("cancer-labelled", dict(model="m2", arch="gated", likelihood="laplace", labels_per_class=20)),
 }
 #: the distribution's attribute behind each decoder output, per likelihood (mean: the distribution's mean)
