@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""A run's encoder and decoder as files: python scripts/export.py RUN_DIR --format onnx|torchscript --out DIR"""
+"""A run's trained networks as files: python scripts/export.py RUN_DIR --format onnx|torchscript --out DIR"""
 import sys
 
 from _startup import run  # scripts/ is the first entry of sys.path when a script runs

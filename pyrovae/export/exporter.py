@@ -1,4 +1,7 @@
-"""Export a run's trained guide and decoder (``scripts/export.py``): :func:`export_run`.
+"""Export a run's trained networks (``scripts/export.py``): :func:`export_run`.
+
+What is exported is what the run's model names (:meth:`pyrovae.Model.export_graphs`; checked by
+:func:`check_graphs`).
 
 The run folder is opened through :class:`~pyrovae.training.run.Run` (its lock, shared; a
 checkpoint of its own). The files are written into a new folder beside ``out``, checked
@@ -9,44 +12,45 @@ empty folder.
 """
 import fcntl
 import os
+import re
 import shutil
 import signal
 import tempfile
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Dict, Optional
 
 import torch
 
-from ..errors import ConfigError, Interrupted, WriteError, one_line
+from ..errors import ConfigError, Interrupted, WriteError, brief, one_line
+from ..model.graphs import PARAMETERS, ExportGraph, TensorSpec
+from ..model.registry import CUSTOM, MODELS
 from ..training.files import check_name, write_json
 from ..training.run import Run, first_missing, remove_made
-from .describe import describe, file_specs
-from .graphs import PARAMETERS, DecoderGraph, EncoderGraph, FlowGraph
+from .describe import describe, file_spec
 from .writers import CHECK_ROWS, FORMATS, TRACE_ROWS, check_file, write
 
 
 def export_run(run_dir, fmt: str, out, checkpoint: Optional[str] = None, log: Callable[[str], None] = print,
-               command: Optional[str] = None) -> dict:
-    """Write the encoder, the decoder (and an IAF guide's flow) of the run in ``run_dir`` as
-    ``fmt`` files (``onnx`` or ``torchscript``) with ``model.json`` into the new folder ``out``;
-    ``checkpoint``: ``best``, ``last`` or None (``best.pt`` where the run kept one). Returns the
-    contents of ``model.json`` (``command``: the command line, recorded there)."""
+               command: Optional[str] = None, model=None) -> dict:
+    """Write the graphs of the run in ``run_dir`` that its model names
+    (:meth:`pyrovae.Model.export_graphs`: a VAE's encoder and decoder, an IAF guide's flow, ...)
+    as ``fmt`` files (``onnx`` or ``torchscript``) with ``model.json`` into the new folder ``out``;
+    ``checkpoint``: ``best``, ``last`` or None (``best.pt`` where the run kept one); ``model``:
+    the class of a run of a user's own model. Returns the contents of ``model.json``
+    (``command``: the command line, recorded there)."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     out = check_out(out)  # before anything slow
-    with Run.open(run_dir) as run:  # a reader: the run's lock, shared
+    with Run.open(run_dir, model=model) as run:  # a reader: the run's lock, shared
         _check_exportable(run)
         state = run.checkpoint(checkpoint)
-        vae = run.model(checkpoint, "cpu", state=state)
+        net = run.model(checkpoint, "cpu", state=state)
         name = run.path(checkpoint).name
-        graphs = {"encoder": EncoderGraph(vae), "decoder": DecoderGraph(vae)}
-        if vae.posterior_family.name == "iaf":
-            graphs["flow"] = FlowGraph(vae)
-        specs = file_specs(vae)
-        log(f"exporting {', '.join(graphs)} of {run.folder / name} (epoch {state.get('epoch')}) as {fmt} into {out}")
+        traced, checked = graphs_at(net, TRACE_ROWS, 0), graphs_at(net, CHECK_ROWS, 1)
+        log(f"exporting {', '.join(traced)} of {run.folder / name} (epoch {state.get('epoch')}) as {fmt} into {out}")
         try:
-            record = _write_folder(out, lambda folder: _write_files(vae, run, fmt, name, state.get("epoch"), graphs,
-                                                                    specs, folder, command))
+            record = _write_folder(out, lambda folder: _write_files(net, run, fmt, name, state.get("epoch"), traced,
+                                                                    checked, folder, command))
         except KeyboardInterrupt as stop:  # SIGINT, or SIGTERM as scripts/_startup.py raises it
             signum = stop.args[0] if stop.args and isinstance(stop.args[0], int) else signal.SIGINT
             raise Interrupted(f"interrupted ({signal.Signals(signum).name}); nothing was written to {out}",
@@ -79,11 +83,14 @@ def check_out(out) -> Path:
 
 
 def _check_exportable(run: Run) -> None:
-    """Refuse, before any checkpoint is read, a run of another model or with a user's callable likelihood."""
+    """Refuse, before any checkpoint is read, a run of a model this pyrovae does not know or with a
+    user's callable likelihood."""
     settings = run.record["settings"]
     model = settings.get("model", "vae")
-    if model != "vae":
-        raise ConfigError(f"export supports the vae model; {run.folder} is a run of the {model!r} model")
+    if model not in MODELS and model != CUSTOM:
+        raise ConfigError(f"{run.folder} is a run of the model {brief(model)}, which this pyrovae does not know "
+                          f"({', '.join(MODELS)}, or a user's own class); the run folder is damaged or from a newer "
+                          "pyrovae")
     likelihood = settings.get("likelihood")
     if isinstance(likelihood, dict) and likelihood.get("custom"):
         raise ConfigError(f"{run.folder} was trained with the likelihood {likelihood.get('name')!r}, a user's "
@@ -91,27 +98,60 @@ def _check_exportable(run: Run) -> None:
                           f"likelihoods ({', '.join(PARAMETERS)})")
 
 
-def _examples(vae, rows: int, seed: int) -> dict:
-    """Inputs for each graph: ``rows`` rows in data units (uniform in [0, 1], or about the columns'
-    mean and std), latent codes drawn from q(z|x) for the decoder, the flow's base draws."""
+def graphs_at(model, rows: int, seed: int) -> Dict[str, ExportGraph]:
+    """``model.export_graphs(x)`` at ``rows`` rows in data units (uniform in [0, 1], or about the
+    columns' mean and std), with torch's random stream seeded by ``seed`` for the examples it draws
+    (and left as it was); what it returns is checked (:func:`check_graphs`)."""
     g = torch.Generator().manual_seed(seed)
-    x = torch.rand(rows, vae.x_dim, generator=g)  # (rows, D)
-    if vae.standardizer is not None:
-        x = vae.standardizer.inverse(torch.randn(rows, vae.x_dim, generator=g))
-    with torch.no_grad():
-        loc, scale = EncoderGraph(vae)(x)  # 2 x (rows, K)
-    u = loc + scale * torch.randn(loc.shape, generator=g)  # (rows, K)
-    return {"encoder": (x,), "decoder": (u,), "flow": (u, loc, scale)}
+    x = torch.rand(rows, model.x_dim, generator=g)  # (rows, D)
+    if model.standardizer is not None:
+        x = model.standardizer.inverse(torch.randn(rows, model.x_dim, generator=g))
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(seed)
+        graphs = model.export_graphs(x)
+    return check_graphs(type(model).__name__, graphs, rows)
 
 
-def _write_files(vae, run: Run, fmt: str, checkpoint: str, epoch, graphs: dict, specs: dict, folder: Path,
-                 command: Optional[str]) -> dict:
-    traced, checked, checks = _examples(vae, TRACE_ROWS, 0), _examples(vae, CHECK_ROWS, 1), {}
+def check_graphs(owner: str, graphs, rows: int) -> Dict[str, ExportGraph]:
+    """Refuse in one line what ``owner.export_graphs`` returned unless it is a non-empty dict of
+    plain file names to :class:`~pyrovae.model.graphs.ExportGraph` whose example inputs have
+    ``rows`` rows of the declared shapes and dtypes, every tensor name used once per graph."""
+    what = f"{owner}.export_graphs"
+    if not isinstance(graphs, dict) or not graphs:
+        raise ConfigError(f"{what} returned {brief(graphs)}; it returns a non-empty dict of file names to "
+                          "pyrovae.model.graphs.ExportGraph")
     for name, graph in graphs.items():
-        path = folder / (name + FORMATS[fmt])
-        write(fmt, graph, traced[name], path, specs[name])
-        checks[name] = check_file(fmt, graph, checked[name], path, specs[name])
-    record = {**describe(vae, run, fmt, checkpoint, epoch, checks), "command": command}
+        if not (isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,99}", name)):
+            raise ConfigError(f"{what} names a graph {brief(name)}; a name is a file name without a suffix: letters, "
+                              "digits, _ and -")
+        if not isinstance(graph, ExportGraph) or not isinstance(graph.module, torch.nn.Module):
+            raise ConfigError(f"{what} gives {name!r} as {brief(graph)}; give a pyrovae.model.graphs.ExportGraph "
+                              "whose module is a torch.nn.Module")
+        names = [t.name for t in (*graph.inputs, *graph.outputs)]
+        if len(set(names)) != len(names) or not all(isinstance(t, TensorSpec) for t in (*graph.inputs, *graph.outputs)):
+            raise ConfigError(f"{what}: {name!r} needs a TensorSpec of a name of its own for every input and output, "
+                              f"got {brief(names)}")
+        if len(graph.example) != len(graph.inputs):
+            raise ConfigError(f"{what}: {name!r} has {len(graph.inputs)} inputs but {len(graph.example)} example "
+                              "tensors; give one example batch per input")
+        for spec, example in zip(graph.inputs, graph.example):
+            want = (rows, *spec.shape)
+            if not isinstance(example, torch.Tensor) or tuple(example.shape) != want or \
+                    str(example.dtype) != f"torch.{spec.dtype}":
+                found = f"{tuple(example.shape)} {example.dtype}" if isinstance(example, torch.Tensor) else brief(example)
+                raise ConfigError(f"{what}: the example of {name!r}'s input {spec.name!r} is {found}, not {want} "
+                                  f"{spec.dtype} for x of {rows} rows; each example has x's number of rows")
+    return graphs
+
+
+def _write_files(model, run: Run, fmt: str, checkpoint: str, epoch, traced: dict, checked: dict, folder: Path,
+                 command: Optional[str]) -> dict:
+    checks = {}
+    for name, graph in traced.items():
+        path, spec = folder / (name + FORMATS[fmt]), file_spec(graph)
+        write(fmt, graph.module, graph.example, path, spec)
+        checks[name] = check_file(fmt, graph.module, checked[name].example, path, spec)
+    record = {**describe(model, run, fmt, checkpoint, epoch, traced, checks), "command": command}
     write_json(folder / "model.json", record)
     return record
 

@@ -1,4 +1,4 @@
-"""Writing a graph (:mod:`pyrovae.export.graphs`) as an ONNX or a TorchScript file, and reading
+"""Writing a graph (:class:`pyrovae.model.graphs.ExportGraph`) as an ONNX or a TorchScript file, and reading
 the file back to check it computes what PyTorch computes.
 
 * ONNX: ``torch.onnx.export`` with ``dynamo=False`` (the TorchScript-based exporter: the
@@ -18,7 +18,7 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
-from ..errors import ConfigError, PyrovaeError
+from ..errors import ConfigError, PyrovaeError, one_line
 
 #: the ai.onnx opset of the ONNX files (onnxruntime runs opsets 7 to 21 and above)
 OPSET = 17
@@ -66,6 +66,11 @@ def names(tensors) -> list:
     return [t["name"] for t in tensors]
 
 
+def outputs(values) -> tuple:
+    """A graph's outputs as a tuple (a graph of one output may give the tensor itself)."""
+    return (values,) if isinstance(values, torch.Tensor) else tuple(values)
+
+
 def _onnx():
     try:
         import onnx
@@ -94,8 +99,12 @@ def check_file(fmt: str, graph: torch.nn.Module, example: Tuple[torch.Tensor, ..
     1 + |value|; None where the file cannot be run here (ONNX without onnxruntime). A difference
     above :data:`CHECK_TOLERANCE` or a wrong output shape is an :class:`ExportError`."""
     with torch.no_grad():
-        expected = [t.numpy() for t in graph(*example)]
-    found = _run_file(fmt, path, example, names(spec["inputs"]))
+        expected = [t.numpy() for t in outputs(graph(*example))]
+    try:
+        found = _run_file(fmt, path, example, names(spec["inputs"]))
+    except Exception as error:  # onnxruntime's errors derive from Exception alone
+        raise ExportError(f"{path.name} fails on {len(example[0])} rows where the model runs ({one_line(error, 160)}); "
+                          "the export is wrong, nothing was written") from None
     if found is None:
         return None
     worst = 0.0
@@ -116,7 +125,7 @@ def _run_file(fmt: str, path: Path, example, inputs):
     if fmt == "torchscript":
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            return [t.numpy() for t in torch.jit.load(str(path))(*example)]
+            return [t.numpy() for t in outputs(torch.jit.load(str(path))(*example))]
     try:
         import onnxruntime
     except ImportError:

@@ -175,6 +175,17 @@ class Model(nn.Module):
             out[f"{prefix}loc"], out[f"{prefix}scale"] = fn.mean, fn.stddev
         return out
 
+    def export_graphs(self, x: torch.Tensor) -> dict:
+        """What ``scripts/export.py`` (:func:`pyrovae.export.export_run`) writes of this model:
+        ``{file name: pyrovae.model.graphs.ExportGraph}``, each a module that takes and gives
+        tensors whose first axis is the batch, the name, shape, dtype and meaning of every input
+        and output, and example inputs for ``x`` (N, D), rows in data units (the exporter traces
+        each module on them, runs the written file on others, and gives every file any batch
+        size). The built-in models give their networks (:mod:`pyrovae.model.exported`); a
+        model of a user's own class implements this method to be exported."""
+        raise ConfigError(f"{type(self).__name__} does not say which of its networks to export; give the class an "
+                          "export_graphs(x) method that returns them (see docs/export.md, \"Your own model\")")
+
     def classify(self, x: torch.Tensor) -> torch.Tensor:
         """Class probabilities (N, K) of rows ``x`` in data units: for models with a classifier."""
         raise NotImplementedError(f"{type(self).__name__} has no classifier")

@@ -32,6 +32,7 @@ import torch
 
 from ..errors import ConfigError
 from .base import Model
+from .exported import hvae_graphs
 from .guides import get_guide
 from .labelled import join
 from .likelihoods import get_likelihood
@@ -133,6 +134,11 @@ class HVAE(Model):
         for t in getattr(self.posterior_family.distribution(loc, scale), "transforms", ()):
             loc = t(loc)
         return loc
+
+    def export_graphs(self, x: torch.Tensor) -> dict:
+        """``encoder_z2``, ``encoder_z1``, ``prior_z1``, ``decoder`` (and an IAF guide's ``flow`` of z2):
+        :func:`pyrovae.model.exported.hvae_graphs`."""
+        return hvae_graphs(self, x)
 
     @torch.no_grad()
     def posterior_params(self, x: torch.Tensor, y=None) -> dict:

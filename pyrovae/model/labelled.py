@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError, DataError
 from .base import Model
+from .exported import cvae_graphs
 from .likelihoods import get_likelihood
 from .networks import Decoder, Encoder
 from .priors import StandardNormal
@@ -118,6 +119,10 @@ class CVAE(LabelledModel):
         with pyro.plate("data", len(x)):
             loc, scale = self.encoder(join(x, self.one_hot(y)))  # (N, D + K) -> 2 x (N, z_dim)
             return pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+
+    def export_graphs(self, x: torch.Tensor) -> dict:
+        """``encoder`` (x, y) and ``decoder`` (z, y): :func:`pyrovae.model.exported.cvae_graphs`."""
+        return cvae_graphs(self, x)
 
     @torch.no_grad()
     def posterior_params(self, x: torch.Tensor, y: Optional[torch.Tensor] = None) -> dict:

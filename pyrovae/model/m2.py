@@ -39,6 +39,7 @@ import torch
 from torch.distributions import kl_divergence
 
 from ..errors import ConfigError
+from .exported import m2_graphs
 from .labelled import LabelledModel, join
 from .networks import mlp
 
@@ -163,6 +164,11 @@ class M2(LabelledModel):
         guess = params["probs"].argmax(-1)
         labels = guess if given is None else torch.where(given >= 0, given, guess)
         return self.to_data_space(self.decode(params["loc"], labels).mean)
+
+    def export_graphs(self, x: torch.Tensor) -> dict:
+        """``classifier`` x -> q(y|x), ``encoder`` (x, y), ``decoder`` (z, y):
+        :func:`pyrovae.model.exported.m2_graphs`."""
+        return m2_graphs(self, x)
 
     @torch.no_grad()
     def classify(self, x: torch.Tensor) -> torch.Tensor:

@@ -201,12 +201,13 @@ class ConditionalConvEncoder(ConvEncoder):
         self.head = nn.Sequential(nn.Linear(flat + cond_dim, hidden), nn.ELU(), nn.Linear(hidden, 2 * z_dim))
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        lead = torch.broadcast_shapes(x.shape[:-1], c.shape[:-1])
+        # rows of one batch shape are taken as they are, their sizes not frozen into a traced graph (export)
+        lead = x.shape[:-1] if x.shape[:-1] == c.shape[:-1] else torch.broadcast_shapes(x.shape[:-1], c.shape[:-1])
         images = x.expand(*lead, x.shape[-1]).reshape(-1, self.c, self.h, self.w)  # (M, C, H, W)
         if any(self.pad):
             images = F.pad(images, self.pad)
         features = self.features(images)  # (M, flat)
-        out = self.head(torch.cat([features, c.expand(*lead, c.shape[-1]).reshape(len(features), -1)], dim=-1))
+        out = self.head(torch.cat([features, c.expand(*lead, c.shape[-1]).reshape(-1, c.shape[-1])], dim=-1))
         loc, raw_scale = out.reshape(*lead, -1).chunk(2, dim=-1)  # (..., z_dim) each
         return loc, F.softplus(raw_scale) + self.min_scale
 

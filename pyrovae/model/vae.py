@@ -45,6 +45,7 @@ import torch
 
 from ..errors import ConfigError, DataError
 from .base import Model
+from .exported import vae_graphs
 from .guides import get_guide
 from .likelihoods import Likelihood, get_likelihood
 from .networks import make_networks
@@ -188,6 +189,10 @@ class VAE(Model):
             z = self.prior.distribution(n, self.encoder).sample()
         p_x = self.likelihood(self.decoder(z))
         return self.to_data_space(p_x.mean if mean else p_x.sample())
+
+    def export_graphs(self, x: torch.Tensor) -> dict:
+        """``encoder``, ``decoder`` (and an IAF guide's ``flow``): :func:`pyrovae.model.exported.vae_graphs`."""
+        return vae_graphs(self, x)
 
     # ---------------------------------------------------------------- helpers
     def config(self) -> dict:

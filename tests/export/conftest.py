@@ -20,6 +20,13 @@ def cancer_table():
 
 
 @pytest.fixture(scope="session")
+def cancer_labels():
+    from sklearn.datasets import load_breast_cancer
+
+    return load_breast_cancer().target.astype(np.int64)  # (569,), 0 malignant, 1 benign
+
+
+@pytest.fixture(scope="session")
 def digit_images():
     from sklearn.datasets import load_digits
 
@@ -27,10 +34,12 @@ def digit_images():
 
 
 @pytest.fixture(scope="session")
-def datasets(mnist_sample, cancer_table, digit_images):
+def datasets(mnist_sample, cancer_table, cancer_labels, digit_images):
     """name -> (Dataset to train on, real rows (ROWS, D) float32 in data units to export-check on)."""
     return {"mnist": (mnist_sample, _evenly(mnist_sample.test_x.numpy())),
             "cancer": (pyrovae.Dataset.from_arrays(cancer_table), _evenly(cancer_table)),
+            "cancer-labelled": (pyrovae.Dataset.from_arrays(cancer_table, train_y=cancer_labels),
+                                _evenly(cancer_table)),
             "digits": (pyrovae.Dataset.from_arrays(digit_images, levels=17),
                        _evenly(digit_images.reshape(len(digit_images), -1)))}
 

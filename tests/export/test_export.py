@@ -5,58 +5,30 @@ import json
 
 import numpy as np
 import onnx
-import onnxruntime
 import pytest
 import torch
-from export_helpers import RUNS, TOLERANCE, encode, largest_difference, model_of
+from export_helpers import (
+    ATTRIBUTES,
+    RUNS,
+    TOLERANCE,
+    encode,
+    largest_difference,
+    model_of,
+    reference_decoder,
+    run_file,
+)
 
 from pyrovae.export import export_run
 
 # torch.jit.load, which reads the TorchScript files back, is deprecated in this torch; the files are what is tested
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 
-#: the distribution's attribute behind each decoder output, per likelihood (mean: the distribution's mean)
-ATTRIBUTES = {"bernoulli": {"logits": "logits", "probs": "probs"},
-              "continuous-bernoulli": {"logits": "logits", "probs": "probs"},
-              "gaussian": {"loc": "loc", "scale": "scale"}, "laplace": {"loc": "loc", "scale": "scale"},
-              "beta": {"alpha": "concentration1", "beta": "concentration0"}}
 BATCHES = (1, 7, 64)
-
-
-def run_file(folder, name: str, inputs: dict) -> dict:
-    """The outputs of ``folder/name.{onnx,pt}`` on ``inputs`` (numpy arrays), by the names model.json gives."""
-    spec = json.loads((folder / "model.json").read_text())
-    suffix = ".onnx" if spec["format"] == "onnx" else ".pt"
-    names = [t["name"] for t in spec["files"][name + suffix]["outputs"]]
-    if suffix == ".onnx":
-        session = onnxruntime.InferenceSession(str(folder / (name + suffix)), providers=["CPUExecutionProvider"])
-        values = session.run(names, inputs)
-    else:
-        module = torch.jit.load(str(folder / (name + suffix)))
-        with torch.no_grad():
-            values = [t.numpy() for t in module(*(torch.from_numpy(v) for v in inputs.values()))]
-    return dict(zip(names, values))
-
-
-def reference_decoder(vae, z: np.ndarray) -> dict:
-    """The likelihood's parameters and mean at ``vae.decoder(z)`` in PyTorch, in data units: loc and mean
-    through ``vae.to_data_space``, scale times the standardization's std. The continuous Bernoulli's mean is
-    taken in float64 (torch's float32 formula loses about 3e-3 near lambda = 1/2)."""
-    with torch.no_grad():
-        base = vae.likelihood(vae.decoder(torch.from_numpy(z))).base_dist
-        values = {out: getattr(base, attribute) for out, attribute in ATTRIBUTES[vae.likelihood.name].items()}
-        values["mean"] = (torch.distributions.ContinuousBernoulli(probs=base.probs.double()).mean.float()
-                          if isinstance(base, torch.distributions.ContinuousBernoulli) else base.mean)
-        for name in ("loc", "mean"):
-            if name in values:
-                values[name] = vae.to_data_space(values[name])
-        if "scale" in values and vae.standardizer is not None:
-            values["scale"] = values["scale"] * vae.standardizer.std
-    return {name: value.numpy() for name, value in values.items()}
+VAE_RUNS = [name for name, (_, settings) in RUNS.items() if settings.get("model", "vae") == "vae"]
 
 
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
-@pytest.mark.parametrize("name", list(RUNS))
+@pytest.mark.parametrize("name", VAE_RUNS)
 def test_the_files_give_the_encoder_and_decoder_of_pytorch_at_any_batch_size(name, fmt, trained, exported, datasets):
     vae, folder = model_of(trained(name)), exported(name, fmt)
     rows = datasets[RUNS[name][0]][1]  # (64, D) real rows in data units

@@ -88,14 +88,15 @@ def test_a_run_with_a_callable_likelihood_is_refused_naming_it(digit_images, tmp
     assert "'student_t'" in line and "callable" in line and not (tmp_path / "out").exists()
 
 
-def test_a_run_of_another_model_is_refused(trained, tmp_path, capsys):
+def test_a_run_of_a_model_this_pyrovae_does_not_know_is_refused(trained, tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(trained("bernoulli-mlp"), run)
     record = json.loads((run / "config.json").read_text())
     record["settings"]["model"] = "vq-vae"
     (run / "config.json").write_text(json.dumps(record))
     line = refused([run, "--format", "torchscript", "--out", tmp_path / "out"], capsys)
-    assert "export supports the vae model" in line and not (tmp_path / "out").exists()
+    assert "the model 'vq-vae', which this pyrovae does not know (vae, hvae, cvae, m2, or a user's own class)" in line
+    assert not (tmp_path / "out").exists()
 
 
 def test_an_export_that_fails_midway_leaves_nothing(trained, tmp_path, monkeypatch, capsys):
