@@ -14,6 +14,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["pyrovae", "pyrovae.*"]),
+    package_data={"pyrovae.export": ["page/*.html", "page/*.js"]},  # the latent explorer's page (scripts/explore.py)
     python_requires=">=3.9",
     install_requires=[
         "torch>=2.1",

@@ -5,6 +5,7 @@ import pytest
 
 import pyrovae.cli as cli
 from pyrovae.cli.bench_peers import bench_peers_main
+from pyrovae.cli.explore import explore_main
 from pyrovae.cli.export import export_main
 from pyrovae.cli.ssl import ssl_main
 from pyrovae.experiments import bench_data, example_data
@@ -13,6 +14,7 @@ PROGRAMS = {"svi_train": cli.main, "compare_elbo": cli.compare_main, "evaluate":
             "plot_latent": cli.plot_latent_main, "bench": cli.bench_main, "bench_ddp": cli.bench_ddp_main,
             "nll_table": cli.nll_table_main, "encode": cli.encode_main, "export": export_main, "ssl_table": ssl_main,
             "bench_data": bench_data.main, "example_data": example_data.main, "bench_peers": bench_peers_main}
+PROGRAMS["explore"] = explore_main
 
 
 class _Parsed(Exception):
