@@ -44,6 +44,10 @@ def test_the_page_draws_the_decoders_mean_and_clicks_set_the_posterior_mean(brow
         browser.open(url, READY)
         browser.evaluate("window.pyrovaeExplorer.ready.then(() => true)")
         assert browser.evaluate("window.pyrovaeExplorer.latent()") == pytest.approx(spec["start"], abs=1e-7)
+        shown = browser.evaluate("Array.from(document.querySelectorAll('#sliders input'), (s) => Number(s.value))")
+        step = [(d["high"] - d["low"]) / 600 for d in spec["dims"][:4]]
+        assert len(shown) == 4 and all(abs(v - spec["start"][d["index"]]) <= s / 2 + 1e-9  # the sliders show the start
+                                       for v, d, s in zip(shown, spec["dims"], step))
         browser.evaluate(f"window.pyrovaeExplorer.setLatent({json.dumps(z[0].tolist())}).then(() => true)")
         got = np.array(browser.evaluate("window.pyrovaeExplorer.pixels()"))
         assert got.shape == want.shape and np.max(np.abs(got - want)) <= TOLERANCE

@@ -227,6 +227,7 @@
     const [, h, w] = spec.image_shape;
     $("image").style.width = `${Math.round(280 / Math.max(h, w)) * w * (spec.image_shape[0] === 3 ? 1 : spec.image_shape[0])}px`;
     buildSliders();
+    syncSliders();
     buildPad();
     buildClasses();
     buildStrip();
