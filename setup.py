@@ -14,6 +14,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["pyrovae", "pyrovae.*"]),
+    package_data={"pyrovae.export": ["page/*.html", "page/*.js"]},  # the latent explorer's page (scripts/explore.py)
     python_requires=">=3.9",
     install_requires=[
         "torch>=2.1",
@@ -34,7 +35,9 @@ setup(
         # scripts/export.py: the versions its tests ran with (an ONNX file's opset must be one onnxruntime runs)
         "export": ["onnx==1.23.2", "onnxruntime==1.32.0"],
         # ruff is pinned exactly: a new release may lint differently, and an upgrade is a commit, not a surprise
-        "test": ["pytest>=7", "pytest-xdist==3.8.0", "hypothesis>=6", "ruff==0.17.6", "onnx==1.23.2", "onnxruntime==1.32.0"],
+        # websocket-client: the explorer page's test drives a headless Chromium over the DevTools protocol
+        "test": ["pytest>=7", "pytest-xdist==3.8.0", "hypothesis>=6", "ruff==0.17.6", "onnx==1.23.2", "onnxruntime==1.32.0",
+                 "websocket-client==1.9.2"],
         # scripts/bench_peers.py's NumPyro row (jax 0.10 is the last release for Python 3.11; CPU jaxlib)
         "bench": ["numpyro==0.22.0", "jax==0.10.2", "jaxlib==0.10.2"],
     },

@@ -1,13 +1,26 @@
 """Where a job runs, one source for each fact: the device asked for (:func:`select_device`,
 the one CUDA check), its name as records show it (:func:`device_name`), and the versions
-of the libraries that computed a result (:func:`versions`)."""
+of the libraries that computed a result (:func:`versions`), and the user's cache folder
+(:func:`cache_dir`)."""
+import os
 import platform
 import subprocess
+from pathlib import Path
 
 import torch
 
 from ._version import __version__
 from .errors import ConfigError
+
+
+def cache_dir() -> Path:
+    """The user's cache folder of pyrovae (not made here): ``$PYROVAE_CACHE_DIR`` where it is set and not
+    empty, else ``$XDG_CACHE_HOME/pyrovae`` where that is an absolute path, else ``~/.cache/pyrovae``."""
+    own = os.environ.get("PYROVAE_CACHE_DIR")
+    if own:
+        return Path(own).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache") / "pyrovae"
 
 
 def require_cuda() -> None:

@@ -23,6 +23,7 @@ import math
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -53,6 +54,17 @@ SKIPPED = {
     r"\bmy_photos/": "a placeholder for the reader's own folder of images",
     r"\b(runs/nll|results/ssl)/": "works on the run of a training above that is skipped",
 }
+
+
+def _explorer_runtime_missing() -> bool:
+    """Whether the explorer page's runtime is neither in the user's cache nor fetchable here (no npm)."""
+    from pyrovae.export.runtime import cached
+
+    return shutil.which("npm") is None and not cached().is_dir()
+
+
+if _explorer_runtime_missing():
+    SKIPPED[r"\bscripts/explore\.py\b"] = "needs onnxruntime-web, which is not in the cache and npm is not installed"
 
 #: ``make run`` is ``.venv/bin/python scripts/svi_train.py $ARGS`` after it made the environment
 MAKE_RUN = re.compile(r'^make run(?: ARGS="([^"]*)")?$')
