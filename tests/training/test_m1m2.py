@@ -11,9 +11,9 @@ import torch
 
 import pyrovae
 from helpers import run_main
-from pyrovae.errors import ConfigError
 from pyrovae.analysis.encode import encode_run
 from pyrovae.analysis.evaluate import evaluate_run
+from pyrovae.errors import ConfigError
 from pyrovae.training.checkpoint import read_checkpoint
 from pyrovae.training.run import Run
 from pyrovae.training.stacked import features
