@@ -65,3 +65,36 @@ def _nvidia_driver() -> str:
                               capture_output=True, text=True, timeout=30).stdout.strip().splitlines()[0]
     except (OSError, subprocess.SubprocessError, IndexError):
         return "unknown"
+
+
+#: the vector extensions :func:`cpu_model` names where the CPU has them (the flags of ``/proc/cpuinfo``)
+VECTOR_FLAGS = ("avx2", "avx512f", "amx_tile")
+
+
+def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU as records and caches name it: the first ``model name`` of ``cpuinfo`` (Linux),
+    else ``platform.processor()``, else ``platform.machine()``, else ``"unknown CPU"``; followed,
+    where ``cpuinfo`` lists the CPU's flags, by those of :data:`VECTOR_FLAGS` it has, in brackets,
+    e.g. ``"AMD EPYC 7B13 (avx2)"``, ``"Intel(R) Xeon(R) Platinum 8480+ (avx2, avx512f, amx_tile)"``
+    (no brackets where it has none of them). A virtual machine may show a generic name (``"AMD
+    EPYC"``), so two machines with equal strings may still be different models; the string is
+    what the CPU tells, and the vector units are what decide which kernels run fastest."""
+    name, flags = "", None
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, sep, value = line.partition(":")
+                key = key.strip().lower()
+                if sep and key == "model name" and not name:
+                    name = " ".join(value.split())
+                elif sep and key in ("flags", "features") and flags is None:
+                    flags = set(value.split())
+                if name and flags is not None:
+                    break
+    except OSError:
+        pass
+    name = name or platform.processor() or platform.machine() or "unknown CPU"
+    if flags is None:
+        return name
+    present = [flag for flag in VECTOR_FLAGS if flag in flags]
+    return f"{name} ({', '.join(present)})" if present else name
