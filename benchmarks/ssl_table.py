@@ -29,8 +29,9 @@ from pyrovae.infer.evaluation import accuracy
 from pyrovae.model.networks import mlp
 from pyrovae.training.config import TrainConfig
 from pyrovae.training.files import as_recorded, read_json, write_json, write_report
+from pyrovae.training.resume import resume
 from pyrovae.training.run import Run
-from pyrovae.training.trainer import resume, train
+from pyrovae.training.trainer import train
 
 #: the seed of the labelled rows and the training of the runs that choose alpha (not a seed of a table row)
 TUNING_SEED = 100

@@ -39,7 +39,8 @@ from .model.m2 import M2
 from .model.vae import VAE
 from .training.checkpoint import load
 from .training.config import TrainConfig
-from .training.trainer import resume, train
+from .training.resume import resume
+from .training.trainer import train
 
 __all__ = [
     "VAE", "HVAE", "CVAE", "M2", "M1M2", "Model", "load", "train", "resume", "TrainConfig", "Likelihood", "get_likelihood", "make_elbo",

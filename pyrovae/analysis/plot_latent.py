@@ -21,8 +21,9 @@ from ..environment import select_device  # noqa: E402
 from ..errors import ConfigError, WriteError  # noqa: E402
 from ..training.build import probe_writable  # noqa: E402
 from ..training.files import check_name, check_own_files  # noqa: E402
+from ..training.folder import first_missing, remove_made  # noqa: E402
 from ..training.plots import channel_note, image_grid, save_figure, save_grid, tile_inches  # noqa: E402
-from ..training.run import Run, first_missing, remove_made  # noqa: E402
+from ..training.run import Run  # noqa: E402
 
 
 @torch.no_grad()

@@ -1,6 +1,6 @@
 """The command lines behind the user's programs in ``scripts/``: flags -> settings -> one library call.
 
-* ``svi_train.py`` -> :func:`main` -> :func:`pyrovae.training.trainer.train` (``--resume``: :func:`pyrovae.training.trainer.resume`)
+* ``svi_train.py`` -> :func:`main` -> :func:`pyrovae.training.trainer.train` (``--resume``: :func:`pyrovae.training.resume.resume`)
 * ``evaluate.py`` / ``plot_latent.py`` -> :mod:`pyrovae.analysis.evaluate` / :mod:`pyrovae.analysis.plot_latent`
 * ``encode.py`` -> :func:`encode_main` -> :mod:`pyrovae.analysis.encode`
 * ``export.py`` -> :func:`pyrovae.cli.export.export_main` -> :func:`pyrovae.export.export_run`

@@ -15,7 +15,8 @@ from ..model.networks import ACTIVATIONS
 from ..model.priors import PRIORS
 from ..model.registry import MODELS
 from ..training.config import ARCHS, BINARIZE, DEQUANTIZE, ELBOS, LR_SCHEDULES, PLACEMENTS, STANDARDIZE, TrainConfig
-from ..training.trainer import resume, train
+from ..training.resume import resume
+from ..training.trainer import train
 from .common import _command, _guarded, _Help, _Parser, _threads_flag
 
 RESUME_FLAGS = {"epochs", "progress", "cuda", "distributed", "threads"}

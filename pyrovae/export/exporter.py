@@ -25,7 +25,8 @@ from ..errors import ConfigError, Interrupted, WriteError, brief, one_line
 from ..model.graphs import PARAMETERS, ExportGraph, TensorSpec
 from ..model.registry import CUSTOM, MODELS
 from ..training.files import check_name, write_json
-from ..training.run import Run, first_missing, remove_made
+from ..training.folder import first_missing, remove_made
+from ..training.run import Run
 from .describe import describe, file_spec
 from .writers import CHECK_ROWS, FORMATS, TRACE_ROWS, check_file, write
 

@@ -21,11 +21,10 @@ data load) leaves no folder behind: :meth:`Run.create` removes the folders it ma
 never replaces a run, nor a file a run writes (:meth:`Run.create`).
 
 Nothing in a run folder is read or written through a symbolic link: a folder whose files
-(:data:`OWN_FILES`, :data:`RUN_FOLDERS`) are links, or are not files, is refused in one line
+(:data:`~pyrovae.training.folder.OWN_FILES`, :data:`~pyrovae.training.folder.RUN_FOLDERS`) are links, or are not files, is refused in one line
 before anything is read or written, so a run folder received from someone else cannot make a
 program write, or read, outside it (the folder itself may be a link).
 """
-import os
 import uuid
 from pathlib import Path
 from typing import Callable, Optional
@@ -35,6 +34,7 @@ from .build import ensure_writable
 from .checkpoint import check_finite, model_from_state, read_checkpoint
 from .config import TrainConfig, same_likelihood
 from .files import RunLock, as_recorded, check_name, check_own_files, read_json, remove_stale_temporaries, write_json
+from .folder import OWN_FILES, RUN_FOLDERS, check_new, first_missing, remove_made
 from .parts import upgrade
 from .rundata import run_dataset
 
@@ -42,18 +42,6 @@ from .rundata import run_dataset
 CHECKPOINTS = {"best": "best.pt", "last": "checkpoint.pt", "best.pt": "best.pt", "checkpoint.pt": "checkpoint.pt"}
 #: settings that ``--resume`` may change, and where the data lies: config.json and a checkpoint may differ in them
 CHANGEABLE = {"out", "epochs", "progress", "cuda", "distributed", "threads", "data_dir", "download"}
-#: the files a training run writes into its folder (figures included): a folder holding any of them, or
-#: :data:`RUN_FOLDERS`, holds a run, or files of its user's that a run would overwrite (:meth:`Run.create`)
-RUN_FILES = ("config.json", "metrics.json", "checkpoint.pt", "best.pt", "elbo_curves.png", "reconstructions.png",
-             "samples.png", "kl_per_dim.png")
-#: the folders a training run writes into its folder
-RUN_FOLDERS = ("tensorboard",)
-#: of those, the files of a run that has trained (a folder with ``config.json`` alone: a run that stopped before
-#: its first checkpoint)
-RECORD_FILES = ("checkpoint.pt", "best.pt", "metrics.json")
-#: the files some program reads or writes in a run folder: the run's own, its lock, ``ssl_table.py``'s baseline
-#: and ``plot_latent.py``'s figures; none of them may be a symbolic link
-OWN_FILES = RUN_FILES + (".lock", "baseline.json", "latent.png", "manifold.png", "interpolations.png", "traversals.png")
 #: what a checkpoint needs to continue a run, with its type (after :func:`~pyrovae.training.parts.upgrade`)
 RESUME_PARTS = {"optimizer": dict, "config": dict, "loop": dict, "selection": dict, "schedule": dict,
                 "record": dict, "stop": dict, "rng": dict}
@@ -75,8 +63,8 @@ class Run:
         rank of a distributed run other than rank 0, which writes nothing).
 
         A new run starts only in a folder that is missing, empty, or holds none of the files
-        and folders a run writes (:data:`RUN_FILES`: ``config.json``, ``metrics.json``,
-        ``checkpoint.pt``, ``best.pt``, the figures; :data:`RUN_FOLDERS`: ``tensorboard``),
+        and folders a run writes (:data:`~pyrovae.training.folder.RUN_FILES`: ``config.json``, ``metrics.json``,
+        ``checkpoint.pt``, ``best.pt``, the figures; :data:`~pyrovae.training.folder.RUN_FOLDERS`: ``tensorboard``),
         a symbolic link of one of those names included. Such a folder holds a run (any of
         ``config.json``, ``checkpoint.pt``, ``best.pt``, ``metrics.json``; ``config.json``
         alone: a run killed before its first checkpoint, which ``--resume`` cannot continue)
@@ -94,7 +82,7 @@ class Run:
             return cls(folder, None, None, None)
         check_name(folder)
         RunLock(folder, new_run=True).check_free()  # a run at work here is named by its pid
-        _check_new(folder)
+        check_new(folder)
         made = first_missing(folder)
         ensure_writable(folder)
         try:
@@ -103,7 +91,7 @@ class Run:
             remove_made(folder, made)
             raise
         try:
-            _check_new(folder)  # a run that started between the first check and the lock
+            check_new(folder)  # a run that started between the first check and the lock
         except BaseException:
             lock.release()
             raise
@@ -117,7 +105,7 @@ class Run:
         evaluation), else a reader. ``likelihood``: the callable of a run trained with a
         user's likelihood, and ``model``: the class of a run of a user's own model, which
         settings cannot hold. ``lock`` False: a rank of a distributed run other than rank 0.
-        A folder whose files (:data:`OWN_FILES`, :data:`RUN_FOLDERS`) are symbolic links is
+        A folder whose files (:data:`~pyrovae.training.folder.OWN_FILES`, :data:`~pyrovae.training.folder.RUN_FOLDERS`) are symbolic links is
         refused before anything is read or written."""
         folder = Path(folder)
         check_name(folder)
@@ -288,42 +276,3 @@ class Run:
         if dataset is None:  # its data load from the recorded source: where they have gone is one line
             TrainConfig.from_dict(self._settings(), source=self.folder / "config.json")
         return run_dataset(config, dataset, log, recorded=self.trained_on(), download=download)
-
-
-def _check_new(folder: Path) -> None:
-    """Refuse a folder that holds a run, or a file a run writes (see :meth:`Run.create`)."""
-    present = [name for name in RUN_FILES + RUN_FOLDERS if os.path.lexists(folder / name)]
-    if not present:
-        return
-    if set(present) & set(RECORD_FILES):
-        listed = ", ".join(name for name in present if name in ("config.json", *RECORD_FILES))
-        raise ConfigError(f"{folder} already holds a run ({listed}); a new run never replaces one: continue it with "
-                          f"--resume {folder}, or give a new --out")
-    if "config.json" in present:
-        raise ConfigError(f"{folder} holds a run that stopped before its first checkpoint (config.json, no "
-                          "checkpoint.pt); a new run never replaces one: remove that folder, or give a new --out")
-    raise ConfigError(f"{folder} holds {present[0]}, which a run writes; a new run never replaces it: give a new "
-                      "--out, or move that file away")
-
-
-def first_missing(folder: Path) -> Optional[Path]:
-    """The outermost folder of ``folder``'s path that does not exist yet (None: it exists)."""
-    missing, path = None, folder.absolute()
-    while not path.exists():
-        missing, path = path, path.parent
-    return missing
-
-
-def remove_made(folder: Path, made: Optional[Path]) -> None:
-    """Remove the folders from ``folder`` up to ``made`` that a failed start made, where empty."""
-    if made is None:
-        return
-    path = folder.absolute()
-    while True:
-        try:
-            path.rmdir()
-        except OSError:
-            return
-        if path == made or path == path.parent:
-            return
-        path = path.parent

@@ -1,9 +1,10 @@
 """A whole training run: data -> model -> SVI epochs -> evaluation -> files in ``out``.
 
-:func:`train` starts a run, :func:`resume` continues one (its folder opened by :class:`~pyrovae.training.run.Run`).
+:func:`train` starts a run, :func:`~pyrovae.training.resume.resume` continues one (its folder opened by
+:class:`~pyrovae.training.run.Run`); the :class:`Trainer` runs the epochs of both.
 A run writes ``config.json`` (settings, what they resolved to, versions, device, the run's id), ``metrics.json`` (the data used, the
 per-epoch ``history``, the final ``test_elbo``, the ``best`` epoch), ``checkpoint.pt`` (each part's
-state, replaced atomically, so :func:`resume` continues exactly), ``best.pt`` (the best validation
+state, replaced atomically, so ``--resume`` continues exactly), ``best.pt`` (the best validation
 ELBO's epoch) and the figures. SIGINT and SIGTERM save ``checkpoint.pt`` and raise
 :class:`~pyrovae.errors.Interrupted`; a non-finite loss raises :class:`~pyrovae.errors.TrainingError`.
 """
@@ -28,10 +29,10 @@ from ..model.base import Model
 from ..model.registry import CUSTOM
 from ..model.registry import describe as describe_model
 from .build import build_elbo, build_model, build_step, config_record, describe, epoch_rows, place, score
-from .checkpoint import check_same_model, model_from_state, read_checkpoint, save_checkpoint
+from .checkpoint import check_same_model, read_checkpoint, save_checkpoint
 from .checks import check_selection
 from .collapse import CollapseDiagnostics
-from .config import TrainConfig, make_likelihood, same_likelihood
+from .config import TrainConfig, make_likelihood
 from .files import write_json
 from .parts import Counters, RandomState, RunRecord, Schedule, Selection, upgrade
 from .report import Reporter, elbo_estimator, epoch_line
@@ -59,72 +60,13 @@ def train(config: TrainConfig, log: Callable[[str], None] = print, dataset: Opti
                               "pyrovae.get_likelihood('bernoulli')), which scores and prepares the data")
         config.likelihood, config.likelihood_options = model.likelihood, {}
     config.validate()
-    with Run.create(config.out_dir(), main=_rank_zero()) as run:
+    with Run.create(config.out_dir(), main=rank_zero()) as run:
         return Trainer(config, log, dataset, command, run, model=model).loop(on_epoch_end)
 
 
-def resume(run_dir, log: Callable[[str], None] = print, dataset: Optional[Dataset] = None,
-           command: Optional[str] = None, epochs: Optional[int] = None, progress: Optional[bool] = None,
-           cuda: Optional[bool] = None, distributed: Optional[bool] = None, threads: Optional[int] = None,
-           on_epoch_end: Sequence[Callable] = (), likelihood=None, model=None) -> dict:
-    """Continue the run in ``run_dir`` from its ``checkpoint.pt`` with its own settings
-    (``epochs`` may raise the number of epochs; ``progress``, ``cuda``, ``distributed``
-    and ``threads`` change only the display, the device, the number of processes and
-    the number of CPU threads). A run trained on arrays given in Python needs them again as
-    ``dataset``, one trained with a callable likelihood needs it again as ``likelihood``, and
-    one of a user's own model class needs that class again as ``model``.
-    Network weights, optimizer and schedule state, counters,
-    history, the unfinished epoch and every random state come back, so the resumed run
-    is the run that was interrupted."""
-    with Run.open(run_dir, write=True, likelihood=likelihood, lock=_rank_zero()) as run:
-        state = run.resume_state()
-        given = None if model is None else model_from_state(state, run.path("last"), model=model)
-        return _resume(run, state, log, dataset, command, epochs, progress, cuda, distributed, threads,
-                       on_epoch_end, likelihood, given)
-
-
-def _rank_zero() -> bool:
+def rank_zero() -> bool:
     """Whether this process writes the run's files (the other ranks of a distributed run write nothing)."""
     return os.environ.get("RANK", "0") == "0"
-
-
-def _resume(run, state, log, dataset, command, epochs, progress, cuda, distributed, threads, on_epoch_end,
-            likelihood, given):
-    try:
-        config = TrainConfig.from_dict(state["config"])
-    except TypeError as error:  # a setting the settings do not have, or of a wrong kind
-        raise CheckpointError(f"{run.path('last')} holds settings pyrovae cannot use ({one_line(error, 120)}); "
-                              "resume from an intact copy, or start a new run") from None
-    if likelihood is not None:
-        config.likelihood = same_likelihood(likelihood, config.likelihood)
-    config.out = str(run.folder)
-    if epochs is not None:
-        _check_epochs(epochs, state, run.folder)
-        config.epochs = epochs
-    if progress is not None:
-        config.progress = progress
-    if cuda is not None:
-        config.cuda = cuda
-    if distributed is not None:
-        config.distributed = distributed
-    if threads is not None:
-        config.threads = threads
-    config.validate(new=False)  # settings it trained with once: none refused for this machine's memory
-    return Trainer(config, log, dataset, command, run, resume_from=state, model=given).loop(on_epoch_end)
-
-
-def _check_epochs(epochs, state: dict, folder) -> None:
-    """Refuse an ``epochs`` to resume to that the run is already past: fewer than the epochs it
-    has finished, or as many while it is inside the next one (its unfinished epoch would be lost)."""
-    try:
-        loop = upgrade(state)["loop"]
-        done, inside = int(loop["epoch"]), loop.get("epoch_state") is not None
-    except (KeyError, TypeError, ValueError, AttributeError):
-        return  # a damaged checkpoint: its restore says so
-    if isinstance(epochs, int) and not isinstance(epochs, bool) and (epochs < done or (epochs == done and inside)):
-        at = f"has finished {done} epoch{'s' if done != 1 else ''}" + (f" and is inside epoch {done + 1}" if inside else "")
-        raise ConfigError(f"{folder} {at}, past --epochs {epochs}, so resuming would train nothing; give --epochs "
-                          f"above {done} to train more")
 
 
 class Trainer:
