@@ -154,10 +154,12 @@ def describe_products(products: List[tuple]) -> str:
 
 
 def matmul_candidates(products: List[tuple]) -> Dict[str, Callable[[], None]]:
-    """``{"onednn": f, "mm": g}``: each computes every product of ``products`` once, as the graph
-    would on that backend (on oneDNN, a left operand that is not contiguous made contiguous first,
-    as :func:`onednn_matmuls` does in the graph), on operands of their shapes and strides filled
-    from a generator of their own (the global random state is not drawn from)."""
+    """``{"onednn": f, "mm": g}`` (``"mm"`` alone where oneDNN is not usable): each computes every
+    product of ``products`` once, as the graph would on that backend (on oneDNN, a left operand
+    that is not contiguous made contiguous first, as :func:`onednn_matmuls` does in the graph), on
+    operands of their shapes and strides filled from a generator of their own (the global random
+    state is not drawn from)."""
+    usable = onednn_usable()
     generator = torch.Generator().manual_seed(0)
 
     def tensor(shape, stride):
@@ -165,16 +167,19 @@ def matmul_candidates(products: List[tuple]) -> Dict[str, Callable[[], None]]:
         return t.copy_(torch.randn(shape, generator=generator))
 
     calls = [(name, [tensor(*o) for o in operands]) for name, operands in products]
-    onednn = {"mm": torch.ops.pyrovae.onednn_mm.default, "addmm": torch.ops.pyrovae.onednn_addmm.default}
     aten = {"mm": torch.ops.aten.mm.default, "addmm": torch.ops.aten.addmm.default}
-
-    def on_onednn():
-        for name, args in calls:
-            onednn[name](*args[:-2], args[-2].contiguous(), args[-1])
 
     def on_mm():
         for name, args in calls:
             aten[name](*args)
+
+    if not usable:
+        return {"mm": on_mm}
+    onednn = {"mm": torch.ops.pyrovae.onednn_mm.default, "addmm": torch.ops.pyrovae.onednn_addmm.default}
+
+    def on_onednn():
+        for name, args in calls:
+            onednn[name](*args[:-2], args[-2].contiguous(), args[-1])
 
     return {"onednn": on_onednn, "mm": on_mm}
 

@@ -136,7 +136,9 @@ def test_the_products_are_those_of_the_graph_and_timing_them_draws_nothing():
     found = products()
     assert compiled.describe_products(found) == "addmm(5,4x3,3x5t) mm(5x4t,4x3)"
     state = torch.get_rng_state()
-    for f in compiled.matmul_candidates(found).values():
+    candidates = compiled.matmul_candidates(found)
+    assert list(candidates) == ["onednn", "mm"]
+    for f in candidates.values():
         f()
     assert torch.equal(torch.get_rng_state(), state)
 
