@@ -1,6 +1,7 @@
 import gzip
 import os
 import random
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -34,6 +35,20 @@ def pytest_configure(config):
     if os.environ.get("PYTEST_XDIST_WORKER"):  # one of `make test`'s workers, one per core: one thread each, and for
         torch.set_num_threads(1)  # the processes it starts, so that the workers do not take each other's cores
         os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    # --fast's cache of measured choices (pyrovae.infer.choice) never in the user's home: a folder of the session's
+    # (for fixtures wider than a test), each test's own below (_private_cache)
+    os.environ["PYROVAE_CACHE_DIR"] = config._pyrovae_cache = tempfile.mkdtemp(prefix="pyrovae-cache-")
+
+
+def pytest_unconfigure(config):
+    if getattr(config, "_pyrovae_cache", None):
+        shutil.rmtree(config._pyrovae_cache, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Each test (and the processes it starts) reads and writes pyrovae's cache in a new folder of its own."""
+    monkeypatch.setenv("PYROVAE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
 
 
 @pytest.fixture(autouse=True)

@@ -9,6 +9,7 @@ from typing import List, Optional
 
 from ..data.datasets import DATASETS
 from ..errors import ConfigError, PyrovaeError
+from ..infer.compiled import MATMUL_BACKENDS
 from ..model.guides import GUIDES
 from ..model.likelihoods import BUILT_IN
 from ..model.networks import ACTIVATIONS
@@ -139,6 +140,10 @@ def build_parser(description: str = "Train a VAE (Pyro model/guide) with SVI.") 
     p.add_argument("--fast", action="store_true",
                    help="capture the SVI step once and replay it compiled (torch.compile); checked against "
                         "the eager step, falls back to it if the two differ")
+    p.add_argument("--fast-matmul", choices=MATMUL_BACKENDS, default=d.fast_matmul,
+                   help="--fast on the CPU: run the compiled step's matrix products on oneDNN or torch.mm; auto: "
+                        "the faster of the two on this machine, timed on the run's own products once and cached "
+                        "in ~/.cache/pyrovae (PYROVAE_CACHE_DIR elsewhere)")
     return p
 
 

@@ -9,9 +9,12 @@ parts): for an MNIST-sized VAE, much of the step. :class:`CompiledSVIStep` pays 
 2. **Compile.** Inductor (``torch._inductor.compile``) turns the graph into fused kernels;
    ``fallback_random=True`` keeps PyTorch's random-number operations, so the compiled step
    draws the eager step's :math:`z` from the same seed. On the CPU the graph's float32
-   matrix products go to oneDNN's GEMM (custom operators ``pyrovae::onednn_mm`` and
-   ``pyrovae::onednn_addmm``) instead of the BLAS behind ``torch.mm``: the same products
-   summed in another order, twice as fast where that BLAS is slow (``onednn=False``: ``torch.mm``).
+   matrix products run on oneDNN's GEMM (custom operators ``pyrovae::onednn_mm`` and
+   ``pyrovae::onednn_addmm``) or on the BLAS behind ``torch.mm``, whichever does the graph's
+   own products faster on this machine (:mod:`pyrovae.infer.choice`: timed once, cached): the
+   same products summed in another order. Which is faster depends on the CPU (oneDNN was 2.2x
+   faster on an AMD EPYC, where MKL takes a slow path; ``torch.mm`` the faster on an Intel
+   Xeon with AVX-512 and AMX); ``matmul="onednn"`` or ``"mm"`` takes one without timing.
 3. **Check.** Before its first use the graph runs beside the eager step (same minibatch, same
    random state); unless loss and gradients agree to float32 tolerance, or if capture or
    compile fails, the step falls back to the eager one with a warning.
@@ -32,14 +35,21 @@ Sound for models whose structure does not depend on data *values* (the VAE's, th
 like ``pyro.infer.JitTrace_ELBO``, the capture records one path through the program."""
 import importlib
 import warnings
-from typing import Callable, Optional
+from typing import Callable, Dict, List, Optional
 
 import pyro
 import torch
 import torch.nn as nn
 from torch.fx.experimental.proxy_tensor import make_fx
 
+from ..environment import cpu_model
+from . import choice
 from .svi import SVIStep
+
+#: how ``--fast`` runs the graph's float32 CPU matrix products: the faster on this machine, oneDNN, ``torch.mm``
+MATMUL_BACKENDS = ("auto", "onednn", "mm")
+#: the names records and lines give them
+MATMUL_NAMES = {"onednn": "oneDNN", "mm": "torch.mm"}
 
 
 def _register_onednn_ops() -> bool:
@@ -84,17 +94,10 @@ def onednn_matmuls(gm: torch.fx.GraphModule) -> int:
     A left operand that is a transposed view (a weight gradient's ``grad_out.T``) is made
     contiguous in the graph first: oneDNN's entry copies it otherwise, slowly, and inductor
     writes the transpose in tiles, fused with the kernel that computes it where it can."""
-    if not (torch.backends.mkldnn.enabled and _register_onednn_ops()):  # oneDNN switched off: torch.mm
+    if not onednn_usable():  # oneDNN switched off: torch.mm
         return 0
     count = 0
-    for node in gm.graph.nodes:
-        if node.op != "call_function" or node.kwargs or node.target not in _TO_ONEDNN:
-            continue
-        vals = [a.meta.get("val") if isinstance(a, torch.fx.Node) else None for a in node.args]
-        if not all(isinstance(v, torch.Tensor) and v.device.type == "cpu" and v.dtype == torch.float32 for v in vals):
-            continue
-        if node.target is torch.ops.aten.addmm.default and tuple(vals[0].shape) != (vals[2].shape[1],):
-            continue
+    for node, vals in _float32_products(gm):
         node.target = getattr(torch.ops.pyrovae, _TO_ONEDNN[node.target]).default
         left = node.args[-2]
         if not vals[-2].is_contiguous():
@@ -113,6 +116,112 @@ def onednn_matmuls(gm: torch.fx.GraphModule) -> int:
 _TO_ONEDNN = {torch.ops.aten.mm.default: "onednn_mm", torch.ops.aten.addmm.default: "onednn_addmm"}
 
 
+def onednn_usable() -> bool:
+    """Whether the graph's products can go to oneDNN: this torch build has it, and it is switched on."""
+    return bool(torch.backends.mkldnn.enabled) and _register_onednn_ops()
+
+
+def _float32_products(gm: torch.fx.GraphModule) -> list:
+    """``(node, operand values)`` of the float32 CPU ``aten.mm`` and ``aten.addmm`` (bias a row,
+    no scaling) nodes of ``gm``: the products :func:`onednn_matmuls` moves to oneDNN."""
+    found = []
+    for node in gm.graph.nodes:
+        if node.op != "call_function" or node.kwargs or node.target not in _TO_ONEDNN:
+            continue
+        vals = [a.meta.get("val") if isinstance(a, torch.fx.Node) else None for a in node.args]
+        if not all(isinstance(v, torch.Tensor) and v.device.type == "cpu" and v.dtype == torch.float32 for v in vals):
+            continue
+        if node.target is torch.ops.aten.addmm.default and tuple(vals[0].shape) != (vals[2].shape[1],):
+            continue
+        found.append((node, vals))
+    return found
+
+
+def matmul_products(gm: torch.fx.GraphModule) -> List[tuple]:
+    """The graph's float32 CPU products as ``(name, operands)``: ``name`` ``"mm"`` or ``"addmm"``,
+    ``operands`` ``(shape, stride)`` of each argument (an ``addmm``'s bias first), in graph order."""
+    return [(_TO_ONEDNN[node.target].replace("onednn_", ""),
+             tuple((tuple(v.shape), tuple(v.stride())) for v in vals)) for node, vals in _float32_products(gm)]
+
+
+def describe_products(products: List[tuple]) -> str:
+    """``"addmm(400,128x784,784x400) mm(784x128t,128x400) ..."``: each product's operands' shapes,
+    ``t`` after one that is not contiguous (a transposed view)."""
+    def operand(shape, stride):
+        return "x".join(map(str, shape)) + ("" if torch.empty_strided(shape, stride, device="meta").is_contiguous()
+                                            else "t")
+    return " ".join(f"{name}({','.join(operand(*o) for o in operands)})" for name, operands in products)
+
+
+def matmul_candidates(products: List[tuple]) -> Dict[str, Callable[[], None]]:
+    """``{"onednn": f, "mm": g}`` (``"mm"`` alone where oneDNN is not usable): each computes every
+    product of ``products`` once, as the graph would on that backend (on oneDNN, a left operand
+    that is not contiguous made contiguous first, as :func:`onednn_matmuls` does in the graph), on
+    operands of their shapes and strides filled from a generator of their own (the global random
+    state is not drawn from)."""
+    usable = onednn_usable()
+    generator = torch.Generator().manual_seed(0)
+
+    def tensor(shape, stride):
+        t = torch.empty_strided(shape, stride)
+        return t.copy_(torch.randn(shape, generator=generator))
+
+    calls = [(name, [tensor(*o) for o in operands]) for name, operands in products]
+    aten = {"mm": torch.ops.aten.mm.default, "addmm": torch.ops.aten.addmm.default}
+
+    def on_mm():
+        for name, args in calls:
+            aten[name](*args)
+
+    if not usable:
+        return {"mm": on_mm}
+    onednn = {"mm": torch.ops.pyrovae.onednn_mm.default, "addmm": torch.ops.pyrovae.onednn_addmm.default}
+
+    def on_onednn():
+        for name, args in calls:
+            onednn[name](*args[:-2], args[-2].contiguous(), args[-1])
+
+    return {"onednn": on_onednn, "mm": on_mm}
+
+
+def choose_matmul(gm: torch.fx.GraphModule, want: str = "auto") -> dict:
+    """How the graph's float32 CPU matrix products run: ``want`` ``"onednn"`` or ``"mm"`` as it
+    says (``torch.mm`` where oneDNN is not usable), ``"auto"`` the faster of the two on these
+    products here (:func:`pyrovae.infer.choice.choose`: cached, or timed for about a second).
+    Returns the record: ``matmul`` (``"onednn"`` or ``"mm"``), ``chosen_by`` (``"measured"``,
+    ``"cache"``, ``"setting"``, or why there was nothing to choose), ``ms`` (median milliseconds
+    of each backend for all the products once; None where not timed), ``cpu``
+    (:func:`~pyrovae.environment.cpu_model`), ``threads`` and ``products`` (how many)."""
+    if want not in MATMUL_BACKENDS:
+        raise ValueError(f"matmul must be one of {', '.join(MATMUL_BACKENDS)}, got {want!r}")
+    products = matmul_products(gm)
+    record = {"matmul": "mm", "chosen_by": "setting", "ms": None, "cpu": cpu_model(),
+              "threads": torch.get_num_threads(), "products": len(products)}
+    if not products:
+        return {**record, "chosen_by": "no float32 matrix products"}
+    if want != "mm" and not onednn_usable():
+        return {**record, "chosen_by": "oneDNN is not available"}
+    if want != "auto":
+        return {**record, "matmul": want}
+    try:
+        made = choice.choose(f"matmul {describe_products(products)}", matmul_candidates(products))
+    except RuntimeError as error:  # a product oneDNN refuses: the graph would fail on it too
+        return {**record, "chosen_by": f"oneDNN failed on the products ({_reason(error)[:100]})"}
+    return {**record, "matmul": made["choice"], "chosen_by": "cache" if made["from_cache"] else "measured",
+            "ms": made["ms"], "cpu": made["cpu"], "threads": made["threads"]}
+
+
+def describe_choice(record: dict) -> str:
+    """The line that says how the graph's matrix products run, and why (a :func:`choose_matmul` record)."""
+    on = f"--fast: the matrix products run on {MATMUL_NAMES[record['matmul']]}"
+    threads = f"{record['threads']} thread{'s' * (record['threads'] != 1)}"
+    if record["ms"] is None:
+        return f"{on} ({record['chosen_by']})"
+    times = ", ".join(f"{MATMUL_NAMES[n]} {ms:.3g} ms" for n, ms in sorted(record["ms"].items(), key=lambda i: i[1]))
+    how = "as cached from an earlier timing" if record["chosen_by"] == "cache" else "timed"
+    return f"{on}, the faster on {record['cpu']} at {threads}, {how}: {times} for the step's {record['products']} products"
+
+
 class _LossModule(nn.Module):
     """The step's loss as a module of the VAE's parameters, for ``functional_call``."""
 
@@ -128,14 +237,22 @@ class _LossModule(nn.Module):
 class CompiledSVIStep(SVIStep):
     """:class:`~pyrovae.infer.svi.SVIStep` with loss and gradients replayed from a graph compiled for
     the first non-validated minibatch's shape (on CUDA with ``cuda_graph``, as a CUDA graph); ``log``
-    gets one line when the step falls back to eager execution (or from the CUDA graph to the compiled call)."""
+    gets one line when the step falls back to eager execution (or from the CUDA graph to the compiled call).
+
+    ``matmul`` (:data:`MATMUL_BACKENDS`): how the graph's float32 CPU matrix products run,
+    :func:`choose_matmul` (``onednn`` True or False takes ``"onednn"`` or ``"mm"`` in its place);
+    the choice's record is :attr:`fast_step`, and ``note`` gets its line (:func:`describe_choice`)."""
 
     def __init__(self, vae, elbo, optimizer, log: Callable[[str], None] = None, cuda_graph: bool = True,
-                 onednn: bool = True):
+                 onednn: Optional[bool] = None, matmul: str = "auto", note: Callable[[str], None] = None):
         super().__init__(vae, elbo, optimizer)
+        if matmul not in MATMUL_BACKENDS:
+            raise ValueError(f"matmul must be one of {', '.join(MATMUL_BACKENDS)}, got {matmul!r}")
         self._want_cuda_graph = cuda_graph
-        self._want_onednn = onednn
+        self._want_matmul = matmul if onednn is None else "onednn" if onednn else "mm"
+        self._note = note or (lambda line: None)
         self.onednn_matmuls = 0  # matrix products of the graph that run on oneDNN
+        self.fast_step: Optional[dict] = None  # how the CPU graph's matrix products run, and why (choose_matmul)
         self._cuda_graph: Optional[torch.cuda.CUDAGraph] = None
         self._static_in: Optional[tuple] = None  # (x, kl_scale) buffers the CUDA graph reads
         self._static_out: Optional[tuple] = None  # (loss, *grads) buffers it writes
@@ -178,8 +295,11 @@ class CompiledSVIStep(SVIStep):
             devices = [x.device] if x.device.type == "cuda" else []
             with torch.random.fork_rng(devices=devices):  # tracing runs the ops: draws too
                 traced = make_fx(self._loss_and_grads)(x, kl_scale, *self._params)
-            if self._want_onednn and x.device.type == "cpu":
-                self.onednn_matmuls = onednn_matmuls(traced)
+            if x.device.type == "cpu":
+                self.fast_step = choose_matmul(traced, self._want_matmul)
+                self._note(describe_choice(self.fast_step))
+                if self.fast_step["matmul"] == "onednn":
+                    self.onednn_matmuls = onednn_matmuls(traced)
             graph = self._compile_graph(traced, [x, kl_scale, *(p.detach() for p in self._params)])
             with torch.random.fork_rng(devices=devices):
                 expected = self._loss_and_grads(x, kl_scale, *self._params)

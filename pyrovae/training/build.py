@@ -132,7 +132,7 @@ def build_step(config, vae, elbo_loss, optimizer, num_train: int, rank: int, wor
         ddp.broadcast_parameters(vae)
         return step
     if config.fast:
-        return CompiledSVIStep(vae, elbo_loss, optimizer, log=log)
+        return CompiledSVIStep(vae, elbo_loss, optimizer, log=log, matmul=config.fast_matmul, note=log)
     return SVIStep(vae, elbo_loss, optimizer)
 
 

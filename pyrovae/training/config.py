@@ -11,6 +11,7 @@ from typing import Any, Optional, Tuple
 
 from ..data.selection import LIMIT_RULES
 from ..errors import ConfigError, DataError, brief, one_line
+from ..infer.compiled import MATMUL_BACKENDS
 from ..infer.elbos import ELBO_CLASSES
 from ..model.guides import GUIDES, check_guide_options
 from ..model.networks import ARCHITECTURES
@@ -86,6 +87,7 @@ class TrainConfig:
     out: Optional[str] = None  # default: runs/<dataset>-<likelihood>-<elbo>
     progress: bool = True
     fast: bool = False  # replay a compiled graph of the SVI step (pyrovae.infer.compiled)
+    fast_matmul: str = "auto"  # --fast on the CPU: the graph's matrix products on oneDNN, torch.mm, or the faster here
     distributed: bool = False  # one process per device under torchrun (pyrovae.distributed)
     tensorboard: bool = False  # scalars and images into <out>/tensorboard (pyrovae.tracking)
     threads: Optional[int] = None  # torch.set_num_threads(N) for the run; None: PyTorch's default
@@ -179,6 +181,11 @@ class TrainConfig:
         check_sizes(self, machine_memory(self.cuda) if new else None)
         if self.fast and self.distributed:
             raise ConfigError("--fast does not work with --distributed yet; drop one of them")
+        choice("fast_matmul", self.fast_matmul, MATMUL_BACKENDS)
+        if new and self.fast_matmul != "auto" and (self.cuda or not self.fast):
+            raise ConfigError(f"--fast-matmul {self.fast_matmul} sets how --fast multiplies matrices on the CPU, but "
+                              f"{'this run trains on the GPU' if self.cuda else 'this run is not --fast'}; drop "
+                              f"--fast-matmul{'' if self.cuda else ' or add --fast'}")
         check_beta(self)
         if self.elbo == "iwae" and (self.kl_warmup or self.distributed):
             raise ConfigError(f"--elbo iwae cannot take {'--kl-warmup' if self.kl_warmup else '--distributed'}: it is "

@@ -157,11 +157,13 @@ class RunRecord:
     """What a run reports besides its selection: what it ran (``command``, ``dataset``,
     ``device``, ``elbo``, ``likelihood``, ``selection`` rule, the test ELBO's estimator),
     the per-epoch ``history``, the last tested epoch's ``test_elbo`` (and ``test_accuracy``), the
-    ``resumes`` and the SVI step's mode; :meth:`metrics` adds the best epoch's test numbers."""
+    ``resumes``, the SVI step's mode and, for ``--fast`` on the CPU, how its matrix products run
+    (``fast_step``: :func:`pyrovae.infer.compiled.choose_matmul`'s record); :meth:`metrics` adds
+    the best epoch's test numbers."""
 
     ORDER = ("command", "model", "dataset", "device", "elbo", "likelihood", "history", "test_elbo", "test_accuracy",
              "last_test_elbo", "last_test_accuracy", "test_elbo_estimator", "selection", "best", "stopped_early",
-             "resumes", "svi_step")
+             "resumes", "svi_step", "fast_step")
 
     def __init__(self, **described):
         self.state = {**described, "history": [], "test_elbo": None, "resumes": []}
@@ -170,11 +172,14 @@ class RunRecord:
     def history(self) -> list:
         return self.state["history"]
 
-    def add(self, record: dict, svi_step: str) -> None:
-        """Append an epoch's record (dict of ``epoch``, ELBOs, ``kl_scale``, ``lr``, ``seconds``)."""
+    def add(self, record: dict, svi_step: str, fast_step: Optional[dict] = None) -> None:
+        """Append an epoch's record (dict of ``epoch``, ELBOs, ``kl_scale``, ``lr``, ``seconds``);
+        ``svi_step`` and ``fast_step`` (where given) are the step's, as it ran this epoch."""
         self.history.append(record)
         self.tested(record)
         self.state["svi_step"] = svi_step
+        if fast_step is not None:
+            self.state["fast_step"] = fast_step
 
     def tested(self, record: dict) -> None:
         if record["test_elbo"] is not None:

@@ -255,7 +255,7 @@ class Trainer:
                   **self.collapse.epoch(self.vae, self.data),  # kl_per_dim, active_units: the validation rows
                   "kl_scale": float(weight), "lr": self.schedule.lr, "seconds": counters.epoch_seconds}
         counters.end_epoch()
-        self.record.add(record, getattr(self.step, "mode", "eager"))
+        self.record.add(record, getattr(self.step, "mode", "eager"), getattr(self.step, "fast_step", None))
         self.log(epoch_line(record))
         self._select(record)
         if self.selection.stopped_early and record["test_elbo"] is None:  # the last epoch is always tested

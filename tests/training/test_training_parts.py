@@ -129,6 +129,9 @@ def test_metrics_are_written_from_the_parts():
     assert list(metrics) == ["command", "history", "test_elbo", "last_test_elbo", "selection", "best", "stopped_early",
                              "resumes", "svi_step"]
     assert metrics["best"]["epoch"] == 1 and "best" not in record.state_dict()
+    record.add({"epoch": 2, "test_elbo": -2.5}, "compiled", {"matmul": "mm", "chosen_by": "cache"})
+    assert list(record.metrics(selection))[-2:] == ["svi_step", "fast_step"]
+    assert record.metrics(selection)["fast_step"] == {"matmul": "mm", "chosen_by": "cache"}
 
 
 def test_old_checkpoints_get_the_parts_entries():
