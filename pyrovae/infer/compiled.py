@@ -184,10 +184,13 @@ def matmul_candidates(products: List[tuple]) -> Dict[str, Callable[[], None]]:
     return {"onednn": on_onednn, "mm": on_mm}
 
 
-def choose_matmul(gm: torch.fx.GraphModule, want: str = "auto") -> dict:
+def choose_matmul(gm: torch.fx.GraphModule, want: str = "auto", earlier: Optional[dict] = None) -> dict:
     """How the graph's float32 CPU matrix products run: ``want`` ``"onednn"`` or ``"mm"`` as it
     says (``torch.mm`` where oneDNN is not usable), ``"auto"`` the faster of the two on these
-    products here (:func:`pyrovae.infer.choice.choose`: cached, or timed for about a second).
+    products here (:func:`pyrovae.infer.choice.choose`: cached, or timed for about a second) or,
+    for a resumed run (``earlier``: the record this function gave the run before), the backend
+    the run chose then, where that was on this CPU at this thread count for the same products:
+    a resumed run multiplies as the interrupted one did, whatever the cache holds now.
     Returns the record: ``matmul`` (``"onednn"`` or ``"mm"``), ``chosen_by`` (``"measured"``,
     ``"cache"``, ``"setting"``, or why there was nothing to choose), ``ms`` (median milliseconds
     of each backend for all the products once; None where not timed), ``cpu``
@@ -203,6 +206,10 @@ def choose_matmul(gm: torch.fx.GraphModule, want: str = "auto") -> dict:
         return {**record, "chosen_by": "oneDNN is not available"}
     if want != "auto":
         return {**record, "matmul": want}
+    if (isinstance(earlier, dict) and earlier.get("matmul") in ("onednn", "mm") and earlier.get("cpu") == record["cpu"]
+            and earlier.get("threads") == record["threads"] and earlier.get("products") == record["products"]):
+        return {**record, "matmul": earlier["matmul"], "chosen_by": "the run's own choice before it was interrupted",
+                "ms": earlier.get("ms") if isinstance(earlier.get("ms"), dict) else None}
     try:
         made = choice.choose(f"matmul {describe_products(products)}", matmul_candidates(products))
     except RuntimeError as error:  # a product oneDNN refuses: the graph would fail on it too
@@ -215,7 +222,7 @@ def describe_choice(record: dict) -> str:
     """The line that says how the graph's matrix products run, and why (a :func:`choose_matmul` record)."""
     on = f"--fast: the matrix products run on {MATMUL_NAMES[record['matmul']]}"
     threads = f"{record['threads']} thread{'s' * (record['threads'] != 1)}"
-    if record["ms"] is None:
+    if record["ms"] is None or record["chosen_by"] not in ("cache", "measured"):
         return f"{on} ({record['chosen_by']})"
     times = ", ".join(f"{MATMUL_NAMES[n]} {ms:.3g} ms" for n, ms in sorted(record["ms"].items(), key=lambda i: i[1]))
     how = "as cached from an earlier timing" if record["chosen_by"] == "cache" else "timed"
@@ -253,6 +260,7 @@ class CompiledSVIStep(SVIStep):
         self._note = note or (lambda line: None)
         self.onednn_matmuls = 0  # matrix products of the graph that run on oneDNN
         self.fast_step: Optional[dict] = None  # how the CPU graph's matrix products run, and why (choose_matmul)
+        self.earlier: Optional[dict] = None  # a resumed run's fast_step before it was interrupted (choose_matmul)
         self._cuda_graph: Optional[torch.cuda.CUDAGraph] = None
         self._static_in: Optional[tuple] = None  # (x, kl_scale) buffers the CUDA graph reads
         self._static_out: Optional[tuple] = None  # (loss, *grads) buffers it writes
@@ -296,7 +304,7 @@ class CompiledSVIStep(SVIStep):
             with torch.random.fork_rng(devices=devices):  # tracing runs the ops: draws too
                 traced = make_fx(self._loss_and_grads)(x, kl_scale, *self._params)
             if x.device.type == "cpu":
-                self.fast_step = choose_matmul(traced, self._want_matmul)
+                self.fast_step = choose_matmul(traced, self._want_matmul, self.earlier)
                 self._note(describe_choice(self.fast_step))
                 if self.fast_step["matmul"] == "onednn":
                     self.onednn_matmuls = onednn_matmuls(traced)

@@ -135,6 +135,8 @@ class Trainer:
             log(describe(config, self.dataset.name, self.dataset.source, self.data, self.vae, self.elbo, shown))
         else:
             self._restore(upgrade(resume_from))
+            if hasattr(self.step, "earlier"):  # --fast multiplies as it did before the interruption
+                self.step.earlier = self.record.state.get("fast_step")
         self.reporter = Reporter(self.out, rows.image_shape,
                                  f"{self.dataset.name}, {self.vae.likelihood.name}, {config.elbo}",
                                  tensorboard=config.tensorboard and self.main, start_epoch=self.counters.epoch,

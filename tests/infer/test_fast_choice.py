@@ -229,6 +229,38 @@ def test_metrics_json_records_the_choice(mnist_sample, tmp_path, monkeypatch):
     assert [line for line in lines if line.startswith("--fast: the matrix products run on oneDNN, the faster on ")]
 
 
+def test_a_resumed_run_keeps_its_own_choice(mnist_sample, tmp_path, monkeypatch):
+    """The interrupted run chose oneDNN; by the resume the cache is gone and torch.mm times faster:
+    the resumed run still multiplies on oneDNN, as it did (its bits depend on it), untimed."""
+    uncompiled(monkeypatch)
+    timed(monkeypatch)  # oneDNN 1 ms, torch.mm 3 ms
+    config = pyrovae.TrainConfig(epochs=1, train_limit=200, test_limit=50, z_dim=4, hidden=(16,), batch_size=50,
+                                 fast=True, progress=False, out=str(tmp_path / "run"))
+    pyrovae.train(config, log=lambda line: None, dataset=mnist_sample)
+    cache_file().unlink()
+    clock = Clock()
+    monkeypatch.setattr(choice, "fastest", functools.partial(choice.fastest, timer=clock))
+    real = compiled.matmul_candidates
+    monkeypatch.setattr(compiled, "matmul_candidates", lambda p: {  # now torch.mm is the faster
+        n: clock.cost(n, f, 3e-3 if n == "onednn" else 1e-3) for n, f in real(p).items()})
+    lines = []
+    pyrovae.resume(tmp_path / "run", epochs=2, log=lines.append, dataset=mnist_sample)
+    fast_step = json.loads((tmp_path / "run" / "metrics.json").read_text())["fast_step"]
+    assert fast_step["matmul"] == "onednn" and fast_step["chosen_by"].startswith("the run's own choice")
+    assert not clock.calls
+    assert "--fast: the matrix products run on oneDNN (the run's own choice before it was interrupted)" in lines
+
+
+def test_an_earlier_choice_on_another_cpu_or_thread_count_is_timed_again(monkeypatch):
+    clock = timed(monkeypatch)
+    kept = {**compiled.choose_matmul(graph()), "matmul": "mm"}
+    assert compiled.choose_matmul(graph(), earlier=kept)["matmul"] == "mm"
+    for other in ({"cpu": "another CPU"}, {"threads": kept["threads"] + 1}, {"products": 7}, {"matmul": "gpu"}):
+        clock.calls.clear()
+        record = compiled.choose_matmul(graph(), earlier={**kept, **other})
+        assert record["matmul"] == "onednn" and record["chosen_by"] == "cache"
+
+
 def test_fast_matmul_is_a_setting_of_fast_runs_on_the_cpu(capsys, tmp_path):
     for argv, message in [(["--fast-matmul", "mm"], "this run is not --fast; drop --fast-matmul or add --fast"),
                           (["--fast", "--cuda", "--fast-matmul", "onednn"], "this run trains on the GPU; drop "
