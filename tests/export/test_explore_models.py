@@ -2,14 +2,14 @@
 is taken at, the hvae's two layers, and the refusal of an m1m2 run (one line naming what is supported). The
 page itself runs in tests/export/test_explore_browser.py; the runtime here is a stand-in (conftest.py)."""
 import json
-import shutil
 
 import numpy as np
 import pytest
 import torch
-from export_helpers import model_of
+from export_helpers import TINY, model_of
 from test_explore import refused, run_dataset
 
+import pyrovae
 from pyrovae.cli.explore import explore_main
 from pyrovae.model.labelled import join
 
@@ -67,12 +67,12 @@ def test_an_hvae_run_explores_z2_with_z1_following_p_z1_given_z2(trained, fake_r
     assert spec["start_is"] == "the posterior mean q(z2|x) of test row 0, z1 at the mean of p(z1|z2)"
 
 
-def test_an_m1m2_run_is_refused_in_one_line_naming_what_is_explored(trained, fake_runtime, tmp_path, capsys):
+def test_an_m1m2_run_is_refused_in_one_line_naming_what_is_explored(trained, mnist_sample, fake_runtime, tmp_path,
+                                                                    capsys):
     run = tmp_path / "run"
-    shutil.copytree(trained("bernoulli-mlp"), run)
-    config = json.loads((run / "config.json").read_text())
-    config["settings"]["model"] = "m1m2"  # refused from config.json, before any checkpoint is read
-    (run / "config.json").write_text(json.dumps(config))
+    pyrovae.train(pyrovae.TrainConfig(**{**TINY, "model": "m1m2", "m1_run": str(trained("bernoulli-mlp")),
+                                         "likelihood": "gaussian", "labels_per_class": 10, "out": str(run)}),
+                  dataset=mnist_sample, log=lambda line: None)
     line = refused([run, "--out", tmp_path / "page", "--runtime", fake_runtime], capsys)
     assert line == (f"error: {run} is an m1m2 run, whose M2 decodes M1's standardized latent features, not images; "
                     "the explorer draws the images of vae, hvae, cvae and m2 runs: explore the vae run it was trained "
