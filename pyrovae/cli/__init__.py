@@ -4,6 +4,7 @@
 * ``evaluate.py`` / ``plot_latent.py`` -> :mod:`pyrovae.analysis.evaluate` / :mod:`pyrovae.analysis.plot_latent`
 * ``encode.py`` -> :func:`encode_main` -> :mod:`pyrovae.analysis.encode`
 * ``export.py`` -> :func:`pyrovae.cli.export.export_main` -> :func:`pyrovae.export.export_run`
+* ``explore.py`` -> :func:`pyrovae.cli.explore.explore_main` -> :func:`pyrovae.export.explore.build_explorer`
 
 ``svi_train`` holds the training command line, ``programs`` the others, ``common``
 what they share. Each command imports its application (:mod:`pyrovae.analysis`) only when it runs.

@@ -14,7 +14,9 @@ def explore_main(argv: Optional[List[str]] = None) -> int:
                 "decodes z with the run's ONNX decoder in the browser (onnxruntime-web, WebAssembly; no Python runs "
                 "while it is used): sliders for the latent dimensions with the most KL, a 2-D pad over two of them, "
                 "the decoded mean image redrawn as they move, and test images that set z to their posterior mean "
-                "when clicked. Serve the folder with `python -m http.server` in it and open http://localhost:8000/. "
+                "when clicked. Runs of the vae, cvae and m2 (with a class picker feeding the decoder's class), and of the "
+                "hvae (sliders of z2; z1 follows the mean of p(z1|z2), or z1 sliders set it); an m1m2 run is refused. "
+                "Serve the folder with `python -m http.server` in it and open http://localhost:8000/. "
                 f"The page's runtime, {SPEC}, comes from --runtime, else the cache "
                 f"({cache_dir()}, or $PYROVAE_CACHE_DIR), else it is fetched once with `npm pack {SPEC}` into the "
                 "cache. See docs/export.md.", formatter_class=_Help)
@@ -30,7 +32,8 @@ def explore_main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--no-fetch", dest="fetch", action="store_false",
                    help="never run npm: a runtime that is neither given nor cached is refused")
     p.add_argument("--sliders", type=int, default=8, metavar="K",
-                   help="sliders for the K latent dimensions with the most KL (all of them where z_dim is smaller)")
+                   help="sliders for the K latent dimensions with the most KL (all of them where z_dim is smaller); "
+                        "the hvae: K of z2 and K of z1")
     p.add_argument("--test-images", type=int, default=16, metavar="N",
                    help="test images shown on the page, evenly spaced over the run's test set, with their posterior "
                         "means (0: none)")

@@ -7,20 +7,31 @@ module), ``explorer.json`` (what the page shows, below), ``model/`` (the run's O
 :mod:`pyrovae.export.runtime`). Served by any static file server (``python -m http.server`` in
 the folder), the page decodes z with onnxruntime-web alone: no Python runs while it is used.
 
+It explores the runs of the built-in models that decode images (:data:`MODELS`), and of a
+user's own model whose decoder takes ``z`` and at most one class: the vae's z; the hvae's top
+layer z2, its lower layer z1 following the mean of p(z1|z2) (the export's ``prior_z1``) or set by
+hand; the cvae's and m2's z with a class picker feeding the decoder's class input. An m1m2 run is
+refused: its M2 decodes M1's latent features, not images.
+
 ``explorer.json``:
 
-* ``dims``: every latent dimension, the one with the most KL first, with its slider's range, the
-  prior's marginal mean plus or minus three standard deviations; ``sliders`` of them get a slider,
-  and the first two are the 2-D pad's axes. The KL per dimension is, in this order of preference:
-  ``evaluate.py``'s on the test rows (``metrics.json`` ``evaluation``, where it scored the exported
-  checkpoint), the validation rows' at the exported checkpoint's epoch (``metrics.json``
-  ``history``), or computed here on up to :data:`KL_ROWS` test rows. Where it is not defined (a flow
-  guide) the dimensions are ordered by the variance of the test rows' posterior means.
+* ``dims``: every latent dimension (of ``latent``: ``z``, the hvae's ``z2``), the one with the most
+  KL first, with its slider's range, the prior's marginal mean plus or minus three standard
+  deviations; ``sliders`` of them get a slider, and the first two are the 2-D pad's axes. The KL
+  per dimension is, in this order of preference: ``evaluate.py``'s on the test rows
+  (``metrics.json`` ``evaluation``, where it scored the exported checkpoint), the validation rows'
+  at the exported checkpoint's epoch (``metrics.json`` ``history``), or computed here on up to
+  :data:`~pyrovae.export.latents.KL_ROWS` test rows. Where it is not defined (a flow guide) the
+  dimensions are ordered by the variance of the test rows' posterior means.
 * ``test``: ``test_images`` test images evenly spaced over the run's test set, as 8-bit pixels,
   with their posterior means (for a flow guide the flow's image of the base mean, the z a
-  reconstruction decodes) and labels: a click on one sets the sliders to its z.
-* ``start``: the z drawn first: the first test image's posterior mean, else the prior mean.
+  reconstruction decodes; the hvae's ``z1`` too) and labels; for a model with a class input,
+  ``class``, the class the posterior mean is taken at (:data:`STRIP_CLASS`): a click on one sets
+  the sliders to its z and the class picker to its class.
+* ``start``, ``start_class``: the z (and class) drawn first: the first test image's, else the prior
+  mean (and class 0).
 * ``labels``: for a decoder that takes a class besides z, that input and the classes.
+* ``lower``: the hvae's z1: its dimensions and sliders' ranges, and p(z1|z2)'s file.
 
 The folder is written under a temporary name beside ``out`` and renamed: ``out`` holds the whole
 page or is as it was. ``out`` must be new or an empty folder.
@@ -28,7 +39,6 @@ page or is as it was. ``out`` must be new or an empty folder.
 import base64
 import json
 import shutil
-import signal
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -36,17 +46,22 @@ import numpy as np
 import torch
 
 from ..data.transforms import evenly_spaced_rows
-from ..errors import ConfigError, Interrupted, PyrovaeError, one_line
+from ..errors import ConfigError, PyrovaeError, one_line
 from ..training.files import write_json
 from ..training.run import Run
-from .exporter import _check_exportable, _write_folder, check_out, export_run
+from .exporter import check_exportable, check_out, export_run, write_folder
+from .latents import KL_ROWS, kl_per_dimension, lower_spread, posterior_means, spread
 from .runtime import SPEC, find_runtime
 
 #: the page's own files, copied from ``page/``
 PAGE = Path(__file__).with_name("page")
 TEMPLATES = ("index.html", "explorer.js")
-#: the most test rows the KL per dimension is computed on, where the run's records have none
-KL_ROWS = 1000
+#: the models whose runs the page explores (and a user's own model whose decoder takes z, and at most a class)
+MODELS = ("vae", "hvae", "cvae", "m2")
+#: what sets the class of a test image's z, per model with a class input
+STRIP_CLASS = {"cvae": "its label (the cvae encodes and decodes with the given class)",
+               "m2": "the class the classifier q(y|x) finds most probable (the image's tooltip gives its label "
+                     "too, where the data has one)"}
 
 
 def build_explorer(run_dir, out, checkpoint: Optional[str] = None, runtime=None, fetch: bool = True,
@@ -60,9 +75,14 @@ def build_explorer(run_dir, out, checkpoint: Optional[str] = None, runtime=None,
     for name, value, least in (("--sliders", sliders, 1), ("--test-images", test_images, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise ConfigError(f"{name} must be an integer of at least {least}, got {value!r}")
-    out = check_out(out)  # before anything slow
+    out = check_out(out, "explore")  # before anything slow
     with Run.open(run_dir) as run:  # a reader: the run's lock, shared
-        _check_exportable(run)
+        check_exportable(run, "explore")
+        kind = run.record["settings"].get("model", "vae")
+        if kind == "m1m2":
+            raise ConfigError(f"{run.folder} is an m1m2 run, whose M2 decodes M1's standardized latent features, not "
+                              f"images; the explorer draws the images of {', '.join(MODELS[:-1])} and {MODELS[-1]} runs: "
+                              "explore the vae run it was trained on (its --m1-run)")
         state = run.checkpoint(checkpoint)
         vae = run.model(checkpoint, "cpu", state=state)
         if getattr(vae, "image_shape", None) is None:
@@ -71,14 +91,17 @@ def build_explorer(run_dir, out, checkpoint: Optional[str] = None, runtime=None,
         install = find_runtime(runtime, fetch, log)  # before the slow steps: a missing runtime is refused first
         name, epoch = run.path(checkpoint).name, state.get("epoch")
         rows, x, y, classes, note = _test_rows(run, vae, test_images, log)
-        kl, ranking = _kl(run, vae, name, epoch, x, y)
-        z = _z_star(vae, x[:test_images], None if y is None else y[:test_images])  # (T, K)
+        kl, ranking = kl_per_dimension(run, vae, name, epoch, x, y)
+        strip = posterior_means(vae, x[:test_images], None if y is None else y[:test_images])
         if kl is None:
+            z = strip["z"]
             kl = None if len(z) < 2 else z.var(0).tolist()
             ranking = ("by the variance of the test images' posterior means (the KL per dimension is not defined: "
                        f"{ranking})" if kl is not None else f"by index ({ranking}; no test images)")
         record = _record(vae, run, name, epoch, kl, ranking, sliders, rows, x[:test_images],
-                         None if y is None else y[:test_images], z, classes, note, command)
+                         None if y is None else y[:test_images], strip, classes, note, command)
+        if getattr(vae, "kind", None) == "hvae":
+            record["lower"] = _lower(run, vae, name, epoch, x, y)
 
         def fill(folder: Path) -> dict:
             export_run(run.folder, "onnx", folder / "model", checkpoint, log=lambda line: None, command=command)
@@ -90,12 +113,7 @@ def build_explorer(run_dir, out, checkpoint: Optional[str] = None, runtime=None,
             return record
 
         log(f"writing the explorer of {run.folder / name} (epoch {epoch}) into {out}")
-        try:
-            _write_folder(out, fill)
-        except KeyboardInterrupt as stop:  # SIGINT, or SIGTERM as scripts/_startup.py raises it
-            signum = stop.args[0] if stop.args and isinstance(stop.args[0], int) else signal.SIGINT
-            raise Interrupted(f"interrupted ({signal.Signals(signum).name}); nothing was written to {out}",
-                              128 + signum) from None
+        write_folder(out, fill, "the explorer")
     log(f"wrote {out}: serve it with `python -m http.server --directory {out}` and open http://localhost:8000/")
     return record
 
@@ -123,99 +141,49 @@ def _test_rows(run: Run, vae, n: int, log):
     return rows, test_x[rows], y, classes, f"{len(strip)} test rows evenly spaced over {len(test_x)}"
 
 
-def _labels_given(vae, y):
-    """The rows' labels for a model that takes them (conditional, or semi-supervised: given where known)."""
-    return y if getattr(vae, "labels", "none") != "none" else None
-
-
-@torch.no_grad()
-def _z_star(vae, x: torch.Tensor, y) -> torch.Tensor:
-    """The decoder's input at the posterior mean of rows ``x`` (T, D): the guide's loc, through a
-    flow guide's transforms; (T, K)."""
-    if len(x) == 0:
-        return torch.zeros(0, vae.z_dim)
-    latents = vae.latents(x, _labels_given(vae, y))
-    loc = latents["loc"] if "loc" in latents else latents[f"{vae.latent_sites[0]}_loc"]
-    scale = latents["scale"] if "scale" in latents else latents[f"{vae.latent_sites[0]}_scale"]
-    for transform in getattr(vae.posterior_family.distribution(loc, scale), "transforms", ()):
-        loc = transform(loc)
-    return loc
-
-
-def _kl(run: Run, vae, name: str, epoch, x: torch.Tensor, y):
-    """(KL per dimension, a list of z_dim, or None where it is not defined; where it comes from)."""
-    try:
-        metrics = run.metrics()
-    except PyrovaeError:
-        metrics = {}
-    k, site = vae.z_dim, "z" if "z" in vae.latent_sites else vae.latent_sites[0]
-
-    def fits(values):
-        return isinstance(values, list) and len(values) == k and all(isinstance(v, (int, float)) for v in values)
-
-    evaluation = metrics.get("evaluation") if isinstance(metrics, dict) else None
-    if isinstance(evaluation, dict) and evaluation.get("checkpoint") == name:
-        values = (evaluation.get("kl_per_dim") or {}).get(site)
-        if fits(values):
-            return values, f"KL per dimension on the test rows (evaluate.py, metrics.json evaluation, {name})"
-    for entry in reversed(metrics.get("history") or [] if isinstance(metrics, dict) else []):
-        if isinstance(entry, dict) and entry.get("epoch") == epoch and isinstance(entry.get("kl_per_dim"), dict):
-            values = entry["kl_per_dim"].get(site)
-            if fits(values):
-                return values, f"KL per dimension on the validation rows at epoch {epoch} (metrics.json history)"
-    if len(x) == 0:
-        return None, "the run records no KL per dimension"
-    from ..infer.diagnostics import kl_per_dim
-
-    torch.manual_seed(0)
-    sites = kl_per_dim(vae, vae.to_model_space(x), y=_labels_given(vae, y))
-    values = sites[site].values if site in sites else None
-    if values is None:
-        return None, sites[site].method if site in sites else f"no latent site {site}"
-    return values.tolist(), f"KL per dimension computed on {len(x)} test rows ({sites[site].method})"
-
-
-@torch.no_grad()
-def _spread(vae, draws: int = 20000):
-    """(mean, standard deviation) of the prior's marginal per dimension, lists of z_dim: exact where the
-    distribution has them, else from ``draws`` prior draws on a forked random stream (the sliders' range,
-    as ``traversals.png`` of plot_latent.py takes it)."""
-    prior = vae.prior.distribution(1, vae.encoder)
-    try:
-        mean, std = prior.mean.reshape(-1), prior.variance.reshape(-1).sqrt()
-    except NotImplementedError:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(0)
-            z = vae.prior.distribution(draws, vae.encoder).sample()  # (draws, z_dim)
-        mean, std = z.mean(0), z.std(0)
-    return mean.tolist(), std.tolist()
-
-
-def _record(vae, run, name, epoch, kl, ranking, sliders, rows, x, y, z, classes, note, command) -> dict:
-    k = vae.z_dim
-    mean, std = _spread(vae)
-    order = list(range(k)) if kl is None else sorted(range(k), key=lambda d: (-kl[d], d))
-    dims = [{"index": d, "kl": None if kl is None else kl[d], "mean": mean[d], "low": mean[d] - 3 * std[d],
+def _dims(kl, mean, std) -> list:
+    """Each dimension, the one with the most KL first (by index where ``kl`` is None), with its
+    slider's range: the mean plus or minus three standard deviations."""
+    order = list(range(len(mean))) if kl is None else sorted(range(len(mean)), key=lambda d: (-kl[d], d))
+    return [{"index": d, "kl": None if kl is None else kl[d], "mean": mean[d], "low": mean[d] - 3 * std[d],
              "high": mean[d] + 3 * std[d]} for d in order]
+
+
+def _record(vae, run, name, epoch, kl, ranking, sliders, rows, x, y, means, classes, note, command) -> dict:
+    k, kind = vae.z_dim, getattr(vae, "kind", "vae")
+    mean, std = spread(vae)
     pixels = np.rint(255 * x.clamp(0, 1).numpy()).astype(np.uint8)  # (T, D)
-    strip = [{"row": int(r), "label": None if y is None else int(y[i]),
-              "pixels": base64.b64encode(pixels[i].tobytes()).decode(), "z": z[i].tolist()}
-             for i, r in enumerate(rows[:len(x)])]
+    strip = []
+    for i, r in enumerate(rows[:len(x)]):
+        item = {"row": int(r), "label": None if y is None else int(y[i]),
+                "pixels": base64.b64encode(pixels[i].tobytes()).decode(), "z": means["z"][i].tolist()}
+        if "class" in means:
+            item["class"] = int(means["class"][i])
+        if "z1" in means:
+            item["z1"] = means["z1"][i].tolist()
+        strip.append(item)
+    top = "z2" if kind == "hvae" else "z"
+    start_is = f"the posterior mean of test row {strip[0]['row']}" if strip else "the prior mean"
+    if kind == "hvae":
+        start_is = f"{start_is.replace('the posterior mean of', 'the posterior mean q(z2|x) of')}, z1 at the mean of p(z1|z2)"
     return {
         "explorer": 1,
         "title": run.folder.resolve().name,
         "run": {"run_dir": str(run.folder.resolve()), "checkpoint": name, "epoch": epoch},
-        "model": getattr(vae, "kind", "vae"),
+        "model": kind,
         "likelihood": vae.likelihood.name,
         "image_shape": [1, *vae.image_shape] if len(vae.image_shape) == 2 else list(vae.image_shape),  # (C, H, W)
         "z_dim": k,
-        "dims": dims,
+        "latent": top,
+        "dims": _dims(kl, mean, std),
         "ranking": ranking,
         "sliders": min(sliders, k),
         "start": strip[0]["z"] if strip else mean,
-        "start_is": f"the posterior mean of test row {strip[0]['row']}" if strip else "the prior mean",
+        "start_class": strip[0].get("class", 0) if strip else 0,
+        "start_is": start_is,
         "test": {"images": strip, "rows": note,
-                 "pixels": "uint8 channel-first row-major, base64: round(255 * clamp(x, 0, 1))"},
+                 "pixels": "uint8 channel-first row-major, base64: round(255 * clamp(x, 0, 1))",
+                 "class": STRIP_CLASS.get(kind)},
         "class_names": classes,
         "drawn": "the decoder's mean E[x|z], each value clamped to [0, 1] and drawn as round(255 * value)",
         "runtime": SPEC,
@@ -223,14 +191,31 @@ def _record(vae, run, name, epoch, kl, ranking, sliders, rows, x, y, z, classes,
     }
 
 
+def _lower(run, hvae, name, epoch, x, y) -> dict:
+    """The hvae's lower layer z1 on the page: its sliders (most KL first, spanning the model's
+    marginal of z1 plus or minus three standard deviations) and p(z1|z2)'s file, whose mean z1
+    follows until a z1 slider moves or a test image is chosen."""
+    kl, ranking = kl_per_dimension(run, hvae, name, epoch, x, y, site="z1")
+    mean, std = lower_spread(hvae)
+    return {"input": "z1", "z_dim": hvae.z1_dim, "dims": _dims(kl, mean, std), "ranking": ranking,
+            "prior": {"file": "model/prior_z1.onnx", "input": "z2", "output": "loc"},
+            "follows": "the mean of p(z1|z2) at the sliders' z2, until a z1 slider moves or a test image sets z1 to "
+                       "its posterior mean q(z1|x,z2)"}
+
+
 def _decoder(record: dict, model: dict, vae) -> None:
-    """The decoder's file and inputs from the export's ``model.json`` into ``record``: ``z`` the
-    latent input, any other input the class (``labels``: its name, dtype and number of classes)."""
+    """The decoder's file and inputs from the export's ``model.json`` into ``record``: ``z`` (the
+    hvae's ``z2`` and ``z1``) the latent inputs, any other input the class (``labels``: its name,
+    dtype and number of classes)."""
     spec = model["files"]["decoder.onnx"]
     inputs = [{"name": t["name"], "shape": t["shape"], "dtype": t["dtype"]} for t in spec["inputs"]]
-    latent = "z" if any(t["name"] == "z" for t in inputs) else inputs[0]["name"]
-    record["decoder"] = {"file": "model/decoder.onnx", "latent": latent, "output": "mean", "inputs": inputs}
-    others = [t for t in inputs if t["name"] != latent]
+    names = {t["name"] for t in inputs}
+    latents = ("z2", "z1") if record.get("lower") else ("z",) if "z" in names else (inputs[0]["name"],)
+    if not set(latents) <= names:
+        raise ConfigError(f"the run's decoder takes {', '.join(t['name'] for t in inputs)}, not "
+                          f"{' and '.join(latents)}; the explorer cannot feed it")
+    record["decoder"] = {"file": "model/decoder.onnx", "latent": latents[0], "output": "mean", "inputs": inputs}
+    others = [t for t in inputs if t["name"] not in latents]
     if len(others) > 1:
         raise ConfigError(f"the run's decoder takes {', '.join(t['name'] for t in inputs)}; the explorer feeds z "
                           "and one class")

@@ -9,6 +9,11 @@ checkpoint of its own). The files are written into a new folder beside ``out``, 
 either holds the whole export or is as it was: a refusal, an error or a signal midway leaves
 nothing (the parent folders made for it are removed again). ``out`` must not exist, or be an
 empty folder.
+
+Every program that writes a folder of a run's files (``scripts/export.py``, ``scripts/explore.py``)
+goes through the same doors: :func:`check_out` and :func:`check_exportable` refuse what cannot be
+written, each message naming the program, and :func:`write_folder` writes the folder whole or not
+at all.
 """
 import fcntl
 import os
@@ -43,36 +48,32 @@ def export_run(run_dir, fmt: str, out, checkpoint: Optional[str] = None, log: Ca
         raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
     out = check_out(out)  # before anything slow
     with Run.open(run_dir, model=model) as run:  # a reader: the run's lock, shared
-        _check_exportable(run)
+        check_exportable(run)
         state = run.checkpoint(checkpoint)
         net = run.model(checkpoint, "cpu", state=state)
         name = run.path(checkpoint).name
         traced, checked = graphs_at(net, TRACE_ROWS, 0), graphs_at(net, CHECK_ROWS, 1)
         log(f"exporting {', '.join(traced)} of {run.folder / name} (epoch {state.get('epoch')}) as {fmt} into {out}")
-        try:
-            record = _write_folder(out, lambda folder: _write_files(net, run, fmt, name, state.get("epoch"), traced,
-                                                                    checked, folder, command))
-        except KeyboardInterrupt as stop:  # SIGINT, or SIGTERM as scripts/_startup.py raises it
-            signum = stop.args[0] if stop.args and isinstance(stop.args[0], int) else signal.SIGINT
-            raise Interrupted(f"interrupted ({signal.Signals(signum).name}); nothing was written to {out}",
-                              128 + signum) from None
+        record = write_folder(out, lambda folder: _write_files(net, run, fmt, name, state.get("epoch"), traced,
+                                                               checked, folder, command))
     log(f"wrote {out}: {', '.join(record['files'])}, model.json")
     return record
 
 
-def check_out(out) -> Path:
+def check_out(out, program: str = "export") -> Path:
     """``out`` as a path, refused in one line unless it is new (or an empty folder) and its nearest
-    existing folder is writable; a symbolic link is refused (never written through)."""
+    existing folder is writable; a symbolic link is refused (never written through). ``program``:
+    the command's name as the messages give it (``export``, ``explore``)."""
     out = Path(out)
     check_name(out)
     if out.is_symlink():
-        raise ConfigError(f"--out {out} is a symbolic link; export writes a new folder: choose a path that is not a "
-                          "link")
+        raise ConfigError(f"--out {out} is a symbolic link; {program} writes a new folder: choose a path that is not "
+                          "a link")
     if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out} is a file; export writes a folder: choose a new path")
+        raise ConfigError(f"--out {out} is a file; {program} writes a folder: choose a new path")
     if out.is_dir() and any(out.iterdir()):
-        raise ConfigError(f"--out {out} exists and is not empty; export writes a new folder: choose another path, "
-                          "or remove that folder first")
+        raise ConfigError(f"--out {out} exists and is not empty; {program} writes a new folder: choose another "
+                          "path, or remove that folder first")
     existing = out.absolute().parent
     while not existing.exists():
         existing = existing.parent
@@ -83,9 +84,9 @@ def check_out(out) -> Path:
     return out
 
 
-def _check_exportable(run: Run) -> None:
+def check_exportable(run: Run, program: str = "export") -> None:
     """Refuse, before any checkpoint is read, a run of a model this pyrovae does not know or with a
-    user's callable likelihood."""
+    user's callable likelihood (``program``: the command's name, as for :func:`check_out`)."""
     settings = run.record["settings"]
     model = settings.get("model", "vae")
     if model not in MODELS and model != CUSTOM:
@@ -95,7 +96,7 @@ def _check_exportable(run: Run) -> None:
     likelihood = settings.get("likelihood")
     if isinstance(likelihood, dict) and likelihood.get("custom"):
         raise ConfigError(f"{run.folder} was trained with the likelihood {likelihood.get('name')!r}, a user's "
-                          "callable, which cannot be exported: export writes the parameters of the built-in "
+                          f"callable, which cannot be exported: {program} writes the parameters of the built-in "
                           f"likelihoods ({', '.join(PARAMETERS)})")
 
 
@@ -157,10 +158,21 @@ def _write_files(model, run: Run, fmt: str, checkpoint: str, epoch, traced: dict
     return record
 
 
-def _write_folder(out: Path, fill: Callable[[Path], dict]) -> dict:
+def write_folder(out: Path, fill: Callable[[Path], dict], what: str = "the export") -> dict:
     """``fill(folder)`` into a new temporary folder beside ``out`` (its missing parent folders made),
-    then the folder renamed to ``out``; on any failure the temporary folder and the parent folders
-    made for it are removed and ``out`` is as it was."""
+    then the folder renamed to ``out``; what ``fill`` returns. On any failure, or a signal
+    (:class:`~pyrovae.errors.Interrupted`, exit status 128 + its number), the temporary folder and
+    the parent folders made for it are removed and ``out`` is as it was; an OSError is one line
+    naming ``what`` is written (:class:`~pyrovae.errors.WriteError`)."""
+    try:
+        return _write_folder(out, fill, what)
+    except KeyboardInterrupt as stop:  # SIGINT, or SIGTERM as scripts/_startup.py raises it
+        signum = stop.args[0] if stop.args and isinstance(stop.args[0], int) else signal.SIGINT
+        raise Interrupted(f"interrupted ({signal.Signals(signum).name}); nothing was written to {out}",
+                          128 + signum) from None
+
+
+def _write_folder(out: Path, fill: Callable[[Path], dict], what: str) -> dict:
     parent = out.absolute().parent
     made = first_missing(parent)
     try:
@@ -172,7 +184,7 @@ def _write_folder(out: Path, fill: Callable[[Path], dict]) -> dict:
         raise WriteError(f"--out {out}: cannot make a folder beside it ({error.strerror or one_line(error)}); "
                          "choose another path") from None
     try:
-        held = _hold(folder)  # locked while this export fills it: no other export takes it for stale
+        held = _hold(folder)  # locked while it is filled: no other writer takes it for stale
     except OSError:  # a file system without locks: nothing is removed for it then (a held folder is kept)
         held = None
     done = False
@@ -182,12 +194,12 @@ def _write_folder(out: Path, fill: Callable[[Path], dict]) -> dict:
         try:
             os.replace(folder, out)  # an empty folder at out is replaced; a non-empty one refuses
         except OSError as error:
-            raise WriteError(f"--out {out}: cannot put the export in place ({error.strerror or one_line(error)}); "
+            raise WriteError(f"--out {out}: cannot put {what} in place ({error.strerror or one_line(error)}); "
                              "nothing was written") from None
         done = True
         return record
     except OSError as error:
-        raise WriteError(f"{error.strerror or one_line(error)} while writing the export into {out}; "
+        raise WriteError(f"{error.strerror or one_line(error)} while writing {what} into {out}; "
                          "nothing was written") from None
     finally:
         if folder.exists():
@@ -210,7 +222,7 @@ def _hold(folder: Path) -> int:
 
 
 def remove_stale_folders(out: Path) -> int:
-    """Delete the temporary folders beside ``out`` (``.<name>.XXXXXXXX.tmp``, as :func:`_write_folder`
+    """Delete the temporary folders beside ``out`` (``.<name>.XXXXXXXX.tmp``, as :func:`write_folder`
     makes them) that no running export holds: what an export killed midway (SIGKILL, a power cut)
     left behind; their count."""
     parent, prefix = out.absolute().parent, f".{out.name}."

@@ -1,10 +1,13 @@
-"""Small real runs for the export tests, trained once per session, and their exports."""
+"""Small real runs for the export tests, trained once per session, and their exports; a stand-in for the
+explorer page's runtime."""
+import hashlib
+
 import numpy as np
 import pytest
 from export_helpers import ROWS, RUNS, TINY
 
 import pyrovae
-from pyrovae.export import export_run
+from pyrovae.export import export_run, runtime
 
 
 def _evenly(x, n=ROWS):
@@ -74,3 +77,17 @@ def exported(trained, tmp_path_factory):
         return folders[name, fmt]
 
     return get
+
+
+@pytest.fixture
+def fake_runtime(tmp_path, monkeypatch):
+    """A folder with three small stand-ins for the explorer page's runtime files, which runtime.FILES is set
+    to; the cache is an empty folder of the test's own."""
+    folder = tmp_path / "ort"
+    folder.mkdir()
+    names = tuple(runtime.FILES)
+    for name in names:
+        (folder / name).write_bytes(f"stand-in for {name}".encode())
+    monkeypatch.setattr(runtime, "FILES", {n: hashlib.sha256((folder / n).read_bytes()).hexdigest() for n in names})
+    monkeypatch.setenv("PYROVAE_CACHE_DIR", str(tmp_path / "cache"))
+    return folder

@@ -11,7 +11,6 @@ import shutil
 import tarfile
 
 import numpy as np
-import pytest
 import torch
 from export_helpers import model_of
 
@@ -21,19 +20,6 @@ from pyrovae.export import runtime
 from pyrovae.training.run import Run
 
 NAMES = ("ort.wasm.min.js", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm")
-
-
-@pytest.fixture
-def fake_runtime(tmp_path, monkeypatch):
-    """A folder with three small stand-ins for the runtime's files, which runtime.FILES is set to; the
-    cache is an empty folder of the test's own."""
-    folder = tmp_path / "ort"
-    folder.mkdir()
-    for name in NAMES:
-        (folder / name).write_bytes(f"stand-in for {name}".encode())
-    monkeypatch.setattr(runtime, "FILES", {n: hashlib.sha256((folder / n).read_bytes()).hexdigest() for n in NAMES})
-    monkeypatch.setenv("PYROVAE_CACHE_DIR", str(tmp_path / "cache"))
-    return folder
 
 
 def tarball(path, files: dict) -> bytes:
@@ -205,10 +191,13 @@ def test_bad_input_is_one_line_and_nothing_is_written(trained, fake_runtime, tmp
     taken = tmp_path / "taken"
     taken.mkdir()
     (taken / "mine.txt").write_text("mine")
-    assert "exists and is not empty" in refused([run, "--out", taken, "--runtime", fake_runtime], capsys)
+    assert refused([run, "--out", taken, "--runtime", fake_runtime], capsys) == (
+        f"error: --out {taken} exists and is not empty; explore writes a new folder: choose another path, or remove "
+        "that folder first")
     assert [p.name for p in taken.iterdir()] == ["mine.txt"]
     (tmp_path / "link").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
-    assert "is a symbolic link" in refused([run, "--out", tmp_path / "link", "--runtime", fake_runtime], capsys)
+    assert "is a symbolic link; explore writes a new folder" in refused([run, "--out", tmp_path / "link", "--runtime",
+                                                                         fake_runtime], capsys)
     assert "--sliders must be a positive integer" in refused([run, "--out", tmp_path / "a", "--sliders", "0"], capsys)
     assert "--test-images must be 0 or more" in refused([run, "--out", tmp_path / "a", "--test-images", "-1"], capsys)
     assert "does not exist" in refused([tmp_path / "no-run", "--out", tmp_path / "a"], capsys)

@@ -77,3 +77,82 @@ def run_row(run, row: int) -> list:
 
     with Run.open(run) as opened:
         return opened.dataset(log=lambda line: None).test_x[row].reshape(-1).tolist()
+
+
+def decoded(browser, call: str) -> np.ndarray:
+    """The page's decoder mean after the promise-returning ``call`` on window.pyrovaeExplorer."""
+    browser.evaluate(f"window.pyrovaeExplorer.{call}.then(() => true)")
+    return np.array(browser.evaluate("window.pyrovaeExplorer.pixels()"))
+
+
+def drawn_matches(browser, want: np.ndarray) -> bool:
+    """The image canvas shows round(255 * clamp(want, 0, 1)) within 1, a grey 28 x 28 image."""
+    rgba = np.array(browser.evaluate("window.pyrovaeExplorer.drawnBytes()")).reshape(28, 28, 4)
+    return np.max(np.abs(rgba[..., 0] - np.rint(255 * np.clip(want, 0, 1)).reshape(28, 28))) <= 1
+
+
+def test_the_class_picker_feeds_the_cvae_decoder_and_a_test_image_sets_its_class(browser_setup, trained, tmp_path):
+    run, page = trained("cvae-mlp"), tmp_path / "page"
+    spec = build_explorer(run, page, test_images=3, log=lambda line: None)
+    cvae = model_of(run)
+    z = [0.8, -1.3, 0.25, 2.1]
+
+    def want(y: int) -> np.ndarray:
+        with torch.no_grad():
+            return cvae.decode(torch.tensor([z]), torch.tensor([y])).mean[0].numpy()
+
+    with serve(page) as url, Browser(browser_setup, tmp_path / "profile") as browser:
+        browser.open(url, READY)
+        browser.evaluate("window.pyrovaeExplorer.ready.then(() => true)")
+        start = spec["start_class"]
+        assert browser.evaluate("window.pyrovaeExplorer.label()") == start == spec["test"]["images"][0]["class"]
+        assert browser.evaluate("document.getElementById('class').value") == str(start)
+        browser.evaluate(f"window.pyrovaeExplorer.setLatent({json.dumps(z)}).then(() => true)")
+        got3 = decoded(browser, "setLabel(3)")
+        assert np.max(np.abs(got3 - want(3))) <= TOLERANCE and drawn_matches(browser, want(3))
+        got7 = decoded(browser, "setLabel(7)")  # one class change: another picture, the decoder's for class 7
+        assert np.max(np.abs(got7 - want(7))) <= TOLERANCE and drawn_matches(browser, want(7))
+        assert np.max(np.abs(got7 - got3)) > 0.05
+        browser.evaluate("document.querySelectorAll('#strip canvas')[1].click()")  # its z and its label
+        second = spec["test"]["images"][1]
+        assert browser.evaluate("window.pyrovaeExplorer.latent()") == pytest.approx(second["z"], abs=1e-7)
+        assert browser.evaluate("window.pyrovaeExplorer.label()") == second["class"] == second["label"]
+        assert browser.evaluate("document.getElementById('class').value") == str(second["class"])
+        assert browser.evaluate("document.getElementById('status').className") == ""
+
+
+def test_the_hvae_page_decodes_z2_with_z1_at_the_mean_of_p_z1_given_z2(browser_setup, trained, tmp_path):
+    run, page = trained("hvae-conv-iaf"), tmp_path / "page"
+    spec = build_explorer(run, page, test_images=2, log=lambda line: None)
+    hvae = model_of(run)
+    z2, z1 = torch.tensor([[0.8, -1.3, 0.25, 2.1]]), torch.tensor([[-0.5, 1.2, 0.3, -2.0]])
+
+    def want(lower, top) -> np.ndarray:
+        with torch.no_grad():
+            return hvae.likelihood(hvae.decoder(torch.cat([lower, top], -1))).mean[0].numpy()
+
+    with serve(page) as url, Browser(browser_setup, tmp_path / "profile") as browser:
+        browser.open(url, READY)
+        browser.evaluate("window.pyrovaeExplorer.ready.then(() => true)")
+        got = decoded(browser, f"setLatent({json.dumps(z2[0].tolist())})")
+        with torch.no_grad():
+            prior = hvae.prior1(z2)[0]  # the mean of p(z1|z2)
+        assert browser.evaluate("window.pyrovaeExplorer.lower()") == pytest.approx(prior[0].tolist(), abs=TOLERANCE)
+        assert np.max(np.abs(got - want(prior, z2))) <= TOLERANCE and drawn_matches(browser, want(prior, z2))
+        assert browser.evaluate("document.getElementById('follow').checked") is True
+        got = decoded(browser, f"setLower({json.dumps(z1[0].tolist())})")  # z1 by hand: it no longer follows
+        assert np.max(np.abs(got - want(z1, z2))) <= TOLERANCE and drawn_matches(browser, want(z1, z2))
+        assert browser.evaluate("document.getElementById('follow').checked") is False
+        # a test image: z2 and z1 at their posterior means, the picture its reconstruction
+        browser.evaluate("document.querySelectorAll('#strip canvas')[1].click()")
+        got = decoded(browser, "setLatent(window.pyrovaeExplorer.latent())")
+        second = spec["test"]["images"][1]
+        assert browser.evaluate("window.pyrovaeExplorer.lower()") == pytest.approx(second["z1"], abs=1e-6)
+        with torch.no_grad():
+            reconstruction = hvae.reconstruct(torch.tensor([run_row(run, second["row"])]))[0].numpy()
+        assert np.max(np.abs(got - reconstruction)) <= TOLERANCE
+        got = decoded(browser, "follow(true)")  # z1 follows p(z1|z2) again
+        with torch.no_grad():
+            prior = hvae.prior1(torch.tensor([second["z"]]))[0]
+        assert np.max(np.abs(got - want(prior, torch.tensor([second["z"]])))) <= TOLERANCE
+        assert browser.evaluate("document.getElementById('status').className") == ""

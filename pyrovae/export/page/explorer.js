@@ -1,16 +1,18 @@
 // The latent explorer: decodes z with the run's exported decoder (model/decoder.onnx) in onnxruntime-web
 // and draws the decoder's mean E[x|z]. What it shows comes from explorer.json (written by pyrovae's
 // scripts/explore.py). window.pyrovaeExplorer: ready (a promise, settled after the first image is drawn),
-// setLatent(z) (a promise, settled once z is drawn), setLabel(k), latent(), pixels() (the decoder's mean
-// as the page computed it, floats), drawnBytes() (the image canvas's RGBA bytes).
+// setLatent(z) (a promise, settled once z is drawn; the hvae's z2), setLabel(k) (a class-conditional
+// decoder's class), setLower(z1) (the hvae's z1, set by hand), follow(on) (the hvae's z1 follows the
+// mean of p(z1|z2)), latent(), label(), lower(), pixels() (the decoder's mean as the page computed it,
+// floats), drawnBytes() (the image canvas's RGBA bytes).
 "use strict";
 (() => {
   const $ = (id) => document.getElementById(id);
   const api = {};
   window.pyrovaeExplorer = api;
-  let spec, session, z, label = 0, mean = null;
+  let spec, session, priorSession = null, z, z1 = null, follows = true, label = 0, mean = null;
   let queued = false, running = null;
-  const sliders = new Map(); // dimension -> {input, output}
+  const sliders = new Map(), lowerSliders = new Map(); // dimension -> {input, output}
 
   function say(text, error) {
     $("status").textContent = text;
@@ -19,6 +21,7 @@
 
   function feeds() {
     const f = {[spec.decoder.latent]: new ort.Tensor("float32", Float32Array.from(z), [1, spec.z_dim])};
+    if (spec.lower) f[spec.lower.input] = new ort.Tensor("float32", Float32Array.from(z1), [1, spec.lower.z_dim]);
     const labels = spec.labels;
     if (labels) {
       if (labels.one_hot) {
@@ -33,11 +36,7 @@
     return f;
   }
 
-  function toBytes(values, offset, n) { // round(255 * clamp(p, 0, 1))
-    const out = new Uint8Array(n);
-    for (let i = 0; i < n; i++) out[i] = Math.round(255 * Math.min(1, Math.max(0, values[offset + i])));
-    return out;
-  }
+  const toBytes = (v, offset, n) => Uint8Array.from({length: n}, (_, i) => Math.round(255 * Math.min(1, Math.max(0, v[offset + i]))));
 
   // channel-first bytes (C, H, W) onto a canvas: RGB for 3 channels, else the channels side by side in grey
   function paint(canvas, bytes) {
@@ -63,6 +62,11 @@
   }
 
   async function decode() {
+    if (spec.lower && follows) { // z1 at the mean of p(z1|z2)
+      const p = spec.lower.prior, z2 = new ort.Tensor("float32", Float32Array.from(z), [1, spec.z_dim]);
+      z1 = Float64Array.from((await priorSession.run({[p.input]: z2}, [p.output]))[p.output].data);
+      syncSliders();
+    }
     const out = await session.run(feeds(), [spec.decoder.output]);
     mean = out[spec.decoder.output].data; // (1, D) float32
     paint($("image"), toBytes(mean, 0, mean.length));
@@ -87,33 +91,46 @@
     return running;
   }
 
-  function dim(d) { return spec.dims.find((e) => e.index === d); }
+  const dim = (d) => spec.dims.find((e) => e.index === d);
 
   function syncSliders() {
-    for (const [d, s] of sliders) {
-      s.input.value = z[d];
-      s.output.value = z[d].toFixed(2);
+    for (const [values, map] of [[z, sliders], [z1, lowerSliders]]) {
+      for (const [d, s] of map) {
+        s.input.value = values[d];
+        s.output.value = values[d].toFixed(2);
+      }
     }
+    if (spec.lower) $("follow").checked = follows;
   }
 
-  function buildSliders() {
-    for (const e of spec.dims.slice(0, spec.sliders)) {
+  // sliders for the dimensions `dims` of the vector that get() gives, into the element `box`
+  function buildSliders(dims, map, box, prefix, get, moved) {
+    for (const e of dims) {
       const row = document.createElement("label");
       row.className = "slider";
       const name = document.createElement("span");
-      name.textContent = `z${e.index}` + (e.kl === null ? "" : `  KL ${e.kl.toFixed(2)}`);
+      name.textContent = `${prefix}${e.index}` + (e.kl === null ? "" : `  KL ${e.kl.toFixed(2)}`);
       const input = Object.assign(document.createElement("input"),
         {type: "range", min: e.low, max: e.high, step: (e.high - e.low) / 600});
       const output = document.createElement("output");
       input.addEventListener("input", () => {
-        z[e.index] = Number(input.value);
-        output.value = z[e.index].toFixed(2);
+        get()[e.index] = Number(input.value);
+        output.value = get()[e.index].toFixed(2);
+        moved();
         redraw();
       });
       row.append(name, input, output);
-      $("sliders").append(row);
-      sliders.set(e.index, {input, output});
+      box.append(row);
+      map.set(e.index, {input, output});
     }
+  }
+
+  function buildLower() {
+    if (!spec.lower) return;
+    $("lower").hidden = false;
+    buildSliders(spec.lower.dims.slice(0, spec.sliders), lowerSliders, $("lower-sliders"), "z1.", () => z1,
+      () => { follows = false; $("follow").checked = false; });
+    $("follow").addEventListener("change", () => api.follow($("follow").checked));
   }
 
   function padDims() { return [Number($("pad-x").value), Number($("pad-y").value)]; }
@@ -137,7 +154,7 @@
       for (const e of spec.dims) {
         const o = document.createElement("option");
         o.value = e.index;
-        o.textContent = `z${e.index}` + (e.kl === null ? "" : ` (KL ${e.kl.toFixed(2)})`);
+        o.textContent = `${spec.latent}${spec.lower ? "." : ""}${e.index}` + (e.kl === null ? "" : ` (KL ${e.kl.toFixed(2)})`);
         $(id).append(o);
       }
       $(id).addEventListener("change", drawPad);
@@ -168,6 +185,7 @@
       o.textContent = spec.class_names && spec.class_names[k] !== undefined ? `${k}: ${spec.class_names[k]}` : `${k}`;
       $("class").append(o);
     }
+    $("class").value = label;
     $("class").addEventListener("change", () => { label = Number($("class").value); redraw(); });
   }
 
@@ -180,11 +198,16 @@
       const canvas = document.createElement("canvas");
       paint(canvas, Uint8Array.from(atob(item.pixels), (ch) => ch.charCodeAt(0)));
       canvas.style.width = `${canvas.width * scale}px`;
-      canvas.title = `test row ${item.row}` + (item.label === null ? "" : `, label ${item.label}`);
+      canvas.title = `test row ${item.row}` + (item.label === null ? "" : `, label ${item.label}`) +
+        (item.class === undefined ? "" : `, class ${item.class}`);
       canvas.dataset.index = i;
       canvas.addEventListener("click", () => {
         for (const c of $("strip").children) c.classList.toggle("chosen", c === canvas);
-        if (spec.labels && item.label !== null) api.setLabel(item.label);
+        if (spec.labels && item.class !== undefined) api.setLabel(item.class);
+        if (spec.lower) { // the reconstruction: z1 at its posterior mean too
+          z1 = Float64Array.from(item.z1);
+          follows = false;
+        }
         api.setLatent(item.z);
       });
       $("strip").append(canvas);
@@ -203,7 +226,22 @@
     $("class").value = k;
     return redraw();
   };
+  api.setLower = (values) => {
+    if (!spec.lower || values.length !== spec.lower.z_dim) throw new Error("no lower layer z1 of that size");
+    z1 = Float64Array.from(values);
+    follows = false;
+    syncSliders();
+    return redraw();
+  };
+  api.follow = (on) => {
+    if (!spec.lower) throw new Error("no lower layer z1");
+    follows = !!on;
+    syncSliders();
+    return redraw();
+  };
   api.latent = () => Array.from(z);
+  api.label = () => (spec.labels ? label : null);
+  api.lower = () => (z1 === null ? null : Array.from(z1));
   api.pixels = () => (mean === null ? null : Array.from(mean));
   api.drawnBytes = () => {
     const c = $("image");
@@ -222,21 +260,36 @@
     ort.env.wasm.wasmPaths = {mjs: new URL("runtime/ort-wasm-simd-threaded.mjs", location.href).href,
                               wasm: new URL("runtime/ort-wasm-simd-threaded.wasm", location.href).href};
     session = await ort.InferenceSession.create(spec.decoder.file, {executionProviders: ["wasm"]});
+    if (spec.lower) {
+      priorSession = await ort.InferenceSession.create(spec.lower.prior.file, {executionProviders: ["wasm"]});
+      z1 = new Float64Array(spec.lower.z_dim);
+    }
     z = Float64Array.from(spec.start);
+    label = spec.labels ? spec.start_class : 0;
     $("title").textContent = `: ${spec.title} (${spec.model}, ${spec.likelihood}, z_dim ${spec.z_dim})`;
     const [, h, w] = spec.image_shape;
     $("image").style.width = `${Math.round(280 / Math.max(h, w)) * w * (spec.image_shape[0] === 3 ? 1 : spec.image_shape[0])}px`;
-    buildSliders();
+    buildSliders(spec.dims.slice(0, spec.sliders), sliders, $("sliders"), spec.lower ? "z2." : "z", () => z, () => {});
+    buildLower();
     syncSliders();
     buildPad();
     buildClasses();
     buildStrip();
-    $("prior").addEventListener("click", () => api.setLatent(spec.dims.slice().sort((a, b) => a.index - b.index).map((e) => e.mean)));
+    $("prior").addEventListener("click", () => {
+      follows = true;
+      api.setLatent(spec.dims.slice().sort((a, b) => a.index - b.index).map((e) => e.mean));
+    });
+    if (spec.test.images.length) {
+      $("strip-title").textContent = "Test images: click one to set " + (spec.lower ?
+        "z2 and z1 to their posterior means (the reconstruction; tick \u201cz1 follows\u201d to let z2 lead again)" :
+        "z to its posterior mean") + (spec.labels && spec.test.class ? `, and the class to ${spec.test.class}` : "");
+    }
     $("about").textContent = `Run ${spec.run.run_dir}, ${spec.run.checkpoint} (epoch ${spec.run.epoch}). ` +
       `Dimensions ordered ${spec.ranking.startsWith("by ") ? "" : "by "}${spec.ranking}; sliders span the prior mean ` +
       `\u00b1 3 standard deviations. Drawn: ${spec.drawn}. Decoded in the browser by ${spec.runtime} (WebAssembly).`;
     await redraw();
-    say(`z starts at ${spec.start_is}. Move the sliders or the pad; the image is decoded as you move.`);
+    say(`${spec.lower ? "z2" : "z"} starts at ${spec.start_is}. Move the sliders or the pad` +
+      `${spec.labels ? ", or pick a class" : ""}; the image is decoded as you move.`);
   }
 
   api.ready = main().catch((error) => {
