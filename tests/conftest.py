@@ -37,6 +37,11 @@ def pytest_configure(config):
         os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
     # --fast's cache of measured choices (pyrovae.infer.choice) never in the user's home: a folder of the session's
     # (for fixtures wider than a test), each test's own below (_private_cache)
+    # the explorer page's runtime, where the user's own cache holds it: read by the tests (explorer_runtime), never written
+    import helpers
+    from pyrovae.export.runtime import cached
+
+    helpers.USER_RUNTIME = cached()
     os.environ["PYROVAE_CACHE_DIR"] = config._pyrovae_cache = tempfile.mkdtemp(prefix="pyrovae-cache-")
 
 
@@ -49,6 +54,39 @@ def pytest_unconfigure(config):
 def _private_cache(tmp_path_factory, monkeypatch):
     """Each test (and the processes it starts) reads and writes pyrovae's cache in a new folder of its own."""
     monkeypatch.setenv("PYROVAE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(scope="session")
+def explorer_runtime():
+    """A folder holding the explorer page's runtime (onnxruntime-web's files, checked), found once a
+    session: the user's cache where it holds them (read, never written), else fetched once by npm
+    into the session's cache folder; the test skips, saying why, where neither can be had."""
+    import helpers
+    from pyrovae.errors import PyrovaeError
+    from pyrovae.export import runtime
+
+    quiet = lambda line: None  # noqa: E731
+    user = helpers.USER_RUNTIME
+    if user is not None and user.is_dir():
+        try:
+            runtime.find_runtime(user, fetch=False, log=quiet)  # its files checked against their checksums
+            return user
+        except PyrovaeError:
+            pass
+    try:
+        runtime.find_runtime(None, fetch=True, log=quiet)  # into the session's folder (PYROVAE_CACHE_DIR)
+    except PyrovaeError as error:
+        pytest.skip(f"the explorer page's runtime cannot be had: {error}")
+    return runtime.cached()
+
+
+@pytest.fixture
+def with_explorer_runtime(explorer_runtime, _private_cache):
+    """The explorer page's runtime in this test's own cache folder, where explore.py looks for it."""
+    from pyrovae.export import runtime
+
+    shutil.copytree(explorer_runtime, runtime.cached())
+    return runtime.cached()
 
 
 @pytest.fixture(autouse=True)

@@ -5,6 +5,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+#: the explorer page's runtime folder in the user's own cache (conftest.py sets it before the tests
+#: get a cache folder of their own); it may not exist
+USER_RUNTIME = None
 
 
 def run_python(*args, cwd=ROOT, env=None, cuda: bool = False, timeout: int = 300) -> subprocess.CompletedProcess:

@@ -10,8 +10,6 @@ import torch
 from browser import Browser, chromium, serve
 from export_helpers import model_of
 
-from pyrovae.errors import PyrovaeError
-from pyrovae.export import runtime
 from pyrovae.export.explore import build_explorer
 
 #: the largest difference allowed between the page's float values and PyTorch's (float32 in both)
@@ -19,17 +17,13 @@ TOLERANCE = 1e-4
 READY = "document.readyState === 'complete' && !!window.pyrovaeExplorer"
 
 
-@pytest.fixture(scope="session")
-def browser_setup():
-    """Chromium's path, once the runtime is in the cache; else the test skips with the reason."""
+@pytest.fixture
+def browser_setup(explorer_runtime, with_explorer_runtime):
+    """Chromium's path, with the runtime in this test's cache; else the test skips with the reason."""
     executable = chromium()
     if executable is None:
         pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
     pytest.importorskip("websocket", reason="websocket-client is not installed (pip install -e \".[test]\")")
-    try:
-        runtime.find_runtime(None, fetch=True, log=lambda line: None)
-    except PyrovaeError as error:
-        pytest.skip(f"the page's runtime cannot be had: {error}")
     return executable
 
 
