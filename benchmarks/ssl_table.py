@@ -9,7 +9,9 @@ preprocessing (fresh binarization of grey digits every step), for a fixed number
 steps (nothing chooses the step: there is no label-free validation score for a classifier), the
 last step scored. Both are scored on all the run's test rows, prepared as the run scores them.
 M2's ``best.pt`` is chosen by its validation ELBO, which uses no label; its test accuracy is
-reported, never used to choose. The table gives mean and standard deviation over the seeds.
+reported, never used to choose. The table gives mean and standard deviation over the seeds. With
+``--stack`` (M1+M2) each M2 row is an ``m1m2`` run on the VAE (M1) of its seed, a run folder that
+classifies pixels; its baseline learns from the rows its M2 learned from (:func:`run_rows`).
 """
 import statistics
 from dataclasses import replace
@@ -21,7 +23,7 @@ import torch.nn.functional as F
 
 from pyrovae.cli.common import _command, _guarded
 from pyrovae.cli.svi_train import _flags_given, _train_config, build_parser
-from pyrovae.data.datasets import Dataset, load_dataset
+from pyrovae.data.datasets import load_dataset
 from pyrovae.data.prepare import prepare_data
 from pyrovae.data.transforms import make_transform
 from pyrovae.errors import ConfigError, DataError
@@ -31,6 +33,7 @@ from pyrovae.training.config import TrainConfig
 from pyrovae.training.files import as_recorded, read_json, write_json, write_report
 from pyrovae.training.resume import resume
 from pyrovae.training.run import Run
+from pyrovae.training.stacked import run_features
 from pyrovae.training.trainer import train
 
 #: the seed of the labelled rows and the training of the runs that choose alpha (not a seed of a table row)
@@ -41,9 +44,7 @@ def supervised_baseline(run_dir, steps: int = 1000, lr: float = 1e-3, seed: int 
     """The classifier of M2's run ``run_dir`` trained on that run's labelled rows alone (module
     docstring): its test accuracy over all the run's test rows, and what it was trained on
     (``dataset``: the run's data, where they were given in Python)."""
-    with Run.open(run_dir) as run:
-        config, model = run.config, run.model("best")
-        data = prepare_data(config, run.dataset(dataset, log=lambda line: None), model.likelihood)
+    config, model, data = run_rows(run_dir, dataset)
     labelled = data.train_y >= 0
     x, y = data.train_x[labelled], data.train_y[labelled]  # (N_l, D), (N_l,)
     transform = make_transform(data.transform, data.levels)
@@ -70,9 +71,9 @@ def ssl_table(base: TrainConfig, out_dir, labels_per_class: Sequence[int], seeds
     ``out_dir/m2-<n>-seed<s>``, its baseline beside it, and write ``out_dir/table.{md,json}``.
 
     ``stack`` (``{"epochs", "z_dim", "hidden"}``): M1+M2 (Kingma et al. 2014): per seed a VAE (M1)
-    is trained first on the training rows without their labels (``out_dir/m1-seed<s>``), and M2 and
-    the baseline take its posterior means as their rows (a Gaussian likelihood on standardized
-    columns), the same labelled rows, the same test rows. ``alphas``: first choose ``alpha`` among them
+    is trained first on the training rows without their labels (``out_dir/m1-seed<s>``), and each M2
+    row is an ``m1m2`` run on it (a Gaussian likelihood on M1's standardized posterior means); M2 and
+    the baseline see the same rows, the same labelled rows, the same test rows. ``alphas``: first choose ``alpha`` among them
     (:func:`tune_alpha`, with the first label count and the seed :data:`TUNING_SEED`)."""
     out = Path(out_dir)
     _check_labels(base, log)
@@ -82,17 +83,15 @@ def ssl_table(base: TrainConfig, out_dir, labels_per_class: Sequence[int], seeds
     rows: List[dict] = []
     for n in labels_per_class:
         for seed in seeds:
-            folder, features = out / f"m2-{n}-seed{seed}", None
+            folder = out / f"m2-{n}-seed{seed}"
             config = replace(base, model="m2", labels_per_class=n, seed=seed, label_seed=seed, out=str(folder))
             if stack is not None:
-                features = m1_features(base, stack, out / f"m1-seed{seed}", seed, log)
-                config = replace(config, likelihood="gaussian", likelihood_options={}, binarize="auto",
-                                 dequantize="auto", standardize="auto", arch="mlp")
-            metrics = _finished(folder, config, log, features)
-            baseline = supervised_baseline(folder, baseline_steps, seed=seed, dataset=features)
+                config = _stacked(base, train_m1(base, stack, out / f"m1-seed{seed}", seed, log), n, seed, folder)
+            metrics = _finished(folder, config, log)
+            baseline = supervised_baseline(folder, baseline_steps, seed=seed)
             with Run.open(folder, write=True):  # the baseline is written into the run's folder under its lock
                 write_json(folder / "baseline.json", baseline)
-            rows.append({"labels_per_class": n, "seed": seed, "m2": test_accuracy_of(folder, "best", features),
+            rows.append({"labels_per_class": n, "seed": seed, "m2": test_accuracy_of(folder),
                          "baseline": baseline["test_accuracy"], "labelled_rows": baseline["labelled_rows"],
                          "m2_best_epoch": metrics["best"]["epoch"], "epochs": len(metrics["history"]),
                          "num_test": baseline["num_test"], "run": str(folder)})
@@ -113,39 +112,51 @@ def _check_labels(base: TrainConfig, log) -> None:
                         "source (class folders, an .npz with y, a table's --label-column, a labelled named set)")
 
 
-def m1_features(base: TrainConfig, stack: dict, folder: Path, seed: int, log) -> Dataset:
-    """The rows of the data as M1 sees them: a VAE trained (or resumed, or read) in ``folder`` on the
-    training rows alone, no labels, then the posterior means of its ``best.pt`` at every training,
-    validation and test row (the VAE's own split), with the rows' labels: a table of ``z_dim`` columns."""
+def train_m1(base: TrainConfig, stack: dict, folder: Path, seed: int, log) -> Path:
+    """``folder``, holding M1 of ``seed``: a VAE trained (or resumed, or kept) on the training rows alone,
+    no labels, ``best.pt`` chosen by its validation ELBO; the M2 rows of the seed are ``m1m2`` runs on it."""
     config = replace(base, model="vae", labels_per_class=None, label_seed=None, seed=seed, epochs=stack["epochs"],
                      z_dim=stack["z_dim"], hidden=tuple(stack["hidden"]), elbo="meanfield", prior="normal",
                      guide="normal", arch="mlp", kl_warmup=0, out=str(folder))
     _finished(folder, config, log)
-    with Run.open(folder) as run:
-        vae, data = run.model("best"), run.dataset(log=lambda line: None)
-    means = lambda x: None if x is None else torch.cat([vae.encode(c)[0] for c in x.split(4096)]).numpy()  # noqa: E731
-    features = Dataset.from_arrays(means(data.train_x), means(data.test_x), means(data.valid_x),
-                                   train_y=data.train_y.numpy(), test_y=data.test_y.numpy(), name=f"{data.name}-m1")
-    features.valid_y = data.valid_y  # the validation rows' labels: their accuracy is reported (and tunes alpha)
-    return features
+    return folder
+
+
+def _stacked(base: TrainConfig, m1: Path, n: int, seed: int, folder: Path) -> TrainConfig:
+    """An M1+M2 row: an ``m1m2`` run on the VAE in ``m1``, ``n`` labels per class drawn with ``seed``, into ``folder``."""
+    return replace(base, model="m1m2", m1_run=str(m1), labels_per_class=n, seed=seed, label_seed=seed,
+                   out=str(folder), likelihood="gaussian", likelihood_options={}, arch="mlp")
+
+
+def run_rows(run_dir, dataset=None):
+    """(config, model, data): the settings of the run in ``run_dir``, the model of its ``best.pt`` that
+    classifies the rows, the rows prepared as it saw them (an ``m1m2`` run: its M2, and M1's posterior
+    means standardized by the training rows', :func:`~pyrovae.training.stacked.run_features`)."""
+    with Run.open(run_dir) as run:
+        config = run.config
+        if config.model != "m1m2":
+            model = run.model("best")
+            return config, model, prepare_data(config, run.dataset(dataset, log=lambda line: None), model.likelihood)
+    model, rows = run_features(run_dir, dataset, log=lambda line: None)
+    return config, model.m2, prepare_data(replace(config, binarize="none", dequantize="none", standardize="columns"),
+                                          rows, model.m2.likelihood)
 
 
 def tune_alpha(base: TrainConfig, out_dir, labels_per_class: int, alphas: Sequence[float], seed: int,
                stack: Optional[dict] = None, log: Callable[[str], None] = print) -> float:
-    """The ``alpha`` of the highest validation accuracy (``best.pt``, chosen by the validation ELBO) among
-    ``alphas``, each an M2 run with ``labels_per_class`` labels drawn with ``seed`` (a seed the table does
-    not use): the validation rows' labels choose alpha, the test rows choose nothing. Writes
-    ``out_dir/tuning.json``."""
+    """The ``alpha`` of the highest validation accuracy (``best.pt``, chosen by the validation ELBO) among ``alphas``,
+    each an M2 (``stack``: M1+M2) run with ``labels_per_class`` labels drawn with ``seed`` (a seed the table does not
+    use): the validation rows' labels choose alpha, the test rows choose nothing. Writes ``out_dir/tuning.json``."""
     out = Path(out_dir)
-    features = None if stack is None else m1_features(base, stack, out / f"m1-seed{seed}", seed, log)
+    m1 = None if stack is None else train_m1(base, stack, out / f"m1-seed{seed}", seed, log)
     tried = []
     for alpha in alphas:
         folder = out / f"tune-alpha{alpha:g}"
         config = replace(base, model="m2", alpha=float(alpha), labels_per_class=labels_per_class, seed=seed,
                          label_seed=seed, out=str(folder))
         if stack is not None:
-            config = replace(config, likelihood="gaussian", likelihood_options={}, arch="mlp")
-        metrics = _finished(folder, config, log, features)
+            config = replace(_stacked(base, m1, labels_per_class, seed, folder), alpha=float(alpha))
+        metrics = _finished(folder, config, log)
         best = next(h for h in metrics["history"] if h["epoch"] == metrics["best"]["epoch"])
         tried.append({"alpha": float(alpha), "valid_accuracy": best["valid_accuracy"], "best_epoch": best["epoch"]})
         log(f"alpha {alpha:g}: validation accuracy {best['valid_accuracy']:.2%} at epoch {best['epoch']}")
@@ -159,12 +170,12 @@ def tune_alpha(base: TrainConfig, out_dir, labels_per_class: int, alphas: Sequen
 _RUNNING = {"out", "progress", "threads", "cuda", "data_dir", "download", "epochs"}
 
 
-def _finished(folder: Path, config: TrainConfig, log, dataset=None) -> dict:
+def _finished(folder: Path, config: TrainConfig, log) -> dict:
     """The metrics of the run in ``folder``: trained, or resumed to its end (also when it stopped
     before its first epoch's record), or read when it is done; a folder holding a run of other
-    settings is refused in one line (``dataset``: its data, where they are given in Python)."""
+    settings is refused in one line."""
     if not (folder / "checkpoint.pt").is_file():
-        return train(config, log=log, dataset=dataset)
+        return train(config, log=log)
     with Run.open(folder) as run:  # a reader: the kept run's settings and record
         asked, kept = as_recorded(config.validate().to_dict()), as_recorded(run.config.to_dict())  # both resolved alike
         differs = sorted(k for k in set(asked) & set(kept) - _RUNNING if asked[k] != kept[k])
@@ -174,7 +185,7 @@ def _finished(folder: Path, config: TrainConfig, log, dataset=None) -> dict:
         metrics = run.metrics() if (folder / "metrics.json").is_file() else None
     if metrics is not None and (metrics.get("stopped_early") or len(metrics["history"]) >= config.epochs):
         return metrics
-    return resume(folder, log=log, epochs=config.epochs, dataset=dataset)
+    return resume(folder, log=log, epochs=config.epochs)
 
 
 def _summary(rows: List[dict], labels_per_class: Sequence[int]) -> List[dict]:
@@ -216,7 +227,7 @@ def _markdown(r: dict) -> str:
              f"labels alone ({r['dataset']})",
              "", f"Test accuracy over all {r['rows'][0]['num_test']:,} test rows, mean ± standard deviation over "
              f"{r['summary'][0]['seeds']} seeds (each seed draws its own labelled rows and trains with its own "
-             f"random stream). {stacked}{_tuned(r.get('tuning'))}M2: `--model m2`, MLP hidden "
+             f"random stream). {stacked}{_tuned(r.get('tuning'))}M2: `--model {'m1m2' if stack else 'm2'}`, MLP hidden "
              f"{s['hidden']}, z {s['z_dim']}, alpha {s['alpha']:g} per labelled row, labelled rows in every minibatch "
              f"({s['labelled_batch'] or 'all of them, up to --batch-size'}), {s['epochs']} epochs, best.pt chosen by "
              f"the validation ELBO (no labels). Baseline: the same network as M2's q(y|x), Adam 1e-3 on the "
@@ -238,12 +249,10 @@ def _markdown(r: dict) -> str:
     return "\n".join(lines)
 
 
-def test_accuracy_of(run_dir, which: str = "best", dataset=None) -> float:
-    """The test accuracy of a checkpoint of an M2 run over all its test rows (``dataset``: the
-    run's data, where they were given in Python)."""
-    with Run.open(run_dir) as run:
-        model = run.model(which)
-        data = prepare_data(run.config, run.dataset(dataset, log=lambda line: None), model.likelihood)
+def test_accuracy_of(run_dir, dataset=None) -> float:
+    """The test accuracy of ``best.pt`` of an M2 (or M1+M2) run over all its test rows, as its
+    classifier sees them (:func:`run_rows`; ``dataset``: the run's data, where they were given in Python)."""
+    _, model, data = run_rows(run_dir, dataset)
     return accuracy(model, data.test_x, data.test_y)
 
 

@@ -98,11 +98,15 @@ def read_rows(spec: str, run: Run, log: Callable[[str], None] = print) -> Rows:
 
 def _places(dataset):
     """({part: row indices}, {part: what they index}) of a run's data: rows of the source for a
-    seeded split, else rows of the source's own training (and validation) and test splits."""
+    seeded split, else rows of the source's own training (and validation) and test splits, whole
+    (before the run's limits, which :func:`read_rows` applies to them)."""
     from ..data.splits import seeded_split
 
     held = dataset.held_out or {}
-    n_train = len(dataset.train_x) + (len(dataset.valid_x) if held else 0)
+    size = {part: len(x) for part, x in (("train", dataset.train_x), ("test", dataset.test_x),
+                                         ("valid", dataset.valid_x)) if x is not None}
+    size.update(dataset.unlimited or {})  # the parts' rows before the limits
+    n_train = size["train"] + (size["valid"] if held else 0)
     if dataset.split is not None and "test_rows" in dataset.split:
         train, test, _ = seeded_split(dataset.split["of"], dataset.split["test_size"], dataset.split["seed"])
         keep = held.get("first_row", len(train))
@@ -115,8 +119,7 @@ def _places(dataset):
         keep = held.get("first_row", n_train)
         train, valid = np.arange(keep), np.arange(keep, held.get("of", keep))
     own_valid = dataset.valid_x is not None and not held
-    return ({"train": train, "valid": np.arange(len(dataset.valid_x)) if own_valid else valid,
-             "test": np.arange(len(dataset.test_x))},
+    return ({"train": train, "valid": np.arange(size["valid"]) if own_valid else valid, "test": np.arange(size["test"])},
             {"train": "a row of the source's training split", "test": "a row of the source's test split",
              "valid": "a row of the source's " + ("validation" if own_valid else "training") + " split"})
 

@@ -47,6 +47,7 @@ class Dataset:
     classes: Optional[list] = None  # the name of each label 0..K-1, where the source names them
     valid_y: Optional[torch.Tensor] = None  # labels of the validation rows
     limits: Optional[dict] = None  # {"train": N, "test": M, "rule"} of Dataset.limit, None: every row
+    unlimited: Optional[dict] = None  # {part: its rows before Dataset.limit}; not in the summary
     label_subset: Optional[dict] = None  # the training labels kept by Dataset.hide_labels (the others are -1)
 
     @property
@@ -114,12 +115,15 @@ class Dataset:
             limit_rows(0, None, rule)  # the rule is checked all the same
             return self
         _labels_not_hidden(self, "limit the rows")
+        whole = self.unlimited or {part: len(t) for part, t in (("train", self.train_x), ("test", self.test_x),
+                                                                ("valid", self.valid_x)) if t is not None}
         valid_x = cut(self.valid_x, num_test)
         held_out = None if self.held_out is None else {**self.held_out, "rows": len(valid_x)}
         return dataclasses.replace(self, train_x=cut(self.train_x, num_train), test_x=cut(self.test_x, num_test),
                                    train_y=cut(self.train_y, num_train), test_y=cut(self.test_y, num_test),
                                    valid_x=valid_x, valid_y=cut(self.valid_y, num_test), notes=list(self.notes),
-                                   held_out=held_out, limits={"train": num_train, "test": num_test, "rule": rule})
+                                   held_out=held_out, limits={"train": num_train, "test": num_test, "rule": rule},
+                                   unlimited=whole)
 
     def hold_out(self, num_valid: Optional[int] = None, sorted_rows: bool = True) -> "Dataset":
         """The validation set of a run.

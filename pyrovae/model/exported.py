@@ -6,6 +6,8 @@
   z2 -> p(z1|z2); ``decoder`` (z1, z2) -> p(x|z1,z2);
 * ``cvae``: ``encoder`` (x, y) -> q(z|x,y); ``decoder`` (z, y) -> p(x|z,y);
 * ``m2``: ``classifier`` x -> q(y|x); ``encoder`` and ``decoder`` as the cvae's;
+* ``m1m2``: ``classifier`` x -> q(y|f(x)) through M1's encoder mean; ``m2_decoder`` (z, y) -> M2's
+  p(z1|z,y) over M1's latent z1; ``m1_decoder`` z1 -> M1's p(x|z1);
 * a flow guide (IAF) adds ``flow`` (u, loc, scale) -> z, log_det, on the layer it acts on.
 
 The example inputs are the model's own: latent codes drawn from the encoders at the given rows,
@@ -16,7 +18,7 @@ from typing import Dict
 import torch
 
 from . import graphs as g
-from .graphs import ExportGraph, Head, TensorSpec, decoder_specs
+from .graphs import ExportGraph, Head, TensorSpec, decoder_outputs, decoder_specs
 
 ROWS = "rows in data units (see preprocessing)"
 LABEL = "class labels, integers 0 to num_classes - 1 (one-hot inside the graph)"
@@ -110,3 +112,30 @@ def m2_graphs(m2, x: torch.Tensor) -> Dict[str, ExportGraph]:
     probs = TensorSpec("probs", (m2.num_classes,), "q(y|x): the probability of each class 0..num_classes - 1")
     return {"classifier": ExportGraph(classifier, (TensorSpec("x", (m2.x_dim,), ROWS),), (probs,), (x,)),
             **labelled_graphs(m2, x, torch.arange(len(x)) % m2.num_classes)}
+
+
+def m1m2_graphs(model, x: torch.Tensor) -> Dict[str, ExportGraph]:
+    """The graphs of an :class:`~pyrovae.M1M2` at rows ``x``: ``classifier`` x -> q(y|f(x)), the whole
+    classifier from rows in data units (M1's standardization and encoder mean, M2's standardization of
+    those means and its classifier network), what ``model.classify`` gives; ``m2_decoder`` (z, y) ->
+    M2's p(z1|z,y), in the units of M1's posterior means (M2's standardization undone); ``m1_decoder``
+    z1 -> M1's p(x|z1) in data units. Chained at z ~ Normal(0, I), they sample as ``model.sample``."""
+    m1, m2, classes = model.m1, model.m2, model.num_classes
+    probs = TensorSpec("probs", (classes,), "q(y|x): the probability of each class 0..num_classes - 1, of M2's "
+                                            "classifier at M1's posterior mean of x")
+    z1 = m1.encode(x)[0]  # (N, m1.z_dim): M1's posterior means, the rows M2 models
+    y = torch.arange(len(x)) % classes
+    z = _draw(*g.LabelledEncoderGraph(m2.standardizer, m2.encoder, classes)(z1, y))
+    units = "of z1, M1's latent code (the units of M1's posterior means: M2's standardization undone)"
+    latent1 = TensorSpec("z1", (m1.z_dim,), "codes of M1's latent z1 (what m2_decoder's mean gives)")
+    return {
+        "classifier": ExportGraph(g.ClassifierGraph(None, model.pixel_classifier()),
+                                  (TensorSpec("x", (model.x_dim,), ROWS),), (probs,), (x,)),
+        "m2_decoder": ExportGraph(g.LabelledDecoderGraph(m2.decoder, Head(m2.likelihood, m2.standardizer), classes),
+                                  (TensorSpec("z", (m2.z_dim,), "M2's latent codes"),
+                                   TensorSpec("y", (), LABEL, "int64")),
+                                  tuple(TensorSpec(name, (m2.x_dim,), f"{meaning}, {units}")
+                                        for name, _, _, meaning in decoder_outputs(m2.likelihood)), (z, y)),
+        "m1_decoder": ExportGraph(g.DecoderGraph(m1.decoder, Head(m1.likelihood, m1.standardizer)), (latent1,),
+                                  decoder_specs(m1), (z1,)),
+    }

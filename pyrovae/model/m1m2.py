@@ -28,6 +28,7 @@ import torch.nn as nn
 
 from ..errors import ConfigError
 from .base import Model
+from .exported import m1m2_graphs
 from .m2 import M2
 from .vae import VAE
 
@@ -116,6 +117,11 @@ class M1M2(Model):
     def pixel_classifier(self) -> PixelClassifier:
         """Rows in data units -> class logits, one :class:`torch.nn.Module` (for export)."""
         return PixelClassifier(self.m1, self.m2)
+
+    def export_graphs(self, x: torch.Tensor) -> dict:
+        """``classifier`` x -> q(y|f(x)), ``m2_decoder`` (z, y) -> p(z1|z,y), ``m1_decoder`` z1 -> p(x|z1):
+        :func:`pyrovae.model.exported.m1m2_graphs`."""
+        return m1m2_graphs(self, x)
 
     # ------------------------------------------------------------- the program
     def model(self, x: torch.Tensor, y: Optional[torch.Tensor] = None, split: Optional[int] = None,

@@ -10,7 +10,7 @@ import torch
 import pyrovae
 from helpers import run_main, run_script
 from pyrovae.data.prepare import TEST_SET_SEED, prepare_data
-from pyrovae.data.transforms import binarize, dequantize
+from pyrovae.data.transforms import binarize, dequantize, evenly_spaced_rows
 from pyrovae.errors import ConfigError, DataError, Interrupted
 from pyrovae.infer.encoding import encode_dataset, held_out_transform
 from pyrovae.training.run import Run
@@ -176,7 +176,7 @@ def test_bad_arguments_in_python(loaded, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-def test_script_writes_the_latents_of_the_runs_data(run, loaded, tmp_path):
+def test_script_writes_the_latents_of_the_runs_data(run, loaded, mnist_sample, tmp_path):
     out = tmp_path / "latents.npz"
     result = run_script("encode.py", run, "all", "--out", out, "--num-samples", "5", "--batch-size", "64",
                         "--no-progress")
@@ -187,6 +187,13 @@ def test_script_writes_the_latents_of_the_runs_data(run, loaded, tmp_path):
     assert latents["loc"].shape == (n, 2) and latents["log_px"].shape == (n,) and "elbo" in latents.files
     parts = json.loads(str(latents["info"]))["parts"]
     assert [p["part"] for p in parts] == ["train", "valid", "test"] and parts[-1]["rows"] == [n - 100, n]
+    # row: each row's place in the source's own split, whole, though the run kept 600 and 100 of its rows
+    row, (a, b) = torch.from_numpy(latents["row"]), (600, 700)
+    assert torch.equal(mnist_sample.train_x[row[:a]], dataset.train_x)
+    assert torch.equal(mnist_sample.train_x[row[a:b]], dataset.valid_x)  # held out of the source's training split
+    assert torch.equal(row[b:], evenly_spaced_rows(1000, 100))  # the test rows the limit kept of the 1,000
+    assert torch.equal(mnist_sample.test_x[row[b:]], dataset.test_x) and latents["y"][b:].tolist() == \
+        mnist_sample.test_y[row[b:]].tolist()
 
 
 @pytest.mark.parametrize("case", ["no-run", "width", "pickle", "out-folder", "k"])

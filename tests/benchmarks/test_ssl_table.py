@@ -1,12 +1,16 @@
 """scripts/ssl_table.py: M2 runs and their supervised baselines on the same labelled rows, in a
 table with mean and spread over seeds; finished runs are kept when the table is made again."""
+import hashlib
 import json
 
 import numpy as np
+import pytest
 from sklearn.datasets import load_digits
 
+import pyrovae
 from benchmarks.ssl_table import supervised_baseline
 from helpers import run_main, run_script
+from pyrovae.training.run import Run
 
 
 def test_the_table_compares_m2_with_its_classifier_on_the_same_labels(tmp_path):
@@ -52,6 +56,16 @@ def test_m1_plus_m2_stacks_m2_on_the_posterior_means_of_a_vae(tmp_path):
     assert (m1["model"], m1["z_dim"], m1["labels_per_class"]) == ("vae", 6, None)  # M1 learns without labels
     m2 = json.loads((out / "m2-5-seed0" / "config.json").read_text())
     assert m2["settings"]["likelihood"] == "gaussian" and m2["resolved"]["standardize"] is not None
+    # each M2 row is an m1m2 run on its seed's M1: a run folder that stands alone and classifies pixels
+    assert (m2["settings"]["model"], m2["settings"]["m1_run"]) == ("m1m2", str((out / "m1-seed0").resolve()))
+    assert m2["m1"]["sha256"] == hashlib.sha256((out / "m1-seed0" / "best.pt").read_bytes()).hexdigest()
+    model = pyrovae.load(out / "m2-5-seed0" / "best.pt")
+    with Run.open(out / "m2-5-seed0") as run:
+        test = run.dataset(log=lambda line: None)  # the run's rows in pixels
+    assert type(model) is pyrovae.M1M2 and (model.x_dim, model.m1.z_dim) == (64, 6)
+    right = (model.classify(test.test_x).argmax(-1) == test.test_y).float().mean().item()
+    [row] = json.loads((out / "table.json").read_text())["rows"]
+    assert right == pytest.approx(row["m2"], abs=1e-7)  # the table's M2 accuracy is the run's, on pixels
     metrics = json.loads((out / "m2-5-seed0" / "metrics.json").read_text())
     assert metrics["dataset"]["num_test"] == 180 and metrics["dataset"]["labels"]["per_class"] == 5
     assert "M1+M2" in (out / "table.md").read_text()
