@@ -95,7 +95,7 @@ def test_a_run_of_a_model_this_pyrovae_does_not_know_is_refused(trained, tmp_pat
     record["settings"]["model"] = "vq-vae"
     (run / "config.json").write_text(json.dumps(record))
     line = refused([run, "--format", "torchscript", "--out", tmp_path / "out"], capsys)
-    assert "the model 'vq-vae', which this pyrovae does not know (vae, hvae, cvae, m2, or a user's own class)" in line
+    assert "the model 'vq-vae', which this pyrovae does not know (vae, hvae, cvae, m2, m1m2, or a user's own class)" in line
     assert not (tmp_path / "out").exists()
 
 
