@@ -164,6 +164,19 @@ def test_the_docs_exist():
             "architecture.md"} <= names
 
 
+def test_the_architecture_page_names_every_module():
+    """docs/architecture.md's layout names every module of the package and of benchmarks/ (a
+    module added without its line there fails), and no module that is gone."""
+    layout = re.search(r"^## Package layout\n.*?^```text\n(.*?)^```", (DOCS / "architecture.md").read_text(),
+                       re.S | re.M).group(1)
+    modules = {p.name for folder in ("pyrovae", "benchmarks") for p in (ROOT / folder).rglob("*.py")
+               if p.name != "__init__.py"}
+    assert not sorted(m for m in modules if not re.search(rf"(?<![\w.]){re.escape(m)}\b", layout))
+    named = set(re.findall(r"(?<![\w./])(\w+\.py)\b", layout)) - {"__init__.py"}
+    others = {p.name for folder in ("scripts", "tests") for p in (ROOT / folder).glob("*.py")} | {"setup.py"}
+    assert not sorted(named - modules - others), "the layout names modules that do not exist"
+
+
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_every_relative_link_resolves(page):
     assert broken_links(page) == []
