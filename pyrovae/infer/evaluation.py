@@ -92,7 +92,7 @@ def elbo(model, x: Rows, num_particles: int = 1, analytic_kl: bool = True, batch
 
 @torch.no_grad()
 def log_likelihood(model, x: Rows, num_samples: int = 5000, batch_size: int = 100,
-                   max_elements: int = 2**24, progress: Optional[Callable[[int], None]] = None,
+                   max_elements: int = 2**20, progress: Optional[Callable[[int], None]] = None,
                    y: Optional[torch.Tensor] = None) -> torch.Tensor:
     r"""Importance-sampled :math:`\log \hat p_K(x)` of each datapoint of ``x`` (N, D): (N,)
     (:math:`\log \hat p_K(x \mid y)` for a conditional model given ``y``).
@@ -108,9 +108,9 @@ def log_likelihood(model, x: Rows, num_samples: int = 5000, batch_size: int = 10
             if per_pass is None:  # the first chunk is the largest
                 per_pass = max(1, min(num_samples, max_elements // (len(chunk) * out_dim)))
             acc = torch.full((len(chunk),), -float("inf"), dtype=torch.float64, device=chunk.device)
-            for start in range(0, num_samples, per_pass):
-                log_w = model.log_weights(chunk, labels, min(per_pass, num_samples - start)).double()  # (s, B)
-                acc = torch.logaddexp(acc, torch.logsumexp(log_w, dim=0))
+            sizes = [min(per_pass, num_samples - start) for start in range(0, num_samples, per_pass)]
+            for log_w in model.log_weight_blocks(chunk, labels, sizes):  # (s, B) each
+                acc = torch.logaddexp(acc, torch.logsumexp(log_w.double(), dim=0))
             results.append(acc - log_k.to(chunk.device))
             if progress is not None:
                 progress(len(chunk))

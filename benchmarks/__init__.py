@@ -1,0 +1,1 @@
+"""Benchmarks and paper tables of pyrovae: programs run from scripts/, not installed with the package."""
