@@ -288,15 +288,14 @@ def _shared_gaussian_mixture(d) -> Optional[Tuple[torch.Tensor, torch.Tensor, to
             Normal, pyro.distributions.Normal)):
         return None
     loc, scale = comp.base_dist.loc, comp.base_dist.scale
-    log_pi = d.mixture_distribution.logits
-    log_pi = log_pi - log_pi.logsumexp(-1, keepdim=True)
     shared = []
-    for t, trailing in ((loc, 2), (scale, 2), (log_pi, 1)):
+    for t, trailing in ((loc, 2), (scale, 2), (d.mixture_distribution.logits, 1)):
         lead = t.dim() - trailing
         if any(t.stride(i) != 0 for i in range(lead) if t.shape[i] > 1):
             return None
         shared.append(t[(0,) * lead] if lead else t)
-    return tuple(shared)
+    loc, scale, logits = shared
+    return loc, scale, logits - logits.logsumexp(-1, keepdim=True)
 
 
 def _standardizer(standardization: Optional[dict], standardized: bool, x_dim: int) -> Optional[Standardize]:
