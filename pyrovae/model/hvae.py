@@ -131,7 +131,7 @@ class HVAE(Model):
     def log_weight_blocks(self, x: torch.Tensor, y, sizes: Sequence[int]) -> Iterator[torch.Tensor]:
         r""":meth:`Model.log_weight_blocks` without the traces: the top encoder, the prior's parameters
         and the part of :math:`q(z_1 \mid x, z_2)` that sees only x (its first layer's product with x, or
-        x's feature maps) once for all blocks; per block :math:`z_2, z_1` drawn as the traced guide draws
+        x's feature maps, when ``encoder1`` is the built-in network) once for all blocks; per block :math:`z_2, z_1` drawn as the traced guide draws
         them (the same random numbers for the same block sizes) and :math:`\log p(x, z_1, z_2) - \log
         q(z_1, z_2 \mid x)`. A subclass that rewrites the program is scored from its traces."""
         if not _own_program(self, HVAE):
@@ -153,7 +153,11 @@ class HVAE(Model):
     def _lower_of(self, x: torch.Tensor):
         """``z2 (..., B, z_dim) -> (loc, scale)`` of q(z1 | x, z2) for the rows ``x`` (B, D), as
         :meth:`_lower` computes them, with what depends on x alone computed here once: the conv
-        encoder's feature maps, or the first layer's product with x."""
+        encoder's feature maps, or the first layer's product with x (for the built-in networks; any
+        other ``encoder1`` or ``_lower`` is called as it is)."""
+        if type(self)._lower is not HVAE._lower or type(self.encoder1) is not (
+                ConditionalConvEncoder if self.arch == "conv" else Encoder):
+            return lambda z2: self._lower(x, z2)
         if self.arch == "conv":
             net, x_part = self.encoder1, self.encoder1.features(_padded_images(self.encoder1, x))  # (B, flat)
             layers = net.head
