@@ -24,20 +24,22 @@ Networks: ``mlp``/``gated`` MLPs on the joined inputs (:math:`(x, z_2)` for
 :math:`q(z_2 \mid x)`, :math:`q(z_1 \mid x, z_2)` (x's feature maps joined to :math:`z_2`) and
 decoder, an MLP for :math:`p(z_1 \mid z_2)`.
 """
-from typing import Optional, Sequence
+from typing import Iterator, Optional, Sequence
 
 import pyro
 import pyro.distributions as dist
 import torch
+import torch.nn.functional as F
 
 from ..errors import ConfigError
-from .base import Model
+from .base import Model, log_density
 from .exported import hvae_graphs
 from .guides import get_guide
 from .labelled import join
 from .likelihoods import get_likelihood
-from .networks import ConditionalConvEncoder, ConvDecoder, ConvEncoder, Decoder, Encoder
+from .networks import ConditionalConvEncoder, ConvDecoder, ConvEncoder, Decoder, Encoder, GatedLinear
 from .priors import StandardNormal, get_prior
+from .vae import _own_program
 
 
 class HVAE(Model):
@@ -127,6 +129,53 @@ class HVAE(Model):
             loc1, scale1 = self._lower(x, z2)
             pyro.sample("z1", dist.Normal(loc1, scale1).to_event(1))
 
+    def log_weight_blocks(self, x: torch.Tensor, y, sizes: Sequence[int]) -> Iterator[torch.Tensor]:
+        r""":meth:`Model.log_weight_blocks` without the traces: the top encoder, the prior's parameters
+        and the part of :math:`q(z_1 \mid x, z_2)` that sees only x (its first layer's product with x, or
+        x's feature maps, when ``encoder1`` is the built-in network) once for all blocks; per block :math:`z_2, z_1` drawn as the traced guide draws
+        them (the same random numbers for the same block sizes) and :math:`\log p(x, z_1, z_2) - \log
+        q(z_1, z_2 \mid x)`. A subclass that rewrites the program is scored from its traces."""
+        if not _own_program(self, HVAE):
+            yield from super().log_weight_blocks(x, y, sizes)
+            return
+        q2 = self.posterior_family.distribution(*self.encoder(x))  # batch (B,), event (z_dim,)
+        log_prior = log_density(self.prior.distribution(len(x), self.encoder))
+        lower = self._lower_of(x)
+        target = self.likelihood.prepare(x)
+        for size in sizes:
+            z2 = q2.rsample((size,))  # (s, B, z_dim)
+            log_q = q2.log_prob(z2)
+            q1 = dist.Normal(*lower(z2)).to_event(1)
+            z1 = q1.rsample()
+            log_q = log_q + q1.log_prob(z1)
+            log_p = log_prior(z2) + dist.Normal(*self.prior1(z2)).to_event(1).log_prob(z1)
+            yield self.likelihood.log_prob(self.decoder(torch.cat([z1, z2], dim=-1)), target) + log_p - log_q
+
+    def _lower_of(self, x: torch.Tensor):
+        """``z2 (..., B, z_dim) -> (loc, scale)`` of q(z1 | x, z2) for the rows ``x`` (B, D), as
+        :meth:`_lower` computes them, with what depends on x alone computed here once: the conv
+        encoder's feature maps, or the first layer's product with x (for the built-in networks; any
+        other ``encoder1`` or ``_lower`` is called as it is)."""
+        if type(self)._lower is not HVAE._lower or type(self.encoder1) is not (
+                ConditionalConvEncoder if self.arch == "conv" else Encoder):
+            return lambda z2: self._lower(x, z2)
+        if self.arch == "conv":
+            net, x_part = self.encoder1, self.encoder1.features(_padded_images(self.encoder1, x))  # (B, flat)
+            layers = net.head
+        else:
+            net, x_part, layers = self.encoder1, x, self.encoder1.net
+        first, rest = layers[0], layers[1:]
+        parts = [first.value, first.gate] if isinstance(first, GatedLinear) else [first]
+        split = x_part.shape[-1]
+        fixed = [F.linear(x_part, p.weight[:, :split], p.bias) for p in parts]  # (B, H) each
+
+        def lower(z2: torch.Tensor):
+            pre = [torch.matmul(z2, p.weight[:, split:].T) + f for p, f in zip(parts, fixed)]  # (..., B, H)
+            h = first.activation(pre[0]) * torch.sigmoid(pre[1]) if len(pre) == 2 else pre[0]
+            loc, raw_scale = rest(h).chunk(2, dim=-1)
+            return loc, F.softplus(raw_scale) + net.min_scale
+        return lower
+
     # ------------------------------------------------------- figures, inference
     def _top_mean(self, x_model: torch.Tensor) -> torch.Tensor:
         """z2 at the guide's base mean, pushed through a flow guide's transforms."""
@@ -169,3 +218,9 @@ class HVAE(Model):
             self.prior, StandardNormal) else torch.randn_like(loc)
         p_x = self.likelihood(self.decoder(torch.cat([loc + scale * noise, z2], dim=-1)))
         return self.to_data_space(p_x.mean if mean else p_x.sample())
+
+
+def _padded_images(encoder: ConvEncoder, x: torch.Tensor) -> torch.Tensor:
+    """Rows ``x`` (B, C*H*W) as the conv encoder's padded images (B, C, H', W')."""
+    images = x.reshape(-1, encoder.c, encoder.h, encoder.w)
+    return F.pad(images, encoder.pad) if any(encoder.pad) else images

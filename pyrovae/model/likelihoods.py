@@ -59,6 +59,12 @@ class Likelihood:
         """Data as the likelihood scores it (identity unless a subclass says otherwise)."""
         return x
 
+    def log_prob(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """:math:`\\log p(x \\mid z)` per datapoint, (...): ``self(out).log_prob(x)`` for decoder
+        outputs ``out`` (..., k * D) and data ``x`` (..., D) already :meth:`prepare` d; a subclass
+        may compute the same value with fewer passes over ``out``."""
+        return self(out).log_prob(x)
+
     def check(self, x: torch.Tensor, what: str = "data") -> None:
         """Raise :class:`DataError` unless every row of ``x`` (N, D) lies in the support."""
         _check_finite(x, what)
@@ -91,6 +97,13 @@ class Bernoulli(Likelihood):
 
     def distribution(self, out):
         return dist.Bernoulli(logits=out).to_event(1)
+
+    def log_prob(self, out, x):
+        r""":math:`\sum_d x_d o_d - \mathrm{softplus}(o_d)`, the Bernoulli log-density at logits
+        :math:`o` (``binary_cross_entropy_with_logits``'s value, negated and summed) in two passes
+        over ``out`` (softplus returns :math:`o` for :math:`o > 20`, where the two differ by less than
+        :math:`e^{-20}`)."""
+        return (out * x).sum(-1) - F.softplus(out).sum(-1)
 
     def remedy(self):
         return (

@@ -37,14 +37,14 @@ and :meth:`VAE.sample` return data units. Densities on the data's scale are
 
 (:meth:`VAE.log_det_standardization` is :math:`\sum_d \log s_d`, 0 without a standardization).
 """
-from typing import Callable, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterator, Optional, Sequence, Tuple, Union
 
 import pyro
 import pyro.distributions as dist
 import torch
 
 from ..errors import ConfigError, DataError
-from .base import Model
+from .base import Model, log_density
 from .exported import vae_graphs
 from .guides import get_guide
 from .likelihoods import Likelihood, get_likelihood
@@ -194,6 +194,23 @@ class VAE(Model):
         """``encoder``, ``decoder`` (and an IAF guide's ``flow``): :func:`pyrovae.model.exported.vae_graphs`."""
         return vae_graphs(self, x)
 
+    def log_weight_blocks(self, x: torch.Tensor, y, sizes: Sequence[int]) -> Iterator[torch.Tensor]:
+        r""":meth:`Model.log_weight_blocks` without the traces: the encoder and the prior's parameters
+        once for all blocks, then per block :math:`z \sim q(z \mid x)` drawn as the traced guide
+        draws it (the same random numbers for the same block sizes) and
+        :math:`\log p(x \mid z) + \log p(z) - \log q(z \mid x)`. A subclass that rewrites the
+        program is scored from its traces."""
+        if not _own_program(self, VAE):
+            yield from super().log_weight_blocks(x, y, sizes)
+            return
+        q = self.posterior_family.distribution(*self.encoder(x))  # batch (B,), event (z_dim,)
+        log_prior = log_density(self.prior.distribution(len(x), self.encoder))
+        target = self.likelihood.prepare(x)
+        for size in sizes:
+            z = q.rsample((size,))  # (s, B, z_dim)
+            log_q = q.log_prob(z)
+            yield self.likelihood.log_prob(self.decoder(z), target) + log_prior(z) - log_q
+
     # ---------------------------------------------------------------- helpers
     def config(self) -> dict:
         """Plain values that rebuild this VAE's architecture (see :func:`pyrovae.load`)."""
@@ -210,6 +227,14 @@ class VAE(Model):
             **({"standardized": True} if self.standardizer is not None else {}),
             **({"activation": self.activation} if self.activation is not None else {}),
         }
+
+
+def _own_program(model: Model, cls: type) -> bool:
+    """Whether ``model`` runs ``cls``'s program and :class:`Model`'s traced log-weights (a subclass
+    may change its networks, not what the program samples)."""
+    own = type(model)
+    return (own.model is cls.model and own.guide is cls.guide and own.log_weights is Model.log_weights
+            and own.log_terms is Model.log_terms)
 
 
 def _data_plate(n: int, full_size: Optional[int], subsample: Optional[torch.Tensor]):
