@@ -42,16 +42,20 @@ def test_the_floor_counts_each_product_of_a_step():
     assert f["step_needed"] == 3 * f["forward"] - 2 * 256 * 784 * 400
 
 
-def test_a_tiny_run_writes_both_files(binary_batch, tmp_path, capsys):
+def test_a_tiny_run_writes_both_files(binary_batch, tmp_path, capsys, monkeypatch):
     rows = tmp_path / "rows.npy"
     np.save(rows, binary_batch.numpy().astype(np.float32))  # 64 binary digits
     out = tmp_path / "out"
     affinity = os.sched_getaffinity(0)
+    masks = []  # every mask set, in order
+    monkeypatch.setattr(os, "sched_setaffinity", lambda pid, cpus, set_=os.sched_setaffinity: (
+        masks.append((pid, set(cpus))), set_(pid, cpus)))
     code = bench_peers_main(["--dataset", str(rows), "--batch-size", "16", "--hidden", "8", "--z-dim", "2",
                              "--threads", "1", "--rounds", "1", "--steps-per-block", "2", "--max-steps", "2",
                              "--numpyro-path", str(tmp_path / "nothing-here"), "--out", str(out)])
     assert code == 0, capsys.readouterr().err
     assert os.sched_getaffinity(0) == affinity  # the 1-thread rows were held to a core, the mask given back
+    assert masks == [(0, {min(affinity)}), (0, affinity)] * 2  # warm-up, then the round
     stem = f"peers-{cpu_slug(cpu_model())}"
     assert sorted(p.name for p in out.iterdir()) == [f"{stem}.json", f"{stem}.md"]
     result = json.loads((out / f"{stem}.json").read_text())
@@ -120,3 +124,33 @@ def test_the_before_rows_compute_what_the_after_rows_compute(small_vae, binary_b
         fast = TORCH_SYSTEMS[FAST][0](copy.deepcopy(small_vae))
         fast(binary_batch[:32])
         assert fast.mode == "compiled" and fast.onednn_matmuls == len(matmul_shapes(784, [64], 8, 32)) == 11
+
+
+FAKE_WORKER = '''import json, os, sys
+for line in sys.stdin:
+    request = json.loads(line)
+    if request["cmd"] == "quit":
+        break
+    print(json.dumps({"versions": {"numpyro": "0", "jax": "0", "jaxlib": "0"}, "os_threads": 1,
+                      "xla_flags": os.environ.get("XLA_FLAGS", ""), "affinity": sorted(os.sched_getaffinity(0))}),
+          flush=True)
+'''
+
+
+def test_the_one_thread_numpyro_process_is_held_to_the_core_from_its_start(tmp_path, monkeypatch):
+    """The 1-thread process runs on the given core alone, with Eigen's threads off; the 2-thread one as it comes."""
+    import argparse
+
+    from benchmarks import bench_peers_worker
+
+    (tmp_path / "worker.py").write_text(FAKE_WORKER)
+    monkeypatch.setattr(bench_peers_worker, "WORKER", tmp_path / "worker.py")
+    monkeypatch.setattr(bench_peers_worker, "PROBE", "pass")
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    args = argparse.Namespace(threads=[1, 2], batch_size=4, hidden=[8], z_dim=2)
+    core, everything = min(os.sched_getaffinity(0)), sorted(os.sched_getaffinity(0))
+    workers = bench_peers_worker.NumPyroWorkers(True, None, torch.zeros(8, 4), tmp_path, args, 2, print, core)
+    workers.close()
+    assert workers.status["ran"] and workers.status["affinity"] == {1: [core], 2: everything}
+    assert workers.status["xla_flags"] == {1: "--xla_cpu_multi_thread_eigen=false", 2: ""}
+    assert os.sched_getaffinity(0) == set(everything)  # this process is not held
