@@ -18,7 +18,8 @@ FLOOR_MM, FLOOR_ONEDNN = "matmul floor: torch.mm", "matmul floor: oneDNN"
 FLOORS = (FLOOR_MM, FLOOR_ONEDNN)
 #: ``--fast`` at most this many times the machine's floor (the faster of the two)
 FLOOR_GOAL = 1.3
-#: rows whose threads used (CPU s / wall s) differ by more than this factor do not use the same threads
+#: rows whose threads used (CPU s / wall s) differ by more than this factor, one of them above one
+#: (more than one thread at once), do not use the same threads; below one a row only waited for a core
 THREAD_USE_SPREAD = 1.25
 #: (before, after, what changed): speed changes measured as rows of the same rounds
 CHANGES = [(FAST_ORIGINAL, FAST, "`--fast`: all the changes below together"),
@@ -50,7 +51,7 @@ def summarize(r: dict) -> dict:
     """Per thread count: per row, epoch seconds (wall, CPU), the threads used (CPU s / wall s
     of each epoch), ms per step, and the within-round ratios to the reference, to the floors
     and between the goal rows; the machine's ``floor`` (the floor row of the lower median
-    epoch); whether the rows' thread use differs; the goals (:func:`goals`)."""
+    epoch); whether the rows' thread use differs; the goals (:func:`targets`)."""
     rounds, p = r["rounds"], r["protocol"]
     out = {}
     for t in p["threads"]:
@@ -84,7 +85,7 @@ def summarize(r: dict) -> dict:
         floor = min(floors, key=lambda f: rows[f]["epoch_s"]["median"]) if floors else None
         used = {name: s["threads_used"]["median"] for name, s in rows.items() if s["threads_used"]}
         most, least = (max(used, key=used.get), min(used, key=used.get)) if used else (None, None)
-        differs = bool(used) and used[least] > 0 and used[most] / used[least] > THREAD_USE_SPREAD
+        differs = bool(used) and used[least] > 0 and used[most] > 1.0 and used[most] / used[least] > THREAD_USE_SPREAD
         out[t] = {"rows": rows, "floor": floor, "goals": goals,
                   "thread_use_differs": {"most": [most, used[most]], "least": [least, used[least]]} if differs else None}
         goals["targets"] = targets(out[t], int(t))

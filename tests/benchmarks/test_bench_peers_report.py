@@ -37,6 +37,9 @@ def test_the_floor_is_the_faster_backend_and_the_goals_follow_the_numbers():
     assert summary[1]["rows"][NUMPYRO]["threads_used"]["median"] == 2.0
     assert summary[1]["thread_use_differs"] == {"most": [NUMPYRO, 2.0], "least": [REFERENCE, 1.0]}
     assert summary[2]["thread_use_differs"] is None
+    waited = _result({REFERENCE: (1.0, 0.5), FAST: (1.0, 0.9)}, {REFERENCE: (1.0, 0.5), FAST: (1.0, 1.2)})
+    flagged = {t: s["thread_use_differs"] for t, s in summarize(waited).items()}  # below one: waited for a core
+    assert flagged == {1: None, 2: {"most": [FAST, 1.2], "least": [REFERENCE, 0.5]}}
     (numpyro_1, floor_1), (numpyro_2, floor_2) = summary[1]["goals"]["targets"], summary[2]["goals"]["targets"]
     assert (numpyro_1["measure"], numpyro_1["ratio"]["median"], numpyro_1["met"]) == ("CPU seconds", 0.6, True)
     assert (floor_1["ratio"]["median"], floor_1["met"]) == (pytest.approx(1.2), True)
