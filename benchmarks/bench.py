@@ -46,6 +46,7 @@ from pyrovae.model.vae import VAE
 from pyrovae.training.checkpoint import write_json
 
 from .bench_report import REFERENCE, markdown, with_ratios
+from .host import machine
 
 
 def reference_loss(vae: VAE, x: torch.Tensor) -> torch.Tensor:
@@ -255,7 +256,7 @@ def run_benchmark(args, command: str, log=print) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = "gpu" if device.type == "cuda" else "bench"
-    result = {"command": command, "device": device_name(device), "versions": versions(device),
+    result = {"command": command, "device": device_name(device), "machine": machine(), "versions": versions(device),
               "protocol": {"blocks": args.blocks, "steps_per_block": args.steps_per_block, "order": "interleaved",
                            "optimizer": "Adam lr 1e-3", "z_dim": 50, "dataset": args.dataset},
               "batch_sweep": {}, "width_sweep": {}, "epoch_seconds": None}

@@ -38,6 +38,8 @@ from pyrovae.infer.svi import EpochState, SVIStep, make_optimizer, run_epoch
 from pyrovae.model.vae import VAE
 from pyrovae.training.files import write_report
 
+from .host import describe, machine
+
 
 class _NaiveRows(HostRows):
     """Pageable rows, each minibatch gathered and copied with a blocking ``.to(device)``."""
@@ -108,7 +110,7 @@ def run(args, command: str, log=print) -> dict:
               "x_dim": x.shape[1], "batch_size": args.batch_size, "epochs": args.epochs, "hidden": args.hidden,
               "fast": args.fast, "data_bytes": need, "free_device_bytes": free, "device_fraction": DEVICE_FRACTION,
               "auto_placement": choose_placement(need, free) if free is not None else "device",
-              "versions": versions(device),
+              "versions": versions(device), "machine": machine(),
               **measure(x, device, args.batch_size, args.epochs, args.hidden, args.fast, log)}
     if device.type != "cuda":
         result["note"] = ("streaming is moot on the CPU: the data are in host memory already and place_data keeps "
@@ -120,6 +122,7 @@ def run(args, command: str, log=print) -> dict:
 def markdown(r: dict) -> str:
     free = "" if r["free_device_bytes"] is None else f", {r['free_device_bytes'] / 2**30:.1f} GiB free on the device"
     lines = [f"# An epoch with the data on the device and streamed from host memory ({r['device']})", "",
+             f"Ran on: {describe(r['machine'], r['versions'])}.", "",
              f"{r['dataset']}: {r['num_rows']} rows of {r['x_dim']} ({r['data_bytes'] / 2**20:.0f} MiB as float32{free}); "
              f"batch {r['batch_size']}, MLP {r['hidden']}, {r['mode']} step; median over {r['epochs'] - 1} epochs "
              f"after a warm-up. `placement=auto` would choose **{r['auto_placement']}** (data up to "

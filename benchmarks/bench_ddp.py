@@ -24,6 +24,8 @@ from pyrovae.environment import versions
 from pyrovae.errors import TrainingError
 from pyrovae.training.checkpoint import write_json
 
+from .host import describe, machine
+
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "svi_train.py"  # benchmarks/ -> the repository
 
 
@@ -72,7 +74,7 @@ def run_scaling(args, command: str, log=print) -> dict:
     rows = measure(train_args, args.processes, args.threads, args.reference_threads, args.cuda, log)
     result = {"command": command, "train_args": train_args, "rows": rows, "cpus": os.cpu_count(),
               "gpus": torch.cuda.device_count() if args.cuda else 0,
-              "versions": versions()}
+              "versions": versions(), "machine": machine()}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "ddp.json", result)
@@ -83,7 +85,7 @@ def run_scaling(args, command: str, log=print) -> dict:
 
 def _markdown(r: dict) -> str:
     lines = [f"# Data-parallel training throughput ({r['rows'][0]['device']}, {r['cpus']} CPUs, {r['gpus']} GPUs)", "",
-             f"torch {r['versions']['torch']}, pyro {r['versions']['pyro']}. Training arguments: "
+             f"Ran on: {describe(r['machine'], r['versions'], 'as in the table')}. Training arguments: "
              f"`{' '.join(r['train_args'])}`; seconds per epoch are the median over the epochs after the first.", "",
              "| setup | processes | threads each | s / epoch | images / s | speed-up | final train ELBO |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]

@@ -24,9 +24,14 @@ full minibatches of ``B``, as NumPyro's example does):
 block of steps on 8 fixed minibatches, in an order rotated by one each round. Wall and
 process CPU seconds are taken per epoch and per block. A system's ratio to the reference
 is taken within each round and the median over rounds is reported with its spread (min,
-max). At one thread NumPyro runs with ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false`` (XLA has no
-thread-count flag; its CPU seconds are reported beside the wall seconds); at more, XLA's pool
-as it comes. The environment's OpenMP settings (``OMP_WAIT_POLICY``) are recorded.
+max). Each row's CPU seconds (its process's, all threads, user and system) are reported beside
+its wall seconds, and their ratio, the threads it effectively used. At one thread every row is
+held to one core, the same one (``--no-pin``: not held): the PyTorch rows' thread by
+``os.sched_setaffinity`` while they run, NumPyro's process from its start (``taskset``'s way, so
+each thread XLA starts is held too), which also runs with ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false
+intra_op_parallelism_threads=1``; XLA has no flag that bounds all its threads, so pinning is what
+makes the one-thread rows like for like. At more threads no row is held, XLA's pool as it comes.
+The environment's OpenMP settings (``OMP_WAIT_POLICY``) are recorded.
 
 **The floor.** One step's matrix products are, per linear layer (in -> out, batch B), the
 forward :math:`B \times in \times out`, the weight gradient :math:`out \times B \times in`
@@ -35,17 +40,20 @@ gradient, which nothing needs. At :math:`2mnk` FLOPs each, the forward is
 :math:`F = \sum 2 B \cdot in \cdot out` and the backward :math:`2F` (less that one product).
 The floor of an epoch is the time of exactly those products, ``N // B`` times, with
 ``torch.mm`` on contiguous operands (the BLAS torch uses) and with oneDNN
-(``pyrovae::onednn_mm``, what ``--fast`` uses on the CPU), timed as rows of the same rounds.
+(``pyrovae::onednn_mm``), timed as rows of the same rounds. The report's floor is the faster of
+the two on the machine (the lower median epoch), named; ``--fast`` is measured against it.
+
+The report is written as ``peers-<cpu>.{md,json}``, ``<cpu>`` the slug of the CPU model
+(:func:`benchmarks.host.cpu_slug`), so records of different CPUs sit side by side.
 """
 import copy
 import os
-import platform
 import shlex
 import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
 import numpy as np
 import pyro
@@ -62,6 +70,7 @@ from pyrovae.model.vae import VAE
 from pyrovae.training.files import write_report
 
 from .bench import reference_step, stock_pyro_step
+from .bench_peers_floor import floor_step, flops, matmul_shapes
 from .bench_peers_report import (
     FAST,
     FAST_BEFORE,
@@ -78,6 +87,7 @@ from .bench_peers_report import (
     summarize,
 )
 from .bench_peers_worker import NumPyroWorkers
+from .host import ENVIRONMENT, cpu_slug, held_to, machine, one_core
 
 
 class _PyroTracesMeanField(TraceMeanField_ELBO):
@@ -119,32 +129,6 @@ TORCH_SYSTEMS: Dict[str, tuple] = {
     FAST_HOST_BEFORE: (_pyrovae("trace", fast=True, host_before=True), "pyrovae"),
     FAST_ORIGINAL: (_pyrovae("trace", fast=True, host_before=True, onednn=False), "pyrovae"),
 }
-
-
-def matmul_shapes(x_dim: int, hidden: Sequence[int], z_dim: int, batch: int) -> List[tuple]:
-    """(m, k, n) of every product of one training step (see the module's docstring)."""
-    layers = list(zip([x_dim, *hidden], [*hidden, 2 * z_dim]))
-    layers += list(zip([z_dim, *reversed(hidden)], [*reversed(hidden), x_dim]))
-    out = [(batch, i, o) for i, o in layers] + [(o, batch, i) for i, o in layers]
-    return out + [(batch, o, i) for i, o in layers[1:]]
-
-
-def flops(x_dim: int, hidden: Sequence[int], z_dim: int, batch: int) -> dict:
-    shapes = matmul_shapes(x_dim, hidden, z_dim, batch)
-    forward = sum(2 * m * k * n for m, k, n in shapes[:(len(shapes) + 1) // 3])  # the first L of 3L - 1
-    needed = sum(2 * m * k * n for m, k, n in shapes)
-    return {"forward": forward, "backward_2x": 2 * forward, "step_formula": 3 * forward, "step_needed": needed,
-            "skipped_first_input_gradient": 3 * forward - needed, "products_per_step": len(shapes)}
-
-
-def _floor_step(shapes, onednn: bool) -> Callable:
-    mats = [(torch.randn(m, k), torch.randn(k, n)) for m, k, n in shapes]
-    mm = torch.ops.pyrovae.onednn_mm if onednn else torch.mm
-
-    def step(_=None):
-        for a, b in mats:
-            mm(a, b)
-    return step
 
 
 class _Timed:
@@ -197,14 +181,17 @@ def run_peers(args, command: str, log=print) -> dict:
     torch.manual_seed(0)
     initial = VAE(x_dim, args.z_dim, tuple(args.hidden))
     workdir = tempfile.TemporaryDirectory(prefix="pyrovae-peers-")
-    workers = NumPyroWorkers(args.numpyro, args.numpyro_path, x, Path(workdir.name), args, steps, log)
-    settings = machine()["environment"]
+    core = one_core() if args.pin else None
+    workers = NumPyroWorkers(args.numpyro, args.numpyro_path, x, Path(workdir.name), args, steps, log, core)
+    host = machine(ENVIRONMENT)
+    settings = host["environment"]
     command = " ".join([*(f"{k}={shlex.quote(v)}" for k, v in settings.items()), command])
-    result = {"command": command, "machine": machine(), "versions": {**versions(), **workers.versions},
+    result = {"command": command, "machine": host, "versions": {**versions(), **workers.versions},
               "protocol": {"dataset": dataset.name, "rows": num, "batch_size": args.batch_size, "hidden": args.hidden,
                            "z_dim": args.z_dim, "steps_per_epoch": steps, "images_per_epoch": steps * args.batch_size,
                            "rounds": args.rounds, "threads": args.threads, "steps_per_block": args.steps_per_block,
-                           "order": "rotated by one each round", "optimizer": "Adam lr 1e-3"},
+                           "order": "rotated by one each round", "optimizer": "Adam lr 1e-3",
+                           "one_thread_core": core},
               "flops": flops(x_dim, args.hidden, args.z_dim, args.batch_size), "matmul_shapes": shapes,
               "numpyro": workers.status, "load_average_start": os.getloadavg(), "warmup": {}, "rounds": []}
     systems: Dict[int, List[_Timed]] = {}
@@ -213,25 +200,27 @@ def run_peers(args, command: str, log=print) -> dict:
             torch.set_num_threads(t)
             systems[t] = [_Timed(name, factory(copy.deepcopy(initial)), loop)
                           for name, (factory, loop) in TORCH_SYSTEMS.items()]
-            systems[t] += [_Timed(FLOOR_MM, _floor_step(shapes, False), "floor")]
+            systems[t] += [_Timed(FLOOR_MM, floor_step(shapes, False), "floor")]
             if onednn_available():
-                systems[t] += [_Timed(FLOOR_ONEDNN, _floor_step(shapes, True), "floor")]
+                systems[t] += [_Timed(FLOOR_ONEDNN, floor_step(shapes, True), "floor")]
             if workers.running:
                 systems[t].append(workers.system(t))
             log(f"{t} thread(s): warm-up epoch of {len(systems[t])} systems")
             order = _order(num, 0, steps, args.batch_size)
-            result["warmup"][t] = {s.name: {**s.epoch(x, 0, order, args.batch_size),
-                                            **_mode(s)} for s in systems[t]}
-            for s in systems[t]:
-                s.steps(fixed, 2)
+            with held_to(core if t == 1 else None):
+                result["warmup"][t] = {s.name: {**s.epoch(x, 0, order, args.batch_size),
+                                                **_mode(s)} for s in systems[t]}
+                for s in systems[t]:
+                    s.steps(fixed, 2)
         for r in range(args.rounds):
             order = _order(num, r + 1, steps, args.batch_size)
             record = {"round": r + 1, "epochs": {}, "steps": {}}
             for t in args.threads:
                 torch.set_num_threads(t)
                 turn = systems[t][r % len(systems[t]):] + systems[t][:r % len(systems[t])]
-                record["epochs"][t] = {s.name: s.epoch(x, r + 1, order, args.batch_size) for s in turn}
-                record["steps"][t] = {s.name: s.steps(fixed, args.steps_per_block) for s in turn}
+                with held_to(core if t == 1 else None):
+                    record["epochs"][t] = {s.name: s.epoch(x, r + 1, order, args.batch_size) for s in turn}
+                    record["steps"][t] = {s.name: s.steps(fixed, args.steps_per_block) for s in turn}
                 log(f"round {r + 1}/{args.rounds}, {t} thread(s): " + ", ".join(
                     f"{s.name} {record['epochs'][t][s.name]['wall_s']:.2f} s" for s in systems[t]))
             result["rounds"].append(record)
@@ -241,7 +230,7 @@ def run_peers(args, command: str, log=print) -> dict:
     result["load_average_end"] = os.getloadavg()
     result["gather_us"] = _gather_timing(x, args.batch_size)
     result["summary"] = summarize(result)
-    log(write_report(args.out, "peers", result, markdown(result)).read_text())
+    log(write_report(args.out, f"peers-{cpu_slug(host['cpu'])}", result, markdown(result)).read_text())
     return result
 
 
@@ -267,27 +256,12 @@ def _gather_timing(x: torch.Tensor, batch: int, repeats: int = 200) -> dict:
     return out
 
 
-def machine() -> dict:
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
-    except OSError:
-        pass
-    return {"cpu": model, "logical_cpus": os.cpu_count(), "platform": platform.platform(),
-            "environment": {k: os.environ[k] for k in ENVIRONMENT if k in os.environ}}
-
-
-#: the settings of the process that change how it computes, recorded with the result
-ENVIRONMENT = ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GOMP_SPINCOUNT", "MKL_NUM_THREADS", "KMP_BLOCKTIME",
-               "XLA_FLAGS", "ONEDNN_DEFAULT_FPMATH_MODE", "DNNL_MAX_CPU_ISA")
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     """``scripts/bench_peers.py``: pyrovae against a hand-written PyTorch loop, stock Pyro and NumPyro."""
     p = _Parser(description="Time pyrovae (eager, --fast) against a hand-written PyTorch loop, stock Pyro SVI and "
                 "NumPyro on the CPU, per training epoch and per step, at each thread count, interleaved in rounds; "
-                "also the time of the step's matrix products alone (the floor). Writes <out>/peers.{md,json}.",
+                "also the time of the step's matrix products alone (the floor). Writes <out>/peers-<cpu>.{md,json}, "
+                "<cpu> the CPU model.",
                 formatter_class=_Help)
     p.add_argument("--dataset", default="binarized-mnist",
                    help="the rows every system trains on: a data set name or a file (grey levels are binarized once)")
@@ -305,7 +279,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--numpyro-path", default=None, metavar="DIR",
                    help="PYTHONPATH of the NumPyro process (default: this environment's; pip install 'pyrovae[bench]')")
     p.add_argument("--no-numpyro", dest="numpyro", action="store_false", help="leave the NumPyro row out")
-    p.add_argument("--out", default="runs/bench", help="folder of peers.{md,json}")
+    p.add_argument("--no-pin", dest="pin", action="store_false",
+                   help="leave the 1-thread rows free to run on any core (default: all held to the same one)")
+    p.add_argument("--out", default="runs/bench", help="folder of peers-<cpu>.{md,json} (<cpu>: the CPU model)")
     args = p.parse_args(argv)
     sizes = args.hidden + args.threads + [args.batch_size, args.z_dim, args.rounds, args.steps_per_block]
     if min(sizes + ([] if args.max_steps is None else [args.max_steps])) <= 0:

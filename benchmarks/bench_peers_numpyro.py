@@ -8,7 +8,9 @@ answers each with one JSON line on stdout:
 
 * ``{"cmd": "init", "data": PATH, "batch": B, "hidden": [400], "z_dim": 50, "lr": 1e-3,
   "elbo": "trace", "steps": S}``: load the (N, D) uint8 rows of ``PATH`` (a ``.npy``), build
-  the model and guide, ``SVI.init``; answers the versions and the thread settings seen;
+  the model and guide, ``SVI.init``; answers the versions, the thread settings seen, the
+  cores the process may run on (``affinity``) and its threads after ``SVI.init``
+  (``os_threads``, where ``/proc`` has them);
 * ``{"cmd": "epoch", "seed": S}``: one training epoch, ``N // B`` minibatches (at most
   ``steps``) in the order
   ``numpy.random.RandomState(S).permutation(N)`` (the order every other row uses for epoch
@@ -87,7 +89,9 @@ class Worker:
         self.update = jax.jit(svi.update)
         g = np.random.RandomState(12345)
         self.fixed = [self.x[np.sort(g.choice(self.n, batch, replace=False))] for _ in range(8)]
-        return {"versions": {"numpyro": numpyro.__version__, "jax": jax.__version__,
+        return {"affinity": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+                "os_threads": len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else None,
+                "versions": {"numpyro": numpyro.__version__, "jax": jax.__version__,
                              "jaxlib": getattr(jax.lib, "__version__", None) or _jaxlib_version(),
                              "numpy": np.__version__},
                 "xla_flags": os.environ.get("XLA_FLAGS", ""), "devices": [str(d) for d in jax.devices()],

@@ -1,7 +1,10 @@
 """The report of ``scripts/bench_peers.py``: the rows' names, the summary of the rounds
-(medians, spreads, within-round ratios) and ``peers.md``."""
+(medians, spreads, within-round ratios, the threads each row used, the goals) and
+``peers-<cpu>.md``."""
 import statistics
 from typing import Dict, List, Optional
+
+from .host import describe
 
 REFERENCE = "PyTorch by hand (eager, torch.optim.Adam)"
 STOCK = "stock Pyro SVI (Trace_ELBO, pyro.optim.Adam)"
@@ -13,6 +16,11 @@ FAST_ORIGINAL = "before: pyrovae --fast as it was (torch.mm, TorchDynamo's guard
 NUMPYRO = "NumPyro (stax, jit-ted epoch)"
 FLOOR_MM, FLOOR_ONEDNN = "matmul floor: torch.mm", "matmul floor: oneDNN"
 FLOORS = (FLOOR_MM, FLOOR_ONEDNN)
+#: ``--fast`` at most this many times the machine's floor (the faster of the two)
+FLOOR_GOAL = 1.3
+#: rows whose threads used (CPU s / wall s) differ by more than this factor, one of them above one
+#: (more than one thread at once), do not use the same threads; below one a row only waited for a core
+THREAD_USE_SPREAD = 1.25
 #: (before, after, what changed): speed changes measured as rows of the same rounds
 CHANGES = [(FAST_ORIGINAL, FAST, "`--fast`: all the changes below together"),
            (FAST_BEFORE, FAST, "`--fast`: the graph's matrix products on oneDNN instead of `torch.mm`"),
@@ -40,8 +48,10 @@ def _stat(values: List[float]) -> Optional[dict]:
 
 
 def summarize(r: dict) -> dict:
-    """Per thread count and row: epoch seconds (wall, CPU), ms per step, and the
-    within-round ratios to the reference, to the floors and between the goal rows."""
+    """Per thread count: per row, epoch seconds (wall, CPU), the threads used (CPU s / wall s
+    of each epoch), ms per step, and the within-round ratios to the reference, to the floors
+    and between the goal rows; the machine's ``floor`` (the floor row of the lower median
+    epoch); whether the rows' thread use differs; the goals (:func:`targets`)."""
     rounds, p = r["rounds"], r["protocol"]
     out = {}
     for t in p["threads"]:
@@ -53,6 +63,7 @@ def summarize(r: dict) -> dict:
             last = epochs[-1].get("loss_sum") if epochs else None
             rows[name] = {
                 "epoch_s": _stat([e["wall_s"] for e in epochs]), "epoch_cpu_s": _stat([e["cpu_s"] for e in epochs]),
+                "threads_used": _stat([e["cpu_s"] / e["wall_s"] for e in epochs if e["wall_s"] > 0]),
                 "ms_per_step": _stat([b["wall_s"] / b["steps"] * 1e3 for b in blocks]),
                 "cpu_ms_per_step": _stat([b["cpu_s"] / b["steps"] * 1e3 for b in blocks]),
                 "ratio": _stat(_ratios(rounds, "epochs", t, name, REFERENCE)),
@@ -70,7 +81,31 @@ def summarize(r: dict) -> dict:
                                       "cpu": _stat(_ratios(rounds, "epochs", t, after, before, "cpu_s")),
                                       "step": _stat(_ratios(rounds, "steps", t, after, before))}
                              for before, after, _ in CHANGES}}
-        out[t] = {"rows": rows, "goals": goals}
+        floors = [f for f in FLOORS if (rows.get(f) or {}).get("epoch_s")]
+        floor = min(floors, key=lambda f: rows[f]["epoch_s"]["median"]) if floors else None
+        used = {name: s["threads_used"]["median"] for name, s in rows.items() if s["threads_used"]}
+        most, least = (max(used, key=used.get), min(used, key=used.get)) if used else (None, None)
+        differs = bool(used) and used[least] > 0 and used[most] > 1.0 and used[most] / used[least] > THREAD_USE_SPREAD
+        out[t] = {"rows": rows, "floor": floor, "goals": goals,
+                  "thread_use_differs": {"most": [most, used[most]], "least": [least, used[least]]} if differs else None}
+        goals["targets"] = targets(out[t], int(t))
+    return out
+
+
+def targets(s: dict, threads: int) -> List[dict]:
+    """The speed goals at ``threads``, each ``{"goal", "measure", "ratio", "limit", "met"}``
+    (``met`` None where a row is missing): ``--fast`` at most NumPyro's epoch, in CPU seconds at
+    one thread and in wall seconds at more; ``--fast`` at most :data:`FLOOR_GOAL` times the floor."""
+    g, rows = s["goals"], s["rows"]
+    cpu = threads == 1
+    out = [{"goal": "`--fast` <= NumPyro per epoch", "measure": "CPU seconds" if cpu else "wall seconds",
+            "ratio": g["fast_over_numpyro_cpu" if cpu else "fast_over_numpyro"], "limit": 1.0}]
+    floor = s["floor"]
+    out.append({"goal": f"`--fast` <= {FLOOR_GOAL}x the matmul floor"
+                        + (f" ({floor.split(': ')[-1]})" if floor else ""), "measure": "wall seconds",
+                "ratio": (rows.get(FAST) or {}).get("x_floor", {}).get(floor), "limit": FLOOR_GOAL})
+    for goal in out:
+        goal["met"] = None if not goal["ratio"] else goal["ratio"]["median"] <= goal["limit"]
     return out
 
 
@@ -84,28 +119,33 @@ def _v(s: Optional[dict], digits: int = 2) -> str:
     return "-" if not s else f"{s['median']:.{digits}f}"
 
 
-def _table(rows: Dict[str, dict]) -> List[str]:
-    lines = ["| system | s / epoch | CPU s / epoch | ratio to PyTorch by hand | CPU ratio | x floor torch.mm | "
-             "x floor oneDNN | ms / step | step ratio | -ELBO / image |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+def _table(rows: Dict[str, dict], floor: Optional[str]) -> List[str]:
+    short = floor.split(": ")[-1] if floor else "none"
+    lines = ["| system | s / epoch | CPU s / epoch | threads used (CPU s / s) | ratio to PyTorch by hand | CPU ratio | "
+             f"x floor ({short}) | CPU x floor | ms / step | step ratio | -ELBO / image |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for name, s in rows.items():
         loss = "-" if s["loss_per_image"] is None else f"{s['loss_per_image']:.1f}"
         bold = "**" if name in (FAST, NUMPYRO) else ""
-        lines.append(f"| {bold}{name}{bold} | {_x(s['epoch_s'], 2, '')} | {_v(s['epoch_cpu_s'])} | {_x(s['ratio'])} | "
-                     f"{_v(s['cpu_ratio'])}x | {_v(s['x_floor'][FLOOR_MM])}x | {_v(s['x_floor'][FLOOR_ONEDNN])}x | "
+        lines.append(f"| {bold}{name}{bold} | {_x(s['epoch_s'], 2, '')} | {_v(s['epoch_cpu_s'])} | "
+                     f"{_v(s['threads_used'])} | {_x(s['ratio'])} | {_v(s['cpu_ratio'])}x | "
+                     f"{_v(s['x_floor'].get(floor))}x | {_v(s['cpu_x_floor'].get(floor))}x | "
                      f"{_v(s['ms_per_step'])} | {_v(s['step_ratio'])}x | {loss} |")
     return lines
 
 
 def markdown(r: dict) -> str:
-    """``peers.md``: protocol, the floor's arithmetic, one table per thread count, the goals and the changes."""
+    """``peers-<cpu>.md``: where it ran, the protocol, the floor's arithmetic, one table per thread
+    count with the goals met or not, and the changes."""
     p, v, m, f = r["protocol"], r["versions"], r["machine"], r["flops"]
     np_status = r["numpyro"]
-    numpyro = (f"numpyro {v.get('numpyro')}, jax {v.get('jax')}, jaxlib {v.get('jaxlib')}" if np_status["ran"]
-               else f"NumPyro row skipped: {np_status['reason']}")
+    numpyro = "" if np_status["ran"] else f"; NumPyro row skipped: {np_status['reason']}"
     hidden = "-".join(map(str, p["hidden"]))
-    lines = [f"# pyrovae against its peers on {m['cpu']} ({m['logical_cpus']} logical CPUs)", "",
-             f"torch {v['torch']}, pyro {v['pyro']}, Python {v['python']}; {numpyro}. {p['dataset']}, "
+    core = p.get("one_thread_core")
+    held = ("every 1-thread row held to core " f"{core} (the PyTorch rows' thread while they run, NumPyro's process "
+            "from its start)" if core is not None else "no row held to a core")
+    lines = [f"# pyrovae against its peers on {m['cpu']}", "",
+             f"Ran on: {describe(m, v, ' and '.join(map(str, p['threads'])))}{numpyro}. {p['dataset']}, "
              f"{p['rows']:,} rows; 784-{hidden}-{p['z_dim']} MLP VAE, Bernoulli logits, {p['optimizer']}; batch "
              f"{p['batch_size']}, {p['steps_per_epoch']} minibatches ({p['images_per_epoch']:,} images) per epoch, "
              "the same order for every system. One warm-up epoch per system, then "
@@ -115,15 +155,27 @@ def markdown(r: dict) -> str:
              f"Load average {r['load_average_start'][0]:.1f} at the start, {r['load_average_end'][0]:.1f} at the end "
              "(the machine is shared). Environment: "
              + (", ".join(f"`{k}={val}`" for k, val in m.get("environment", {}).items()) or "no OpenMP or XLA settings")
-             + (f"; NumPyro's XLA_FLAGS per thread count: {np_status.get('xla_flags')}" if np_status["ran"] else "")
-             + ".", ""]
+             + (f"; NumPyro's XLA_FLAGS per thread count: {np_status.get('xla_flags')}, its cores "
+                f"{np_status.get('affinity')}, its OS threads {np_status.get('os_threads')}" if np_status["ran"] else "")
+             + f". Threads: {held}; \"threads used\" is a row's CPU seconds over its wall seconds (below 1: it "
+             "waited for a core). The floor is the faster of the two matmul floors on this machine, named in each "
+             "table.", ""]
     for t, s in r["summary"].items():
-        lines += [f"## {t} thread{'s' * (int(t) > 1)}", "", *_table(s["rows"]), ""]
+        lines += [f"## {t} thread{'s' * (int(t) > 1)}", "", *_table(s["rows"], s.get("floor")), ""]
         g = s["goals"]
+        for goal in g.get("targets", []):
+            met = {True: "**met**", False: "**not met**", None: "not measured"}[goal["met"]]
+            lines.append(f"- Goal {goal['goal']}, in {goal['measure']}: {met}, {_x(goal['ratio'])} "
+                         f"(limit {goal['limit']:.1f}x).")
+        if s.get("thread_use_differs"):
+            (most, hi), (least, lo) = s["thread_use_differs"]["most"], s["thread_use_differs"]["least"]
+            lines.append(f"- The rows' thread use differs, {lo:.2f} ({least}) to {hi:.2f} ({most}) threads used: "
+                         "compare them in CPU seconds (the CPU columns).")
+        fast_floor = s["rows"].get(FAST, {}).get("x_floor", {})
         lines += [f"- `--fast` / NumPyro per epoch: {_x(g['fast_over_numpyro'])} wall, "
                   f"{_x(g['fast_over_numpyro_cpu'])} CPU seconds (below 1: `--fast` is faster).",
-                  f"- `--fast` x matmul floor: {_x(s['rows'].get(FAST, {}).get('x_floor', {}).get(FLOOR_MM))} of "
-                  f"`torch.mm`'s, {_x(s['rows'].get(FAST, {}).get('x_floor', {}).get(FLOOR_ONEDNN))} of oneDNN's.",
+                  f"- `--fast` x matmul floor: {_x(fast_floor.get(FLOOR_MM))} of `torch.mm`'s, "
+                  f"{_x(fast_floor.get(FLOOR_ONEDNN))} of oneDNN's.",
                   f"- eager `TraceMeanField_ELBO` / eager `Trace_ELBO`: {_x(g['meanfield_over_trace'])} wall, "
                   f"{_x(g['meanfield_over_trace_cpu'])} CPU seconds.", ""]
     lines += ["## Changes, before and after, measured as rows of the same rounds", "",
@@ -143,7 +195,7 @@ def markdown(r: dict) -> str:
               f"{f['products_per_step']} products, {f['step_needed'] / 1e6:.1f} MFLOP a step, "
               f"{f['step_needed'] * p['steps_per_epoch'] / 1e9:.1f} GFLOP an epoch. The floor rows time exactly these "
               "products on contiguous operands, an epoch's worth per round, with `torch.mm` and with oneDNN "
-              "(`pyrovae::onednn_mm`, what `--fast` runs on the CPU):", ""]
+              "(`pyrovae::onednn_mm`):", ""]
     for t, s in r["summary"].items():
         for floor in FLOORS:
             e = s["rows"].get(floor, {}).get("epoch_s")

@@ -1,6 +1,7 @@
 """The benchmark's side of the NumPyro row: one process of :mod:`.bench_peers_numpyro` per
-thread count, started with the ``PYTHONPATH`` that has NumPyro and JAX, or the reason
-there is no such row."""
+thread count, started with the ``PYTHONPATH`` that has NumPyro and JAX (the one-thread
+process held to one core from its start where a core is given), or the reason there is no
+such row."""
 import json
 import os
 import subprocess
@@ -17,8 +18,10 @@ PROBE = "import jax, numpyro; print(numpyro.__version__, jax.__version__)"
 
 
 def xla_flags(threads: int) -> str:
-    """XLA's CPU setting for ``threads``: one thread turns Eigen's multi-threading off (XLA has
-    no thread-count flag; more threads leave XLA's pool as it comes, one thread per core)."""
+    """XLA's CPU setting for ``threads``: one thread turns Eigen's multi-threading off; more
+    threads leave XLA's pool as it comes. XLA has no flag that bounds its threads (``XLA_FLAGS``
+    refuses ``--intra_op_parallelism_threads``; without the dashes it is ignored): what holds
+    the one-thread process to one core is its affinity (:class:`NumPyroWorkers`' ``core``)."""
     return "--xla_cpu_multi_thread_eigen=false" if threads == 1 else ""
 
 
@@ -39,9 +42,13 @@ class _Row:
 
 
 class NumPyroWorkers:
-    """``status``: ``{"ran": bool, "reason": str}``; ``versions``: numpyro's, jax's, jaxlib's."""
+    """``status``: ``{"ran": bool, "reason": str}`` and, per thread count, the ``xla_flags``, the
+    ``affinity`` (cores) and ``os_threads`` each process reported after its start; ``versions``:
+    numpyro's, jax's, jaxlib's. ``core``: the core the one-thread process is held to, from
+    before it starts (``taskset``'s way: each thread XLA starts is held too); None: not held."""
 
-    def __init__(self, wanted: bool, path: Optional[str], x, workdir: Path, args, steps: int, log=print):
+    def __init__(self, wanted: bool, path: Optional[str], x, workdir: Path, args, steps: int, log=print,
+                 core: Optional[int] = None):
         self.status: dict = {"ran": False, "reason": None, "pythonpath": path}
         self.versions: dict = {}
         self.procs: Dict[int, subprocess.Popen] = {}
@@ -64,8 +71,9 @@ class NumPyroWorkers:
         for t in args.threads:
             env = {**self.env, "XLA_FLAGS": (os.environ.get("XLA_FLAGS", "") + " " + xla_flags(t)).strip()}
             stderr = open(workdir / f"numpyro-{t}.log", "w")
+            pin = None if core is None or t != 1 else (lambda: os.sched_setaffinity(0, {core}))
             self.procs[t] = subprocess.Popen([sys.executable, str(WORKER)], env=env, stdin=subprocess.PIPE,
-                                             stdout=subprocess.PIPE, stderr=stderr, text=True)
+                                             stdout=subprocess.PIPE, stderr=stderr, text=True, preexec_fn=pin)
             stderr.close()
             answer = self.ask(t, cmd="init", data=str(rows), batch=args.batch_size, hidden=list(args.hidden),
                               z_dim=args.z_dim, lr=1e-3, elbo="trace", steps=steps)
@@ -75,7 +83,8 @@ class NumPyroWorkers:
                 self.close()
                 return
             self.versions = {k: v for k, v in answer["versions"].items() if k != "numpy"}
-            self.status.setdefault("xla_flags", {})[t] = answer["xla_flags"]
+            for key in ("xla_flags", "affinity", "os_threads"):
+                self.status.setdefault(key, {})[t] = answer.get(key)
         self.status["ran"] = True
 
     @property

@@ -1,6 +1,8 @@
 """The report of ``scripts/bench.py``: each configuration's ratio to the hand-written
 reference, and ``bench.md`` (``gpu.md``) from the timings of :mod:`benchmarks.bench`."""
 
+from .host import describe
+
 REFERENCE = "PyTorch by hand (eager, Adam)"
 
 
@@ -28,7 +30,7 @@ def markdown(r: dict) -> str:
     v = r["versions"]
     cuda = f", CUDA {v['cuda']}, cuDNN {v['cudnn']}, driver {v['driver']}" if "cuda" in v else ""
     lines = [f"# pyrovae step vs hand-written PyTorch step on {r['device']}", "",
-             f"torch {v['torch']}, pyro {v['pyro']}, Python {v['python']}{cuda}. "
+             f"Ran on: {describe(r['machine'], v)}{cuda}. "
              f"784-H-{p['z_dim']} MLP VAE, Bernoulli likelihood, {p['optimizer']}, data on the device "
              f"({p['dataset']}), batches by index. Each configuration trains its own copy of the same initial "
              f"networks; {p['blocks']} blocks of {p['steps_per_block']} steps per configuration, interleaved, "

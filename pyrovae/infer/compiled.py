@@ -28,7 +28,7 @@ The KL warm-up's :math:`\beta` enters the graph as an input, so one graph serves
 The graph is inductor's code called without TorchDynamo's guards (the step checks the
 minibatch's shape, dtype, layout and device itself); after the first ``optimizer.step()``,
 fused Adam runs through its functional form on the optimizer's own state (the same kernel):
-7% off a CPU step of the 784-400-50 VAE (``results/bench/peers.md``). Minibatches of another
+7% off a CPU step of the 784-400-50 VAE (``results/bench/peers-amd-epyc.md``). Minibatches of another
 shape (the last of an epoch) and validated steps run eagerly: the same computation.
 
 Sound for models whose structure does not depend on data *values* (the VAE's, the HVAE's):

@@ -49,3 +49,16 @@ def test_profile_and_log_likelihood_timing_on_real_digits(binary_batch):
     timing = time_log_likelihood(binary_batch[:48], binary_batch[48:], epochs=1, num_samples=20, hidden=(8, 8), z_dim=2)
     assert timing["images"] == 16 and timing["seconds"] > 0
     assert 0 < timing["nll"] < 784 * 0.7  # a real estimate: above 0, below the all-pixels-at-1/2 code length
+
+
+def test_the_report_names_where_it_ran():
+    from benchmarks.bench_report import markdown
+    from benchmarks.host import machine
+    from pyrovae.environment import cpu_model, versions
+
+    v = versions()
+    text = markdown({"device": "cpu (x86_64, 2 threads)", "machine": {**machine(), "torch_threads": 2},
+                     "versions": v, "protocol": {"z_dim": 50, "optimizer": "Adam", "dataset": "d", "blocks": 4,
+                                                 "steps_per_block": 2},
+                     "batch_sweep": {}, "width_sweep": {}, "epoch_seconds": None, "command": "c"})
+    assert f"\n\nRan on: {cpu_model()}, " in text and f", torch threads 2; torch {v['torch']}, pyro {v['pyro']}" in text

@@ -1,6 +1,9 @@
-"""scripts/bench_data.py: each placement is timed on the same losses; bad flags are one line."""
+"""scripts/bench_data.py: each placement is timed on the same losses; the report names the CPU,
+threads and versions; bad flags are one line."""
 from benchmarks.bench_data import markdown, measure
+from benchmarks.host import machine
 from helpers import run_main
+from pyrovae.environment import cpu_model, versions
 
 
 def test_the_benchmark_times_both_placements_on_the_same_losses(mnist_sample, tmp_path):
@@ -9,8 +12,11 @@ def test_the_benchmark_times_both_placements_on_the_same_losses(mnist_sample, tm
     assert all(r["same_losses_as_device"] and r["seconds_per_epoch"] > 0 for r in result["rows"])
     text = markdown({**result, "command": "c", "device": "cpu", "dataset": "mnist", "num_rows": 300, "x_dim": 784,
                      "batch_size": 64, "epochs": 2, "hidden": [32], "data_bytes": 300 * 784 * 4,
-                     "free_device_bytes": None, "device_fraction": 0.5, "auto_placement": "device", "note": "moot"})
+                     "free_device_bytes": None, "device_fraction": 0.5, "auto_placement": "device", "note": "moot",
+                     "machine": {**machine(), "logical_cpus": 2, "torch_threads": 1}, "versions": versions()})
     assert "| host, streamed | no |" in text and "Note: moot." in text
+    v = versions()
+    assert f"\n\nRan on: {cpu_model()}, 2 logical CPUs, torch threads 1; torch {v['torch']}, pyro {v['pyro']}, " in text
 
 
 def test_bad_flags_are_one_line(tmp_path):
