@@ -15,7 +15,7 @@ import pyrovae
 import pyrovae.infer.choice as choice
 import pyrovae.infer.compiled as compiled
 from pyrovae.cli import main
-from pyrovae.environment import cpu_model
+from pyrovae.environment import cache_dir, cpu_model
 from pyrovae.infer.compiled import CompiledSVIStep
 from pyrovae.infer.svi import SVIStep, make_optimizer
 
@@ -39,7 +39,7 @@ class Clock:
 
 
 def cache_file():
-    return choice.cache_dir() / choice.CACHE_FILE
+    return cache_dir() / choice.CACHE_FILE
 
 
 def test_fastest_picks_the_lowest_median_and_rotates_the_order():
@@ -184,7 +184,7 @@ def test_a_symbolic_link_is_neither_read_nor_written_through(monkeypatch, tmp_pa
     assert compiled.choose_matmul(graph())["chosen_by"] == "measured"  # the link not read
     assert target.read_bytes() == before and not cache_file().is_symlink()  # replaced, not written through
     folder = tmp_path / "linked-folder"
-    folder.symlink_to(choice.cache_dir())  # a cache folder that is a link: not used at all
+    folder.symlink_to(cache_dir())  # a cache folder that is a link: not used at all
     monkeypatch.setenv("PYROVAE_CACHE_DIR", str(folder))
     clock = timed(monkeypatch)
     assert compiled.choose_matmul(graph())["chosen_by"] == "measured" and clock.calls
@@ -198,13 +198,18 @@ def test_a_folder_that_cannot_be_made_leaves_the_choice_uncached(monkeypatch, tm
     assert compiled.choose_matmul(graph())["chosen_by"] == "measured"
 
 
-def test_the_cache_folder_defaults_to_the_users_cache(monkeypatch, tmp_path):
+def test_the_cache_folder_is_the_users_cache_of_pyrovae(monkeypatch, tmp_path):
+    """The choices are kept where the explorer's runtime is (pyrovae.environment.cache_dir), for every setting."""
+    monkeypatch.chdir(tmp_path)  # where a relative folder would be made
     monkeypatch.delenv("PYROVAE_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert choice.cache_dir() == tmp_path / "xdg" / "pyrovae"
-    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert choice._folder(create=True) == tmp_path / "xdg" / "pyrovae"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative")  # not absolute: ignored, as the XDG specification says
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert choice.cache_dir() == tmp_path / "home" / ".cache" / "pyrovae"
+    assert choice._folder(create=True) == tmp_path / "home" / ".cache" / "pyrovae"
+    monkeypatch.setenv("PYROVAE_CACHE_DIR", "~/own")
+    assert choice._folder(create=True) == tmp_path / "home" / "own"
+    assert not (tmp_path / "relative").exists() and not (tmp_path / "~").exists()
 
 
 def test_the_cache_keeps_the_latest_choices(monkeypatch):
