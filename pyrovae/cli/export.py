@@ -12,7 +12,8 @@ def export_main(argv: Optional[List[str]] = None) -> int:
                 "each input and output is: vae: encoder (x -> loc, scale of q(z|x)) and decoder (z -> the "
                 "likelihood's parameters); hvae: encoder_z2, encoder_z1 (x, z2), prior_z1 (z2 -> p(z1|z2)) and "
                 "decoder (z1, z2); cvae: encoder (x, y) and decoder (z, y), y an integer class; m2: the same and "
-                "classifier (x -> q(y|x)). A table's standardization is part of the graphs: they take and give data "
+                "classifier (x -> q(y|x)); m1m2: classifier (x -> q(y|x) through M1's posterior mean), m2_decoder "
+                "((z, y) -> M2's p(z1|z,y)) and m1_decoder (z1 -> M1's p(x|z1)). A table's standardization is part of the graphs: they take and give data "
                 "units. An IAF guide's flow is written too (flow.onnx / flow.pt). See docs/export.md.",
                 formatter_class=_Help)
     p.add_argument("run_dir", help="a folder written by scripts/svi_train.py")

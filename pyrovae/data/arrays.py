@@ -64,6 +64,18 @@ def detect_levels(x) -> Optional[int]:
     return m + 1
 
 
+def common_levels(*parts) -> Optional[int]:
+    """The levels (:func:`detect_levels`) of the first part, where the other parts (None: absent) lie on the same grid."""
+    levels = detect_levels(parts[0])
+    for x in parts[1:]:
+        if levels is None or x is None:
+            continue
+        other = detect_levels(x)
+        if other is None or (levels - 1) % (other - 1):
+            return None
+    return levels
+
+
 def _on_grid(values: np.ndarray, m: int) -> bool:
     scaled = values * m
     return bool(np.abs(scaled - np.round(scaled)).max() < _GRID_TOLERANCE)
@@ -216,3 +228,22 @@ def check_class_numbers(labels, what: str, classes=None) -> None:
     raise DataError(f"the labels of {what} run from {low} to {high} ({len(used)} distinct values: {shown}); labels "
                     "must be class numbers 0..K-1 with every class used (-1 marks a hidden label): recode them, "
                     "e.g. with numpy.unique(y, return_inverse=True)[1]")
+
+
+def count_classes(labels, classes=None) -> Optional[int]:
+    """The number of classes of a labelled data set's ``labels`` (its parts' int64 tensors, None where
+    a part has none): ``len(classes)`` where the source names them, else the largest label + 1
+    (labels are 0..K-1); None without labels."""
+    given = [y for y in labels if y is not None and len(y)]
+    if not given:
+        return None
+    if classes is not None:
+        return len(classes)
+    return max(int(y.max()) for y in given) + 1
+
+
+def class_name(classes, k: int) -> str:
+    """Class ``k`` as messages name it: its name and number where the source names it otherwise, else its number."""
+    if classes is not None and 0 <= k < len(classes) and classes[k] != str(k):
+        return f"{classes[k]!r} (label {k})"
+    return str(k)

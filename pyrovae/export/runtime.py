@@ -25,6 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from ..data.splits import sha256_file
 from ..environment import cache_dir
 from ..errors import ConfigError, WriteError, one_line
 
@@ -87,20 +88,12 @@ def _complete(folder: Path) -> bool:
             and all((folder / n).is_file() and not (folder / n).is_symlink() for n in FILES))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _check_folder(folder: Path, what: str) -> None:
     for name, want in FILES.items():
         path = folder / name
         if not path.is_file():
             raise ConfigError(f"{what} has no {name}; {HOW}")
-        if _sha256(path) != want:
+        if sha256_file(path) != want:
             raise ConfigError(f"{what}: {name} is not the file of {SPEC} (its SHA-256 differs); {HOW}")
 
 

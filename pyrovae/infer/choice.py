@@ -5,7 +5,8 @@ which way is faster depends on the CPU: its float32 matrix products run on oneDN
 the BLAS behind ``torch.mm``, and oneDNN is the faster on some processors and the slower on
 others. :func:`choose` times the candidates on the run's own operands, a few interleaved
 repetitions each (about a second in all), takes the median of each and picks the fastest; the
-choice is kept in :data:`CACHE_FILE` in :func:`cache_dir`, keyed by the CPU
+choice is kept in :data:`CACHE_FILE` in the user's cache folder
+(:func:`pyrovae.environment.cache_dir`, the folder of every cache of pyrovae), keyed by the CPU
 (:func:`~pyrovae.environment.cpu_model`), the torch version, the thread count and what was timed
 (the operands' shapes), so later runs on the same machine and shapes use it without timing.
 
@@ -26,7 +27,7 @@ from typing import Callable, Dict, Optional
 import torch
 
 from ..atomic import replace_whole
-from ..environment import cpu_model
+from ..environment import cache_dir, cpu_model
 
 #: the cache's file in :func:`cache_dir`
 CACHE_FILE = "fast_step.json"
@@ -35,14 +36,6 @@ CACHE_FORMAT = "pyrovae-fast-step-1"
 CACHE_ENTRIES = 64
 #: a longer file is not the cache (it is ignored, and replaced by the next choice)
 CACHE_BYTES = 1 << 20
-
-
-def cache_dir() -> Path:
-    """``$PYROVAE_CACHE_DIR`` where set, else ``$XDG_CACHE_HOME/pyrovae``, else ``~/.cache/pyrovae``."""
-    if os.environ.get("PYROVAE_CACHE_DIR"):
-        return Path(os.environ["PYROVAE_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "pyrovae"
 
 
 def _folder(create: bool) -> Optional[Path]:

@@ -158,7 +158,7 @@ class RunRecord:
     ``device``, ``elbo``, ``likelihood``, ``selection`` rule, the test ELBO's estimator),
     the per-epoch ``history``, the last tested epoch's ``test_elbo`` (and ``test_accuracy``), the
     ``resumes``, the SVI step's mode and, for ``--fast`` on the CPU, how its matrix products run
-    (``fast_step``: :func:`pyrovae.infer.compiled.choose_matmul`'s record); :meth:`metrics` adds
+    (``fast_step``: :func:`pyrovae.infer.matmul.choose_matmul`'s record); :meth:`metrics` adds
     the best epoch's test numbers."""
 
     ORDER = ("command", "model", "dataset", "device", "elbo", "likelihood", "history", "test_elbo", "test_accuracy",

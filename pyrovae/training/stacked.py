@@ -14,7 +14,6 @@ The features (:func:`features`) are M1's encoder means of the run's training, va
 rows, computed once, :data:`CHUNK` rows at a time; M2 trains on them with the columns standardized
 by the training rows' means and standard deviations (:func:`~pyrovae.data.prepare.prepare_data`).
 """
-import hashlib
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Optional
@@ -23,6 +22,7 @@ import torch
 
 from ..data.datasets import Dataset
 from ..data.selection import first_difference
+from ..data.splits import sha256_file
 from ..errors import ConfigError, DataError
 from ..model.m1m2 import M1M2
 from ..model.vae import VAE
@@ -86,7 +86,7 @@ def m1_of_run(folder, dataset: Dataset):
         path = run.path("best")
         state = run.checkpoint("best")
         m1 = run.model("best", state=state)
-        digest = sha256_of(path)
+        digest = sha256_file(path)
         provenance = {"run": str(folder.resolve()), "run_id": run.run_id, "checkpoint": path.name,
                       "epoch": state.get("epoch"), "sha256": digest}
     if type(m1) is not VAE:
@@ -102,14 +102,6 @@ def check_same_data(m1_data: dict, ours: dict, folder) -> None:
     if differs:
         raise DataError(f"--m1-run {folder} was trained on {describe_data(m1_data)}, but this run asks for "
                         f"{describe_data(ours)} (its {differs} differs); give an M1 trained on the same data")
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @torch.no_grad()

@@ -13,9 +13,9 @@ from torch.fx.experimental.proxy_tensor import make_fx
 
 import pyrovae
 import pyrovae.infer.choice as choice
-import pyrovae.infer.compiled as compiled
+import pyrovae.infer.matmul as gemm
 from pyrovae.cli import main
-from pyrovae.environment import cpu_model
+from pyrovae.environment import cache_dir, cpu_model
 from pyrovae.infer.compiled import CompiledSVIStep
 from pyrovae.infer.svi import SVIStep, make_optimizer
 
@@ -39,7 +39,7 @@ class Clock:
 
 
 def cache_file():
-    return choice.cache_dir() / choice.CACHE_FILE
+    return cache_dir() / choice.CACHE_FILE
 
 
 def test_fastest_picks_the_lowest_median_and_rotates_the_order():
@@ -56,12 +56,12 @@ def test_fastest_picks_the_lowest_median_and_rotates_the_order():
 
 def fake_timing(monkeypatch, slow: str, clock: Clock):
     """--fast's timing of the products on ``clock``, with the ``slow`` backend 10 ms a call, the other 1 ms."""
-    real = compiled.matmul_candidates
+    real = gemm.matmul_candidates
 
     def candidates(products):
         return {name: clock.cost(name, f, 10e-3 if name == slow else 1e-3) for name, f in real(products).items()}
 
-    monkeypatch.setattr(compiled, "matmul_candidates", candidates)
+    monkeypatch.setattr(gemm, "matmul_candidates", candidates)
     monkeypatch.setattr(choice, "fastest", functools.partial(choice.fastest, timer=clock))
 
 
@@ -129,14 +129,14 @@ def test_a_setting_takes_its_backend_without_timing(small_vae, binary_batch, mon
 
 def products():
     graph = make_fx(lambda x, w, b: torch.addmm(b, x, w.t()).t() @ x)(torch.ones(4, 3), torch.ones(5, 3), torch.ones(5))
-    return compiled.matmul_products(graph)
+    return gemm.matmul_products(graph)
 
 
 def test_the_products_are_those_of_the_graph_and_timing_them_draws_nothing():
     found = products()
-    assert compiled.describe_products(found) == "addmm(5,4x3,3x5t) mm(5x4t,4x3)"
+    assert gemm.describe_products(found) == "addmm(5,4x3,3x5t) mm(5x4t,4x3)"
     state = torch.get_rng_state()
-    candidates = compiled.matmul_candidates(found)
+    candidates = gemm.matmul_candidates(found)
     assert list(candidates) == ["onednn", "mm"]
     for f in candidates.values():
         f()
@@ -147,8 +147,8 @@ def timed(monkeypatch, clock=None):
     """choose_matmul's timing on a clock of the test's: oneDNN 1 ms, torch.mm 3 ms; the clock's calls say whether it ran."""
     clock = clock or Clock()
     monkeypatch.setattr(choice, "fastest", functools.partial(choice.fastest, timer=clock))
-    real = compiled.matmul_candidates
-    monkeypatch.setattr(compiled, "matmul_candidates", lambda p: {
+    real = gemm.matmul_candidates
+    monkeypatch.setattr(gemm, "matmul_candidates", lambda p: {
         n: clock.cost(n, f, 1e-3 if n == "onednn" else 3e-3) for n, f in real(p).items()})
     return clock
 
@@ -161,50 +161,55 @@ def graph():
                                      b'{"format": "pyrovae-fast-step-1", "choices": []}', "bad entry", b"[" * 100000])
 def test_a_damaged_cache_is_timed_again_and_replaced(monkeypatch, content):
     timed(monkeypatch)
-    assert compiled.choose_matmul(graph())["chosen_by"] == "measured"
+    assert gemm.choose_matmul(graph())["chosen_by"] == "measured"
     if content == "bad entry":  # the right key, an entry that is no choice
         data = json.loads(cache_file().read_text())
         data["choices"] = {k: {"choice": "gpu", "ms": {"onednn": 1, "mm": 2}} for k in data["choices"]}
         content = json.dumps(data).encode()
     cache_file().write_bytes(content)
     clock = timed(monkeypatch)
-    record = compiled.choose_matmul(graph())
+    record = gemm.choose_matmul(graph())
     assert record["chosen_by"] == "measured" and record["matmul"] == "onednn" and clock.calls
-    assert compiled.choose_matmul(graph())["chosen_by"] == "cache"  # the file written again, whole
+    assert gemm.choose_matmul(graph())["chosen_by"] == "cache"  # the file written again, whole
 
 
 def test_a_symbolic_link_is_neither_read_nor_written_through(monkeypatch, tmp_path):
     timed(monkeypatch)
-    compiled.choose_matmul(graph())
+    gemm.choose_matmul(graph())
     target = tmp_path / "elsewhere.json"
     target.write_bytes(cache_file().read_bytes())  # a readable cache that holds the choice
     cache_file().unlink()
     cache_file().symlink_to(target)
     before = target.read_bytes()
-    assert compiled.choose_matmul(graph())["chosen_by"] == "measured"  # the link not read
+    assert gemm.choose_matmul(graph())["chosen_by"] == "measured"  # the link not read
     assert target.read_bytes() == before and not cache_file().is_symlink()  # replaced, not written through
     folder = tmp_path / "linked-folder"
-    folder.symlink_to(choice.cache_dir())  # a cache folder that is a link: not used at all
+    folder.symlink_to(cache_dir())  # a cache folder that is a link: not used at all
     monkeypatch.setenv("PYROVAE_CACHE_DIR", str(folder))
     clock = timed(monkeypatch)
-    assert compiled.choose_matmul(graph())["chosen_by"] == "measured" and clock.calls
+    assert gemm.choose_matmul(graph())["chosen_by"] == "measured" and clock.calls
 
 
 def test_a_folder_that_cannot_be_made_leaves_the_choice_uncached(monkeypatch, tmp_path):
     (tmp_path / "a-file").write_text("")
     monkeypatch.setenv("PYROVAE_CACHE_DIR", str(tmp_path / "a-file" / "cache"))  # below a file: no folder possible
     timed(monkeypatch)
-    assert compiled.choose_matmul(graph())["chosen_by"] == "measured"
-    assert compiled.choose_matmul(graph())["chosen_by"] == "measured"
+    assert gemm.choose_matmul(graph())["chosen_by"] == "measured"
+    assert gemm.choose_matmul(graph())["chosen_by"] == "measured"
 
 
-def test_the_cache_folder_defaults_to_the_users_cache(monkeypatch, tmp_path):
+def test_the_cache_folder_is_the_users_cache_of_pyrovae(monkeypatch, tmp_path):
+    """The choices are kept where the explorer's runtime is (pyrovae.environment.cache_dir), for every setting."""
+    monkeypatch.chdir(tmp_path)  # where a relative folder would be made
     monkeypatch.delenv("PYROVAE_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert choice.cache_dir() == tmp_path / "xdg" / "pyrovae"
-    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert choice._folder(create=True) == tmp_path / "xdg" / "pyrovae"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative")  # not absolute: ignored, as the XDG specification says
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    assert choice.cache_dir() == tmp_path / "home" / ".cache" / "pyrovae"
+    assert choice._folder(create=True) == tmp_path / "home" / ".cache" / "pyrovae"
+    monkeypatch.setenv("PYROVAE_CACHE_DIR", "~/own")
+    assert choice._folder(create=True) == tmp_path / "home" / "own"
+    assert not (tmp_path / "relative").exists() and not (tmp_path / "~").exists()
 
 
 def test_the_cache_keeps_the_latest_choices(monkeypatch):
@@ -240,8 +245,8 @@ def test_a_resumed_run_keeps_its_own_choice(mnist_sample, tmp_path, monkeypatch)
     cache_file().unlink()
     clock = Clock()
     monkeypatch.setattr(choice, "fastest", functools.partial(choice.fastest, timer=clock))
-    real = compiled.matmul_candidates
-    monkeypatch.setattr(compiled, "matmul_candidates", lambda p: {  # now torch.mm is the faster
+    real = gemm.matmul_candidates
+    monkeypatch.setattr(gemm, "matmul_candidates", lambda p: {  # now torch.mm is the faster
         n: clock.cost(n, f, 3e-3 if n == "onednn" else 1e-3) for n, f in real(p).items()})
     lines = []
     pyrovae.resume(tmp_path / "run", epochs=2, log=lines.append, dataset=mnist_sample)
@@ -253,11 +258,11 @@ def test_a_resumed_run_keeps_its_own_choice(mnist_sample, tmp_path, monkeypatch)
 
 def test_an_earlier_choice_on_another_cpu_or_thread_count_is_timed_again(monkeypatch):
     clock = timed(monkeypatch)
-    kept = {**compiled.choose_matmul(graph()), "matmul": "mm"}
-    assert compiled.choose_matmul(graph(), earlier=kept)["matmul"] == "mm"
+    kept = {**gemm.choose_matmul(graph()), "matmul": "mm"}
+    assert gemm.choose_matmul(graph(), earlier=kept)["matmul"] == "mm"
     for other in ({"cpu": "another CPU"}, {"threads": kept["threads"] + 1}, {"products": 7}, {"matmul": "gpu"}):
         clock.calls.clear()
-        record = compiled.choose_matmul(graph(), earlier={**kept, **other})
+        record = gemm.choose_matmul(graph(), earlier={**kept, **other})
         assert record["matmul"] == "onednn" and record["chosen_by"] == "cache"
 
 
