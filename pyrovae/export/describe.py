@@ -57,7 +57,7 @@ def describe(model, run, fmt: str, checkpoint: str, epoch, graphs: Dict[str, Exp
         "format": fmt,
         "files": {name + suffix: file_spec(graph) for name, graph in graphs.items()},
         "model": model_name(model),
-        "run": {"run_dir": str(run.folder.resolve()), "run_id": run.run_id, "checkpoint": checkpoint, "epoch": epoch},
+        "run": {"name": run.folder.resolve().name, "run_id": run.run_id, "checkpoint": checkpoint, "epoch": epoch},
         "x_dim": model.x_dim,
         **{key: getattr(model, key) for key in ("z_dim", "z1_dim") if isinstance(getattr(model, key, None), int)},
         **({"num_classes": model.num_classes} if model.num_classes else {}),

@@ -169,7 +169,7 @@ def _record(vae, run, name, epoch, kl, ranking, sliders, rows, x, y, means, clas
     return {
         "explorer": 1,
         "title": run.folder.resolve().name,
-        "run": {"run_dir": str(run.folder.resolve()), "checkpoint": name, "epoch": epoch},
+        "run": {"name": run.folder.resolve().name, "run_id": run.run_id, "checkpoint": name, "epoch": epoch},
         "model": kind,
         "likelihood": vae.likelihood.name,
         "image_shape": [1, *vae.image_shape] if len(vae.image_shape) == 2 else list(vae.image_shape),  # (C, H, W)

@@ -57,6 +57,7 @@ def test_the_folder_holds_the_page_the_export_and_the_runtime(trained, fake_runt
     assert sorted(p.name for p in (out / "runtime").iterdir()) == sorted(NAMES)
     assert sorted(p.name for p in (tmp_path / "pages").iterdir()) == ["explorer"]  # no temporary folder left
     spec = json.loads((out / "explorer.json").read_text())
+    assert sorted(spec["run"]) == ["checkpoint", "epoch", "name", "run_id"] and spec["run"]["name"] == run.name
     vae = model_of(run)
     assert spec["image_shape"] == [1, 28, 28] and spec["z_dim"] == vae.z_dim == 4 and spec["sliders"] == 3
     assert spec["decoder"] == {"file": "model/decoder.onnx", "latent": "z", "output": "mean",

@@ -95,6 +95,7 @@ def test_model_json_says_what_each_file_takes_and_gives(trained, exported):
     config = json.loads((run / "config.json").read_text())
     assert sorted(p.name for p in folder.iterdir()) == ["decoder.onnx", "encoder.onnx", "model.json"]
     assert spec["run"]["run_id"] == config["run_id"] and spec["run"]["checkpoint"] == "best.pt"
+    assert sorted(spec["run"]) == ["checkpoint", "epoch", "name", "run_id"] and spec["run"]["name"] == run.name
     assert spec["run"]["epoch"] == 1 and spec["z_dim"] == 4 and spec["x_dim"] == 784 and spec["image_shape"] == [28, 28]
     encoder = spec["files"]["encoder.onnx"]
     assert encoder["inputs"] == [{"name": "x", "shape": ["N", 784], "dtype": "float32",

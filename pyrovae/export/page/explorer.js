@@ -284,7 +284,7 @@
         "z2 and z1 to their posterior means (the reconstruction; tick \u201cz1 follows\u201d to let z2 lead again)" :
         "z to its posterior mean") + (spec.labels && spec.test.class ? `, and the class to ${spec.test.class}` : "");
     }
-    $("about").textContent = `Run ${spec.run.run_dir}, ${spec.run.checkpoint} (epoch ${spec.run.epoch}). ` +
+    $("about").textContent = `Run ${spec.run.name}, ${spec.run.checkpoint} (epoch ${spec.run.epoch}). ` +
       `Dimensions ordered ${spec.ranking.startsWith("by ") ? "" : "by "}${spec.ranking}; sliders span the prior mean ` +
       `\u00b1 3 standard deviations. Drawn: ${spec.drawn}. Decoded in the browser by ${spec.runtime} (WebAssembly).`;
     await redraw();
