@@ -7,11 +7,11 @@ module), ``explorer.json`` (what the page shows, below), ``model/`` (the run's O
 :mod:`pyrovae.export.runtime`). Served by any static file server (``python -m http.server`` in
 the folder), the page decodes z with onnxruntime-web alone: no Python runs while it is used.
 
-It explores the runs of the built-in models that decode images (:data:`MODELS`), and of a
-user's own model whose decoder takes ``z`` and at most one class: the vae's z; the hvae's top
+It explores the runs of the built-in models that decode images (:data:`MODELS`): the vae's z; the hvae's top
 layer z2, its lower layer z1 following the mean of p(z1|z2) (the export's ``prior_z1``) or set by
 hand; the cvae's and m2's z with a class picker feeding the decoder's class input. An m1m2 run is
-refused: its M2 decodes M1's latent features, not images.
+refused: its M2 decodes M1's latent features, not images; so is a run of a user's own model class
+(its networks leave Python through :func:`pyrovae.export.export_run` with ``model=``).
 
 ``explorer.json``:
 
@@ -47,6 +47,7 @@ import torch
 
 from ..data.transforms import evenly_spaced_rows
 from ..errors import ConfigError, PyrovaeError, one_line
+from ..model.registry import CUSTOM
 from ..training.files import write_json
 from ..training.run import Run
 from .exporter import check_exportable, check_out, export_run, write_folder
@@ -56,7 +57,7 @@ from .runtime import SPEC, find_runtime
 #: the page's own files, copied from ``page/``
 PAGE = Path(__file__).with_name("page")
 TEMPLATES = ("index.html", "explorer.js")
-#: the models whose runs the page explores (and a user's own model whose decoder takes z, and at most a class)
+#: the models whose runs the page explores
 MODELS = ("vae", "hvae", "cvae", "m2")
 #: what sets the class of a test image's z, per model with a class input
 STRIP_CLASS = {"cvae": "its label (the cvae encodes and decodes with the given class)",
@@ -79,6 +80,10 @@ def build_explorer(run_dir, out, checkpoint: Optional[str] = None, runtime=None,
     with Run.open(run_dir) as run:  # a reader: the run's lock, shared
         check_exportable(run, "explore")
         kind = run.record["settings"].get("model", "vae")
+        if kind == CUSTOM:
+            raise ConfigError(f"{run.folder} is a run of a user's own model class; the explorer draws the images of "
+                              f"{', '.join(MODELS[:-1])} and {MODELS[-1]} runs: export your model's networks from "
+                              f"Python with pyrovae.export.export_run({str(run.folder)!r}, 'onnx', OUT, model=YourModel)")
         if kind == "m1m2":
             raise ConfigError(f"{run.folder} is an m1m2 run, whose M2 decodes M1's standardized latent features, not "
                               f"images; the explorer draws the images of {', '.join(MODELS[:-1])} and {MODELS[-1]} runs: "

@@ -105,3 +105,13 @@ def test_the_command_line_names_the_python_call(own_run, tmp_path, capsys):
         f"from pyrovae.export import export_run; export_run({str(own_run)!r}, 'onnx', "
         f"{str(tmp_path / 'out')!r}, model=<that class>)")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_explorer_refuses_a_run_of_a_users_own_class_naming_the_python_export(own_run, tmp_path, capsys):
+    from pyrovae.cli.explore import explore_main
+
+    assert explore_main([str(own_run), "--out", str(tmp_path / "page"), "--no-fetch"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {own_run} is a run of a user's own model class; ")
+    assert f"pyrovae.export.export_run({str(own_run)!r}, 'onnx', OUT, model=YourModel)" in err[0]
+    assert not (tmp_path / "page").exists()
