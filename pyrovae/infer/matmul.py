@@ -153,8 +153,9 @@ def choose_matmul(gm: torch.fx.GraphModule, want: str = "auto", earlier: Optiona
     says (``torch.mm`` where oneDNN is not usable), ``"auto"`` the faster of the two on these
     products here (:func:`pyrovae.infer.choice.choose`: cached, or timed for about a second) or,
     for a resumed run (``earlier``: the record this function gave the run before), the backend
-    the run chose then, where that was on this CPU at this thread count for the same products:
-    a resumed run multiplies as the interrupted one did, whatever the cache holds now.
+    the run chose then, where that was on this CPU at this thread count for as many products
+    (their shapes follow from the run's architecture and batch size, which a resume keeps): a
+    resumed run multiplies as the interrupted one did, whatever the cache holds now.
     Returns the record: ``matmul`` (``"onednn"`` or ``"mm"``), ``chosen_by`` (``"measured"``,
     ``"cache"``, ``"setting"``, or why there was nothing to choose), ``ms`` (median milliseconds
     of each backend for all the products once; None where not timed), ``cpu``
