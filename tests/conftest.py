@@ -38,10 +38,12 @@ def pytest_configure(config):
     # --fast's cache of measured choices (pyrovae.infer.choice) never in the user's home: a folder of the session's
     # (for fixtures wider than a test), each test's own below (_private_cache)
     # the explorer page's runtime, where the user's own cache holds it: read by the tests (explorer_runtime), never written
+    # (pytest-xdist's workers inherit the environment the first process set here: the user's folder goes with it)
     import helpers
     from pyrovae.export.runtime import cached
 
-    helpers.USER_RUNTIME = cached()
+    os.environ.setdefault("PYROVAE_TESTS_USER_RUNTIME", str(cached()))
+    helpers.USER_RUNTIME = Path(os.environ["PYROVAE_TESTS_USER_RUNTIME"])
     os.environ["PYROVAE_CACHE_DIR"] = config._pyrovae_cache = tempfile.mkdtemp(prefix="pyrovae-cache-")
 
 
@@ -57,7 +59,7 @@ def _private_cache(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def explorer_runtime():
+def explorer_runtime(pytestconfig):
     """A folder holding the explorer page's runtime (onnxruntime-web's files, checked), found once a
     session: the user's cache where it holds them (read, never written), else fetched once by npm
     into the session's cache folder; the test skips, saying why, where neither can be had."""
@@ -73,11 +75,15 @@ def explorer_runtime():
             return user
         except PyrovaeError:
             pass
+    test_folder = os.environ["PYROVAE_CACHE_DIR"]  # the first test that asks for it, whose folder this is
+    os.environ["PYROVAE_CACHE_DIR"] = pytestconfig._pyrovae_cache  # fetched into the session's folder
     try:
-        runtime.find_runtime(None, fetch=True, log=quiet)  # into the session's folder (PYROVAE_CACHE_DIR)
+        runtime.find_runtime(None, fetch=True, log=quiet)
+        return runtime.cached()
     except PyrovaeError as error:
         pytest.skip(f"the explorer page's runtime cannot be had: {error}")
-    return runtime.cached()
+    finally:
+        os.environ["PYROVAE_CACHE_DIR"] = test_folder
 
 
 @pytest.fixture
