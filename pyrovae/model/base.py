@@ -24,10 +24,9 @@ parameters in a ``torch.optim`` optimizer). Standardized data (tables): the prog
 :math:`(x - m)/s` (:meth:`to_model_space`); :meth:`encode` takes data units.
 """
 import copy
-import math
 import uuid
 from contextlib import contextmanager
-from typing import Callable, Dict, Iterator, Optional, Sequence, Tuple
+from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 import pyro
 import pyro.distributions
@@ -35,7 +34,7 @@ import pyro.poutine as poutine
 import torch
 import torch.nn as nn
 from pyro.poutine.util import site_is_subsample
-from torch.distributions import Independent, MixtureSameFamily, Normal, kl_divergence
+from torch.distributions import kl_divergence
 
 from ..errors import ConfigError, DataError
 from .standardize import Standardize
@@ -260,53 +259,6 @@ def _kl(guide_site, model_site, analytic: bool) -> torch.Tensor:
         except NotImplementedError:
             pass
     return guide_site["log_prob"] - model_site["log_prob"]
-
-
-def log_density(d: torch.distributions.Distribution) -> Callable[[torch.Tensor], torch.Tensor]:
-    r"""``z -> d.log_prob(z)``; for a mixture of diagonal Gaussians that every datapoint shares (the
-    mixture and VampPrior priors), the same density from one matrix product instead of a (..., C, K)
-    temporary: with :math:`a_c = 1/s_c^2`,
-
-    .. math::
-        \log \mathcal{N}(z; m_c, s_c^2) = -\tfrac12 \big(z^2 \cdot a_c - 2 z \cdot (m_c a_c)
-        + m_c^2 \cdot a_c\big) - \textstyle\sum_k \log s_{ck} - \tfrac{K}{2} \log 2\pi,
-
-    in float64 (the three terms cancel where z is near a narrow component), then ``logsumexp``
-    over the components with the mixture's log-weights."""
-    mixture = _shared_gaussian_mixture(d)
-    if mixture is None:
-        return d.log_prob
-    loc, scale, log_pi = (t.double() for t in mixture)  # (C, K), (C, K), (C,)
-    a = scale.pow(-2)
-    weight = torch.cat([a, -2 * loc * a], dim=-1).T  # (2K, C)
-    const = log_pi - 0.5 * (loc.pow(2) * a).sum(-1) - scale.log().sum(-1) - 0.5 * loc.shape[-1] * math.log(2 * math.pi)
-
-    def log_prob(z: torch.Tensor) -> torch.Tensor:
-        zz = z.double()
-        per_component = torch.addmm(const, torch.cat([zz * zz, zz], dim=-1).reshape(-1, weight.shape[0]), weight,
-                                    alpha=-0.5)  # (M, C)
-        return torch.logsumexp(per_component, dim=-1).reshape(z.shape[:-1]).to(z.dtype)
-    return log_prob
-
-
-def _shared_gaussian_mixture(d) -> Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """(loc (C, K), scale (C, K), log-weights (C,)) of a ``MixtureSameFamily`` of ``Normal(...).to_event(1)``
-    components whose batch dimensions are expanded (the same mixture for every datapoint); else None."""
-    if not isinstance(d, MixtureSameFamily):
-        return None
-    comp = d.component_distribution
-    if not (isinstance(comp, Independent) and comp.reinterpreted_batch_ndims == 1 and type(comp.base_dist) in (
-            Normal, pyro.distributions.Normal)):
-        return None
-    loc, scale = comp.base_dist.loc, comp.base_dist.scale
-    shared = []
-    for t, trailing in ((loc, 2), (scale, 2), (d.mixture_distribution.logits, 1)):
-        lead = t.dim() - trailing
-        if any(t.stride(i) != 0 for i in range(lead) if t.shape[i] > 1):
-            return None
-        shared.append(t[(0,) * lead] if lead else t)
-    loc, scale, logits = shared
-    return loc, scale, logits - logits.logsumexp(-1, keepdim=True)
 
 
 def _standardizer(standardization: Optional[dict], standardized: bool, x_dim: int) -> Optional[Standardize]:

@@ -32,13 +32,13 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from .base import Model, log_density
+from .base import Model
 from .exported import hvae_graphs
 from .guides import get_guide
 from .labelled import join
 from .likelihoods import get_likelihood
 from .networks import ConditionalConvEncoder, ConvDecoder, ConvEncoder, Decoder, Encoder, GatedLinear
-from .priors import StandardNormal, get_prior
+from .priors import StandardNormal, get_prior, log_density
 from .vae import _own_program
 
 

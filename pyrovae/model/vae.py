@@ -44,12 +44,12 @@ import pyro.distributions as dist
 import torch
 
 from ..errors import ConfigError, DataError
-from .base import Model, log_density
+from .base import Model
 from .exported import vae_graphs
 from .guides import get_guide
 from .likelihoods import Likelihood, get_likelihood
 from .networks import make_networks
-from .priors import StandardNormal, get_prior
+from .priors import StandardNormal, get_prior, log_density
 
 
 class VAE(Model):

@@ -4,6 +4,7 @@ setting and what it takes."""
 from pathlib import Path
 
 from ..errors import ConfigError, DataError
+from ..infer.compiled import MATMUL_BACKENDS
 from ..model.labelled import LABELLED_ARCHS
 from ..model.networks import ACTIVATIONS
 from ..model.registry import CUSTOM, MODELS
@@ -138,3 +139,29 @@ def size(name, value):
 def positive(name, value):
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+
+
+def check_combinations(config, likelihood, new: bool = True) -> None:
+    """Settings that exclude each other (``--fast`` with ``--distributed``, ``--fast-matmul`` without
+    ``--fast`` on the CPU, ``--elbo iwae`` with a KL warm-up), and preprocessing that makes data the
+    ``likelihood`` cannot score; ``new`` as for :meth:`~pyrovae.training.config.TrainConfig.validate`."""
+    if config.fast and config.distributed:
+        raise ConfigError("--fast does not work with --distributed yet; drop one of them")
+    choice("fast_matmul", config.fast_matmul, MATMUL_BACKENDS)
+    if new and config.fast_matmul != "auto" and (config.cuda or not config.fast):
+        raise ConfigError(f"--fast-matmul {config.fast_matmul} sets how --fast multiplies matrices on the CPU, but "
+                          f"{'this run trains on the GPU' if config.cuda else 'this run is not --fast'}; drop "
+                          f"--fast-matmul{'' if config.cuda else ' or add --fast'}")
+    check_beta(config)
+    if config.elbo == "iwae" and (config.kl_warmup or config.distributed):
+        raise ConfigError(f"--elbo iwae cannot take {'--kl-warmup' if config.kl_warmup else '--distributed'}: it is "
+                          "a bound on log p(x) with unscaled log-densities (drop it, or use --elbo trace)")
+    if config.binarize in ("dynamic", "static") and likelihood.data != "binary":
+        raise ConfigError(f"binarize={config.binarize} makes binary data, which the {likelihood.name} likelihood "
+                          "cannot score; use the bernoulli likelihood")
+    if config.dequantize == "uniform" and likelihood.data == "binary":
+        raise ConfigError(f"dequantize=uniform makes continuous data, which the {likelihood.name} likelihood "
+                          "cannot score")
+    if config.standardize == "columns" and likelihood.data != "real":
+        raise ConfigError(f"standardize=columns makes real-valued data, which the {likelihood.name} likelihood "
+                          "cannot score; use --likelihood gaussian or laplace")

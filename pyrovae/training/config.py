@@ -11,12 +11,11 @@ from typing import Any, Optional, Tuple
 
 from ..data.selection import LIMIT_RULES
 from ..errors import ConfigError, DataError, brief, one_line
-from ..infer.compiled import MATMUL_BACKENDS
 from ..infer.elbos import ELBO_CLASSES
 from ..model.guides import GUIDES, check_guide_options
 from ..model.networks import ARCHITECTURES
 from ..model.priors import PRIORS, check_prior_options
-from .checks import check_beta, check_model, check_selection, choice, dataset_spec, non_negative, positive, size
+from .checks import check_combinations, check_model, check_selection, choice, dataset_spec, non_negative, positive, size
 from .sizes import check_sizes, machine_memory
 
 ELBOS = tuple(ELBO_CLASSES)  # the registries' own keys: one source for each list of names
@@ -179,26 +178,7 @@ class TrainConfig:
         likelihood = make_likelihood(self)  # refuses unknown or invalid options in one line
         check_stacked(self, likelihood, new)  # m1m2: its M1 run, likelihood and preprocessing
         check_sizes(self, machine_memory(self.cuda) if new else None)
-        if self.fast and self.distributed:
-            raise ConfigError("--fast does not work with --distributed yet; drop one of them")
-        choice("fast_matmul", self.fast_matmul, MATMUL_BACKENDS)
-        if new and self.fast_matmul != "auto" and (self.cuda or not self.fast):
-            raise ConfigError(f"--fast-matmul {self.fast_matmul} sets how --fast multiplies matrices on the CPU, but "
-                              f"{'this run trains on the GPU' if self.cuda else 'this run is not --fast'}; drop "
-                              f"--fast-matmul{'' if self.cuda else ' or add --fast'}")
-        check_beta(self)
-        if self.elbo == "iwae" and (self.kl_warmup or self.distributed):
-            raise ConfigError(f"--elbo iwae cannot take {'--kl-warmup' if self.kl_warmup else '--distributed'}: it is "
-                              "a bound on log p(x) with unscaled log-densities (drop it, or use --elbo trace)")
-        if self.binarize in ("dynamic", "static") and likelihood.data != "binary":
-            raise ConfigError(f"binarize={self.binarize} makes binary data, which the {likelihood.name} likelihood "
-                              "cannot score; use the bernoulli likelihood")
-        if self.dequantize == "uniform" and likelihood.data == "binary":
-            raise ConfigError(f"dequantize=uniform makes continuous data, which the {likelihood.name} likelihood "
-                              "cannot score")
-        if self.standardize == "columns" and likelihood.data != "real":
-            raise ConfigError(f"standardize=columns makes real-valued data, which the {likelihood.name} likelihood "
-                              "cannot score; use --likelihood gaussian or laplace")
+        check_combinations(self, likelihood, new)  # settings that exclude each other, or the likelihood
         return self
 
     def units(self) -> Optional[str]:

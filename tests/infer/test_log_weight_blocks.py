@@ -6,8 +6,8 @@ import torch
 
 import pyrovae
 from pyrovae.infer.evaluation import log_likelihood
-from pyrovae.model.base import log_density
 from pyrovae.model.hvae import HVAE
+from pyrovae.model.priors import log_density
 
 VAES = [dict(hidden=(20,)), dict(arch="gated", hidden=(12, 12), prior="vamp", prior_options={"components": 7}),
         dict(hidden=(20,), prior="mog", prior_options={"components": 3}), dict(hidden=(20,), guide="iaf"),
