@@ -64,3 +64,15 @@ def assert_log_p_not_below_elbo(log_p, elbo, sigmas: float = 4.0) -> float:
     se = d.std().item() / math.sqrt(len(d))
     assert d.mean().item() >= -sigmas * se, (d.mean().item(), se)
     return se
+
+
+def tiny_run(path, mnist_sample, **settings):
+    """A 2-epoch run of the default VAE (hidden 64) on 600 training and 100 test rows of
+    ``mnist_sample``, in ``path/run``, with ``settings`` on top; returns the run folder."""
+    import pyrovae
+
+    config = pyrovae.TrainConfig(epochs=2, train_limit=600, test_limit=100, hidden=(64,), progress=False,
+                                 data_dir=str(path / "no-mnist-here"), download=False, out=str(path / "run"),
+                                 **settings)
+    pyrovae.train(config, log=lambda s: None, dataset=mnist_sample)
+    return path / "run"

@@ -41,6 +41,12 @@ def _threads_flag(p: argparse.ArgumentParser) -> None:
                         "shared, loaded 2-core machine 1 thread was measured 3x faster per epoch than 2")
 
 
+def _checkpoint_flag(p: argparse.ArgumentParser, choices: Tuple[str, ...] = ("best", "last")) -> None:
+    p.add_argument("--checkpoint", choices=choices, default=None,
+                   help="best.pt (the best epoch by the validation ELBO) or checkpoint.pt (the last); "
+                        "default: best.pt where the run kept one")
+
+
 def _run_dir_parser(description: str) -> argparse.ArgumentParser:
     p = _Parser(description=description, formatter_class=_Help)
     p.add_argument("run_dir", help="a folder written by scripts/svi_train.py")

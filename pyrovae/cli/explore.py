@@ -1,7 +1,7 @@
 """``scripts/explore.py RUN_DIR --out DIR``: the latent explorer, a static web page that decodes z in the browser."""
 from typing import List, Optional
 
-from .common import _command, _guarded, _Help, _Parser, _set_threads, _threads_flag
+from .common import _checkpoint_flag, _command, _guarded, _Help, _Parser, _set_threads, _threads_flag
 
 
 def explore_main(argv: Optional[List[str]] = None) -> int:
@@ -37,9 +37,7 @@ def explore_main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--test-images", type=int, default=16, metavar="N",
                    help="test images shown on the page, evenly spaced over the run's test set, with their posterior "
                         "means (0: none)")
-    p.add_argument("--checkpoint", choices=("best", "last"), default=None,
-                   help="best.pt (the best epoch by the validation ELBO) or checkpoint.pt (the last); "
-                        "default: best.pt where the run kept one")
+    _checkpoint_flag(p)
     _threads_flag(p)
     args = p.parse_args(argv)
     if args.sliders <= 0:

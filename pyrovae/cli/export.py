@@ -1,7 +1,7 @@
 """``scripts/export.py RUN_DIR --format onnx|torchscript --out DIR``: a run's trained networks as files."""
 from typing import List, Optional
 
-from .common import _command, _guarded, _Help, _Parser, _set_threads, _threads_flag
+from .common import _checkpoint_flag, _command, _guarded, _Help, _Parser, _set_threads, _threads_flag
 
 
 def export_main(argv: Optional[List[str]] = None) -> int:
@@ -23,9 +23,7 @@ def export_main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--out", required=True,
                    help="the folder to write: a new path (missing parent folders are made) or an empty folder; a "
                         "folder that holds anything is refused; it is written whole or not at all")
-    p.add_argument("--checkpoint", choices=("best", "last"), default=None,
-                   help="best.pt (the best epoch by the validation ELBO) or checkpoint.pt (the last); "
-                        "default: best.pt where the run kept one")
+    _checkpoint_flag(p)
     _threads_flag(p)
     args = p.parse_args(argv)
     _set_threads(p, args.threads)

@@ -2,7 +2,7 @@
 imports its application (:mod:`pyrovae.analysis`) only when it runs."""
 from typing import List, Optional
 
-from .common import _command, _guarded, _run_dir_parser, _set_threads
+from .common import _checkpoint_flag, _command, _guarded, _run_dir_parser, _set_threads
 
 #: what a run of a user's own model class needs in Python (the checkpoint a program read, its class again)
 LOAD = "vae = pyrovae.load({checkpoint}, model=<that class>)"
@@ -17,9 +17,7 @@ def evaluate_main(argv: Optional[List[str]] = None) -> int:
                    help="score only N test images, evenly spaced over the test set (a fair subset)")
     p.add_argument("--test-subset", type=int, default=None, help="the same as --test-limit")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    p.add_argument("--checkpoint", choices=("best", "last"), default=None,
-                   help="best.pt (the best epoch by the validation ELBO) or checkpoint.pt (the last); "
-                        "default: best.pt where the run kept one")
+    _checkpoint_flag(p)
     args = p.parse_args(argv)
     if min(v for v in (args.num_samples, args.test_limit, args.test_subset, 1) if v is not None) <= 0:
         p.error("--num-samples, --test-limit and --test-subset must be positive integers")
@@ -64,9 +62,7 @@ def encode_main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--num-samples", type=int, default=None, metavar="K",
                    help="also write log_px, log p(x) importance-sampled with K samples (implies --score)")
     p.add_argument("--num-particles", type=int, default=10, help="draws from q averaged in each row's ELBO")
-    p.add_argument("--checkpoint", choices=("best", "last", "best.pt", "checkpoint.pt"), default=None,
-                   help="best.pt (the best epoch by the validation ELBO) or checkpoint.pt (the last); "
-                        "default: best.pt where the run kept one")
+    _checkpoint_flag(p, ("best", "last", "best.pt", "checkpoint.pt"))
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     args = p.parse_args(argv)
     if args.batch_size <= 0 or args.num_particles <= 0:

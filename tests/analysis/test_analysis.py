@@ -7,19 +7,11 @@ from pathlib import Path
 import pytest
 
 import pyrovae
-from helpers import run_main
+from helpers import run_main, tiny_run
 from pyrovae.analysis.evaluate import evaluate_run
 from pyrovae.analysis.plot_latent import plot_latent_run
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def tiny_run(path, mnist_sample, **settings):
-    config = pyrovae.TrainConfig(epochs=2, train_limit=600, test_limit=100, hidden=(64,), progress=False,
-                                 data_dir=str(path / "no-mnist-here"), download=False, out=str(path / "run"),
-                                 **settings)
-    pyrovae.train(config, log=lambda s: None, dataset=mnist_sample)
-    return path / "run"
 
 
 @pytest.fixture(scope="module")

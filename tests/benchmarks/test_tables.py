@@ -4,17 +4,8 @@ import math
 
 import pytest
 
-import pyrovae
-from helpers import run_main, run_script
+from helpers import run_main, run_script, tiny_run
 from pyrovae.analysis.evaluate import evaluate_run
-
-
-def tiny_run(path, mnist_sample, **settings):
-    config = pyrovae.TrainConfig(epochs=2, train_limit=600, test_limit=100, hidden=(64,), progress=False,
-                                 data_dir=str(path / "no-mnist-here"), download=False, out=str(path / "run"),
-                                 **settings)
-    pyrovae.train(config, log=lambda s: None, dataset=mnist_sample)
-    return path / "run"
 
 
 @pytest.fixture(scope="module")
