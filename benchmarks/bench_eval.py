@@ -20,15 +20,10 @@ It writes ``<out>/<stem>.md`` and ``<out>/<stem>.json``: the CPU, the thread cou
 versions, the seconds and CPU seconds per image of each row (median over rounds, with the
 range), the ratios to the floor (taken within each round) and the command.
 """
-import argparse
 import json
 import math
-import os
 import platform
-import shlex
 import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
@@ -39,29 +34,13 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import pyrovae
 from pyrovae.atomic import replace_whole
+from pyrovae.cli.common import _command, _Help, _Parser
+from pyrovae.environment import cpu_model
 from pyrovae.model.hvae import HVAE
 
 #: the products the floor counts
 PRODUCTS = {"mm", "addmm", "bmm", "baddbmm", "convolution", "addmv", "mv", "dot"}
 KINDS = ("vae-mlp", "gated-vamp", "hvae-vamp", "conv")
-
-
-def _cpu_model() -> str:
-    """The CPU's model name (``lscpu``, else /proc/cpuinfo, else the platform's word)."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10, env={**os.environ, "LC_ALL": "C"})
-        for line in out.stdout.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def build(kind: str, tiny: bool = False) -> pyrovae.Model:
@@ -214,8 +193,8 @@ def _markdown(report: dict) -> str:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="bench_eval.py", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    p = _Parser(
+        formatter_class=_Help,
         description="Time the importance-sampled log p(x) per image for each model kind against the floor of "
                     "its matrix products, and against the estimate from Pyro traces; writes <out>/<stem>.{md,json}.")
     p.add_argument("--num-samples", type=int, default=5000, help="importance samples K per image")
@@ -236,10 +215,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         p.exit(2, f"error: --out {args.out} is not a folder; give a folder to write the report into\n")
     torch.set_num_threads(args.threads)
-    report = {"cpu": _cpu_model(), "threads": args.threads, "torch": torch.__version__, "pyro": pyro.__version__,
+    report = {"cpu": cpu_model(), "threads": args.threads, "torch": torch.__version__, "pyro": pyro.__version__,
               "python": platform.python_version(), "num_samples": args.num_samples, "images": args.images,
               "rounds": args.rounds,
-              "command": shlex.join(["python", "scripts/bench_eval.py", *(sys.argv[1:] if argv is None else argv)]),
+              "command": _command("scripts/bench_eval.py", argv),
               "kinds": [bench_kind(kind, args.num_samples, args.images, args.rounds, args.tiny, args.traced)
                         for kind in args.kinds]}
     out.mkdir(parents=True, exist_ok=True)

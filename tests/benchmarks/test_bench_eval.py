@@ -1,12 +1,9 @@
 """benchmarks/bench_eval.py runs on tiny models and writes its two reports (no timing is asserted)."""
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root, for the benchmarks package
-from benchmarks import bench_eval  # noqa: E402
+from benchmarks import bench_eval
 
 
 def test_writes_both_reports_with_positive_ratios(tmp_path, capsys):
