@@ -55,6 +55,7 @@ def collect(run_dirs: Iterable) -> List[dict]:
             "test_images": e.get("test_images", "all"),
             "active_units": e["active_units"], "train_commands": commands,
             "evaluate_command": e.get("command") or f"python scripts/evaluate.py {run_dir} --num-samples {e['num_samples']}",
+            "weights": str(run_dir / e["checkpoint"]) if (run_dir / e["checkpoint"]).is_file() else None,
         })
     return sorted(rows, key=lambda r: r["test_nll"])
 
@@ -108,7 +109,8 @@ def _markdown(r: dict) -> str:
               f"({reached}).", "", "Commands that reproduce each row:", ""]
     for row in r["rows"]:
         lines.append(f"- `{row['run']}`: " + "; then ".join(f"`{c}`" for c in row["train_commands"])
-                     + f"; scored by `{row['evaluate_command']}`")
+                     + f"; scored by `{row['evaluate_command']}`; weights: "
+                     + (f"`{row['weights']}` (`pyrovae.load`)" if row["weights"] else "not kept"))
     lines += ["", f"Table: `{r['command']}`", ""]
     return "\n".join(lines)
 

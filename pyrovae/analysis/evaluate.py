@@ -19,7 +19,10 @@ as the run scored it (same data, same one-off binarization or dequantization).
   itself, KL weight 1, whatever ``--beta`` or warm-up trained), the number of active latent
   units, and ``kl_per_dim``, the KL of each latent dimension on the test rows
   (:func:`pyrovae.infer.diagnostics.kl_per_dim`; ``{site: [...] or null}``, with
-  ``kl_per_dim_estimator`` saying how each site's was computed or why it is not defined).
+  ``kl_per_dim_estimator`` saying how each site's was computed or why it is not defined);
+* ``evaluation.spot_check``: :math:`\log \hat p_K(x_n)` of a few test rows
+  (:func:`spot_check`), so that anyone holding the checkpoint and the test set can recompute
+  them with the public API and see that the weights are those that were scored.
 """
 import math
 from typing import Callable, Optional
@@ -28,12 +31,15 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.prepare import prepare_data
-from ..data.transforms import evenly_spaced
+from ..data.transforms import evenly_spaced, evenly_spaced_rows
 from ..environment import select_device
 from ..infer.diagnostics import kl_per_dim
 from ..infer.evaluation import accuracy, active_units, elbo, log_likelihood
 from ..training.collapse import as_json
 from ..training.run import Run
+
+#: how many test rows :func:`spot_check` scores, evenly spaced over the whole test set
+SPOT_ROWS = 4
 
 
 def evaluate_run(run_dir, num_samples: int = 5000, cuda: bool = False, test_limit: Optional[int] = None,
@@ -116,6 +122,8 @@ def _evaluate(run, vae, checkpoint_name, epoch, prepared, num_samples, test_limi
     if prepared.dequantize == "uniform":  # the discrete levels' NLL: + D log L (bins of width 1/L)
         d, levels = vae.x_dim, prepared.levels or 256
         result["test_bpd"] = (nll + d * math.log(levels)) / (d * math.log(2))
+    result["spot_check"] = spot_check(vae, prepared.test_x, num_samples,
+                                      prepared.test_y if vae.labels == "required" else None)
     metrics = run.metrics()
     if checkpoint_name == run.path(None).name:  # the top-level test numbers are those of best.pt, where kept
         metrics["test_nll"] = nll
@@ -140,3 +148,19 @@ def _evaluate(run, vae, checkpoint_name, epoch, prepared, num_samples, test_limi
             + (" ".join(f"{v:.2f}" for v in sorted(values, reverse=True)) if values is not None
                else f"not defined: {sites[name].method}"))
     return result
+
+
+def spot_check(vae, test_x, num_samples: int, test_y=None, rows: int = SPOT_ROWS, seed: int = 0) -> dict:
+    r""":math:`\log \hat p_K(x_n)` (nats) of ``rows`` test rows evenly spaced over all of ``test_x``
+    (:func:`~pyrovae.data.transforms.evenly_spaced_rows`), drawn as
+    ``torch.manual_seed(seed); pyrovae.log_likelihood(vae, test_x[test_rows], num_samples)``
+    (given ``test_y[test_rows]`` for a model that needs labels) on ``vae``'s device: the same draws
+    on any machine's CPU, so a recomputation from the checkpoint agrees up to float32 rounding
+    (load the model first: building one draws its initial weights, then seed)."""
+    device = next(vae.parameters()).device
+    index = evenly_spaced_rows(len(test_x), rows)
+    torch.manual_seed(seed)
+    log_p = log_likelihood(vae, test_x[index].to(device), num_samples=num_samples,
+                           y=None if test_y is None else test_y[index].to(device))
+    return {"test_rows": index.tolist(), "num_samples": num_samples, "seed": seed, "device": device.type,
+            "log_p": log_p.tolist()}

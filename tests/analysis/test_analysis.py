@@ -5,11 +5,14 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 import pyrovae
 from helpers import run_main, tiny_run
 from pyrovae.analysis.evaluate import evaluate_run
 from pyrovae.analysis.plot_latent import plot_latent_run
+from pyrovae.data.prepare import prepare_data
+from pyrovae.training.run import Run
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -28,6 +31,22 @@ def test_evaluate_writes_nll_below_minus_elbo(bernoulli_run):
     assert result["test_nll"] < -result["test_elbo"]
     assert math.isclose(result["test_elbo"], result["expected_log_likelihood"] - result["kl"], rel_tol=1e-5)
     assert 0 <= result["active_units"] <= 2 and result["test_nll_se"] > 0
+
+
+def test_the_spot_check_is_what_the_public_api_recomputes_from_the_checkpoint(bernoulli_run, mnist_sample, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(bernoulli_run, run)
+    check = evaluate_run(run, num_samples=40, test_subset=9, log=lambda s: None)["spot_check"]
+    assert check["test_rows"] == [0, 33, 66, 99] and check["num_samples"] == 40 and check["device"] == "cpu"
+    assert json.loads((run / "metrics.json").read_text())["evaluation"]["spot_check"] == check
+    with Run.open(run) as opened:  # the run's 100 test rows, binarized once as evaluate scores them
+        test_x = prepare_data(opened.config, opened.dataset(mnist_sample, lambda s: None),
+                              pyrovae.load(run / "best.pt").likelihood).test_x
+    vae = pyrovae.load(run / "best.pt")  # (building a model draws: load first, then seed)
+    torch.manual_seed(check["seed"])
+    assert pyrovae.log_likelihood(vae, test_x[check["test_rows"]], num_samples=40).tolist() == check["log_p"]
+    torch.manual_seed(check["seed"] + 1)  # another draw differs: the record pins the draws, not only the model
+    assert pyrovae.log_likelihood(vae, test_x[check["test_rows"]], num_samples=40).tolist() != check["log_p"]
 
 
 def test_evaluate_on_an_evenly_spaced_subset(bernoulli_run, tmp_path):

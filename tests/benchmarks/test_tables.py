@@ -41,6 +41,7 @@ def test_nll_table_lists_evaluated_runs_beside_the_anchors(bernoulli_run, tmp_pa
     assert row["evaluate_command"] == "python scripts/evaluate.py RUN"
     text = (tmp_path / "table.md").read_text()
     assert "88.71" in text and f"**{row['test_nll']:.2f}**" in text
+    assert row["weights"] == str(bernoulli_run / "best.pt") and f"weights: `{row['weights']}`" in text
 
 
 def test_nll_table_refuses_an_unscored_run(tmp_path, mnist_sample):
