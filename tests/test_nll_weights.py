@@ -1,6 +1,6 @@
 """The weights committed beside the test-NLL table (``results/nll/<row>/best.pt``): each loads with
-``pyrovae.load`` and gives, for the few test images its evaluation recorded one by one
-(``metrics.json``: ``evaluation.spot_check``), the same importance-sampled log p(x).
+``pyrovae.load`` and gives, for the four test images its evaluation recorded
+(``metrics.json``: ``evaluation.spot_check``), the same importance-sampled log p(x) of each.
 
 Tolerance: the draws are the recorded ones (same seed, same blocks), so only float32 rounding
 can differ between machines and thread counts (a log-weight sums 784 pixel terms and a few
