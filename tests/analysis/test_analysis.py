@@ -39,10 +39,9 @@ def test_the_spot_check_is_what_the_public_api_recomputes_from_the_checkpoint(be
     check = evaluate_run(run, num_samples=40, test_subset=9, log=lambda s: None)["spot_check"]
     assert check["test_rows"] == [0, 33, 66, 99] and check["num_samples"] == 40 and check["device"] == "cpu"
     assert json.loads((run / "metrics.json").read_text())["evaluation"]["spot_check"] == check
-    with Run.open(run) as opened:  # the run's 100 test rows, binarized once as evaluate scores them
-        test_x = prepare_data(opened.config, opened.dataset(mnist_sample, lambda s: None),
-                              pyrovae.load(run / "best.pt").likelihood).test_x
     vae = pyrovae.load(run / "best.pt")  # (building a model draws: load first, then seed)
+    with Run.open(run) as opened:  # the run's 100 test rows, binarized once as evaluate scores them
+        test_x = prepare_data(opened.config, opened.dataset(mnist_sample, lambda s: None), vae.likelihood).test_x
     torch.manual_seed(check["seed"])
     assert pyrovae.log_likelihood(vae, test_x[check["test_rows"]], num_samples=40).tolist() == check["log_p"]
     torch.manual_seed(check["seed"] + 1)  # another draw differs: the record pins the draws, not only the model
