@@ -17,7 +17,10 @@ full minibatches of ``B``, as NumPyro's example does):
   ``lax.fori_loop`` over ``svi.update`` (NumPyro's ``examples/vae.py``), in a process of its
   own (:mod:`.bench_peers_numpyro`), skipped with the reason when NumPyro or JAX is not
   importable there;
-* "before" rows: pyrovae's steps without a speed change, measured in the same rounds.
+* "before" rows: pyrovae's steps without a speed change, measured in the same rounds;
+* ``--fast`` with its products on oneDNN whatever it would choose (where this torch has oneDNN):
+  beside the ``torch.mm`` "before" row, the epoch-long check of the GEMM ``--fast`` chose from
+  its short timing of the products (the report says whether every round agrees with the choice).
 
 **Protocol.** One warm-up epoch per system and thread count (compilation, allocation), then
 ``rounds`` rounds; in each, at each thread count, every system trains one epoch and one
@@ -75,6 +78,7 @@ from .bench_peers_report import (
     FAST,
     FAST_BEFORE,
     FAST_HOST_BEFORE,
+    FAST_ONEDNN,
     FAST_ORIGINAL,
     FLOOR_MM,
     FLOOR_ONEDNN,
@@ -126,6 +130,7 @@ TORCH_SYSTEMS: Dict[str, tuple] = {
     MEANFIELD_BEFORE: (_pyrovae("meanfield-before"), "pyrovae"),
     FAST: (_pyrovae("trace", fast=True), "pyrovae"),
     FAST_BEFORE: (_pyrovae("trace", fast=True, onednn=False), "pyrovae"),
+    FAST_ONEDNN: (_pyrovae("trace", fast=True, onednn=True), "pyrovae"),  # where oneDNN is available
     FAST_HOST_BEFORE: (_pyrovae("trace", fast=True, host_before=True), "pyrovae"),
     FAST_ORIGINAL: (_pyrovae("trace", fast=True, host_before=True, onednn=False), "pyrovae"),
 }
@@ -199,7 +204,8 @@ def run_peers(args, command: str, log=print) -> dict:
         for t in args.threads:
             torch.set_num_threads(t)
             systems[t] = [_Timed(name, factory(copy.deepcopy(initial)), loop)
-                          for name, (factory, loop) in TORCH_SYSTEMS.items()]
+                          for name, (factory, loop) in TORCH_SYSTEMS.items()
+                          if name != FAST_ONEDNN or onednn_available()]
             systems[t] += [_Timed(FLOOR_MM, floor_step(shapes, False), "floor")]
             if onednn_available():
                 systems[t] += [_Timed(FLOOR_ONEDNN, floor_step(shapes, True), "floor")]
@@ -237,7 +243,7 @@ def run_peers(args, command: str, log=print) -> dict:
 def _mode(system: _Timed) -> dict:
     step = getattr(system, "step", None)
     if isinstance(step, CompiledSVIStep):
-        return {"mode": step.mode, "onednn_matmuls": step.onednn_matmuls}
+        return {"mode": step.mode, "onednn_matmuls": step.onednn_matmuls, "fast_step": step.fast_step}
     return {}
 
 

@@ -11,6 +11,9 @@ STOCK = "stock Pyro SVI (Trace_ELBO, pyro.optim.Adam)"
 TRACE, MEANFIELD = "pyrovae Trace_ELBO (eager)", "pyrovae TraceMeanField_ELBO (eager)"
 MEANFIELD_BEFORE = "before: pyrovae TraceMeanField_ELBO, every site scored"
 FAST, FAST_BEFORE = "pyrovae --fast (Trace_ELBO)", "before: pyrovae --fast with torch.mm"
+#: ``--fast`` with its products on oneDNN whatever it would choose: beside FAST_BEFORE (``torch.mm``), the
+#: epoch-long check of the choice ``--fast`` makes from its short timing of the products
+FAST_ONEDNN = "pyrovae --fast with oneDNN"
 FAST_HOST_BEFORE = "before: pyrovae --fast with TorchDynamo's guards and Optimizer.step"
 FAST_ORIGINAL = "before: pyrovae --fast as it was (torch.mm, TorchDynamo's guards, Optimizer.step)"
 NUMPYRO = "NumPyro (stax, jit-ted epoch)"
@@ -82,6 +85,8 @@ def summarize(r: dict) -> dict:
                                       "cpu": _stat(_ratios(rounds, "epochs", t, after, before, "cpu_s")),
                                       "step": _stat(_ratios(rounds, "steps", t, after, before))}
                              for before, after, _ in CHANGES}}
+        goals["choice"] = choice_check((r["warmup"].get(t, {}).get(FAST) or {}).get("fast_step"),
+                                       _stat(_ratios(rounds, "epochs", t, FAST_ONEDNN, FAST_BEFORE)))
         floors = [f for f in FLOORS if (rows.get(f) or {}).get("epoch_s")]
         floor = min(floors, key=lambda f: rows[f]["epoch_s"]["median"]) if floors else None
         used = {name: s["threads_used"]["median"] for name, s in rows.items() if s["threads_used"]}
@@ -91,6 +96,37 @@ def summarize(r: dict) -> dict:
                   "thread_use_differs": {"most": [most, used[most]], "least": [least, used[least]]} if differs else None}
         goals["targets"] = targets(out[t], int(t))
     return out
+
+
+def choice_check(fast_step: Optional[dict], onednn_over_mm: Optional[dict]) -> Optional[dict]:
+    """What ``--fast`` chose for its products (its record, ``fast_step``) against the epoch-long
+    timing of ``--fast`` with each backend forced (``onednn_over_mm``: oneDNN's epoch over
+    ``torch.mm``'s, round by round): ``agrees`` True or False where every round favours one
+    backend, None where the rounds split (the two are within the machine's noise)."""
+    if not fast_step or not onednn_over_mm:
+        return None
+    if onednn_over_mm["max"] < 1.0:
+        faster = "onednn"
+    elif onednn_over_mm["min"] > 1.0:
+        faster = "mm"
+    else:
+        faster = None
+    return {"chose": fast_step.get("matmul"), "chosen_by": fast_step.get("chosen_by"), "ms": fast_step.get("ms"),
+            "onednn_over_mm": onednn_over_mm, "faster": faster,
+            "agrees": None if faster is None else faster == fast_step.get("matmul")}
+
+
+def _choice_line(c: Optional[dict]) -> List[str]:
+    if not c:
+        return []
+    names = {"onednn": "oneDNN", "mm": "`torch.mm`"}
+    timed = ", ".join(f"{names.get(n, n)} {ms:.3g} ms" for n, ms in sorted((c["ms"] or {}).items(), key=lambda i: i[1]))
+    verdict = ("the rounds split, so the two are within this machine's noise" if c["agrees"] is None
+               else f"every round favours {names[c['faster']]}: the choice "
+               + ("agrees with the epoch-long timing" if c["agrees"] else "**disagrees** with the epoch-long timing"))
+    return [f"- `--fast`'s GEMM: it chose {names.get(c['chose'], c['chose'])} ({c['chosen_by']}"
+            + (f"; {timed} for the step's products" if timed else "") + "); `--fast` forced to each, oneDNN / "
+            f"`torch.mm` per epoch: {_x(c['onednn_over_mm'])}; {verdict}."]
 
 
 def targets(s: dict, threads: int) -> List[dict]:
@@ -178,7 +214,7 @@ def markdown(r: dict) -> str:
                   f"- `--fast` x matmul floor: {_x(fast_floor.get(FLOOR_MM))} of `torch.mm`'s, "
                   f"{_x(fast_floor.get(FLOOR_ONEDNN))} of oneDNN's.",
                   f"- eager `TraceMeanField_ELBO` / eager `Trace_ELBO`: {_x(g['meanfield_over_trace'])} wall, "
-                  f"{_x(g['meanfield_over_trace_cpu'])} CPU seconds.", ""]
+                  f"{_x(g['meanfield_over_trace_cpu'])} CPU seconds.", *_choice_line(g.get("choice")), ""]
     lines += ["## Changes, before and after, measured as rows of the same rounds", "",
               "| change | threads | after / before, epoch (wall) | CPU | per step |", "| --- | ---: | ---: | ---: | ---: |"]
     for before, _, what in CHANGES:

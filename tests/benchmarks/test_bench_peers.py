@@ -19,6 +19,7 @@ from benchmarks.bench_peers import main as bench_peers_main
 from benchmarks.bench_peers_report import (
     FAST,
     FAST_HOST_BEFORE,
+    FAST_ONEDNN,
     FAST_ORIGINAL,
     FLOOR_MM,
     FLOORS,
@@ -79,7 +80,11 @@ def test_a_tiny_run_writes_both_files(binary_batch, tmp_path, capsys, monkeypatc
     assert (f"- Goal `--fast` <= 1.3x the matmul floor ({best.split(': ')[-1]}), in wall seconds: "
             f"{'**met**' if fast <= 1.3 else '**not met**'}, {fast:.2f}x") in md
     rows_timed = result["rounds"][0]["epochs"]["1"]
-    assert set(TORCH_SYSTEMS) | {FLOOR_MM} <= set(rows_timed)
+    timed = set(TORCH_SYSTEMS) - (set() if onednn_available() else {FAST_ONEDNN})  # forced oneDNN: where it is
+    assert timed | {FLOOR_MM} <= set(rows_timed) and (FAST_ONEDNN in rows_timed) == onednn_available()
+    fast_step = result["warmup"]["1"][FAST]["fast_step"]  # the choice is recorded, and checked where oneDNN is
+    assert fast_step["matmul"] in ("onednn", "mm") and fast_step["threads"] == 1
+    assert ("- `--fast`'s GEMM: it chose " in md) == onednn_available()
     assert all(r["wall_s"] > 0 for r in rows_timed.values())
     assert result["summary"]["1"]["rows"][REFERENCE]["ratio"]["median"] == 1.0
     assert result["protocol"]["steps_per_epoch"] == 2 and result["versions"]["torch"]

@@ -3,7 +3,17 @@ row's threads used is its CPU seconds over its wall seconds, the goals are met o
 numbers, and the report names where it ran; CPU models give file names."""
 import pytest
 
-from benchmarks.bench_peers_report import FAST, FLOOR_MM, FLOOR_ONEDNN, NUMPYRO, REFERENCE, markdown, summarize
+from benchmarks.bench_peers_report import (
+    FAST,
+    FAST_BEFORE,
+    FAST_ONEDNN,
+    FLOOR_MM,
+    FLOOR_ONEDNN,
+    NUMPYRO,
+    REFERENCE,
+    markdown,
+    summarize,
+)
 from benchmarks.host import cpu_slug, describe
 
 
@@ -61,6 +71,30 @@ def test_the_floor_is_the_faster_backend_and_the_goals_follow_the_numbers():
     assert md.count("- The rows' thread use differs") == 1
     assert (f"- The rows' thread use differs, 1.00 ({REFERENCE}) to 2.00 ({NUMPYRO}) threads used: compare them in "
             "CPU seconds (the CPU columns).") in md
+
+
+@pytest.mark.parametrize("chose, onednn_2, agrees, words", [
+    ("mm", 1.1, True, "every round favours `torch.mm`: the choice agrees with the epoch-long timing"),
+    ("onednn", 1.1, False, "every round favours `torch.mm`: the choice **disagrees** with the epoch-long timing"),
+    ("mm", 0.9, None, "the rounds split, so the two are within this machine's noise")])
+def test_the_choice_of_gemm_is_checked_against_the_forced_epochs(chose, onednn_2, agrees, words):
+    # round 1: --fast on oneDNN 1.2x its torch.mm epoch; round 2: onednn_2 x
+    rows = {REFERENCE: (4.0, 4.0), FAST: (1.0, 1.0), FAST_BEFORE: (1.0, 1.0), FAST_ONEDNN: (1.2, 1.2)}
+    r = _result(rows, rows)
+    r["rounds"][1]["epochs"][2][FAST_ONEDNN] = {"wall_s": onednn_2, "cpu_s": onednn_2, "loss_sum": None}
+    record = {"matmul": chose, "chosen_by": "measured", "ms": {"onednn": 10.8, "mm": 9.05}}
+    r["warmup"][2][FAST] = {"wall_s": 1.0, "fast_step": record}
+    r["summary"] = summary = summarize(r)
+    assert summary[1]["goals"]["choice"] is None  # no record of the choice at 1 thread
+    check = summary[2]["goals"]["choice"]
+    assert check["chose"] == chose and check["agrees"] is agrees
+    assert check["onednn_over_mm"] == {"median": (1.2 + onednn_2) / 2, "min": min(1.2, onednn_2),
+                                       "max": max(1.2, onednn_2)}
+    md = markdown(r)
+    name = "`torch.mm`" if chose == "mm" else "oneDNN"
+    assert (f"- `--fast`'s GEMM: it chose {name} (measured; `torch.mm` 9.05 ms, oneDNN 10.8 ms for the step's "
+            f"products); `--fast` forced to each, oneDNN / `torch.mm` per epoch: ") in md
+    assert f"; {words}.\n" in md and md.count("`--fast`'s GEMM") == 1
 
 
 def test_a_missing_numpyro_row_is_a_goal_not_measured():
