@@ -98,7 +98,10 @@ def run_worker(setting: str, request: dict, timeout: float) -> dict:
         return {"error": f"not finished in {timeout:g} s"}
     if done.returncode != 0:
         return {"error": (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1][:300]}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    try:
+        return json.loads(done.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        return {"error": "the worker printed no record"}
 
 
 def busy(n: int) -> List[subprocess.Popen]:
@@ -134,7 +137,8 @@ def summarize(r: dict) -> dict:
                       for x in r["rounds"] if "epochs" in x[condition][setting] and "epochs" in x[condition][base]]
             rows[setting] = {"epoch_s": _stat(walls), "epoch_cpu_s": _stat(cpus),
                              "threads_used": _stat([c / w for w, c in zip(walls, cpus) if w > 0]),
-                             "ratio": _stat(ratios), "failed": [w["error"] for w in runs if "error" in w]}
+                             "ratio": _stat(ratios), "failed": [w["error"] for w in runs if "error" in w],
+                             "modes": sorted({w.get("mode", "compiled") for w in ok})}
         out[condition] = rows
     return out
 
@@ -161,6 +165,7 @@ def markdown(r: dict) -> str:
                   "| --- | ---: | ---: | ---: | ---: |"]
         for setting, s in rows.items():
             failed = f" ({len(s['failed'])} failed: {s['failed'][0]})" if s["failed"] else ""
+            failed += "" if s["modes"] in ([], ["compiled"]) else f" (the step ran {' and '.join(s['modes'])})"
             lines.append(f"| {names[setting]}{failed} | {_x(s['epoch_s'], '')} | {_x(s['epoch_cpu_s'], '')} | "
                          f"{_x(s['threads_used'], '')} | {_x(s['ratio'])} |")
         lines.append("")

@@ -62,11 +62,21 @@ def test_the_ratios_are_taken_within_each_round():
     assert quiet["passive"]["epoch_s"] == {"median": 1.5, "min": 1.0, "max": 4.0}
     assert quiet["default"]["threads_used"] == {"median": 2.0, "min": 2.0, "max": 2.0}
     assert loaded["default"]["ratio"] == {"median": 3.0, "min": 3.0, "max": 3.0}  # the stopped worker's round left out
-    assert loaded["default"]["failed"] == ["not finished in 9 s"]
+    assert loaded["default"]["failed"] == ["not finished in 9 s"] and loaded["default"]["modes"] == ["compiled"]
     md = markdown(r)
     assert md.startswith("# OpenMP's wait policy and the `--fast` epoch on Some CPU (avx2)\n")
     assert f"| {SETTINGS['default'][0]} | 1.25 (1.00-1.50) | 2.50 (2.00-3.00) | 2.00 (2.00-2.00) | 0.75x (0.50-1.00) |" in md
     assert f"| {SETTINGS['default'][0]} (1 failed: not finished in 9 s) | 9.00 (9.00-9.00) |" in md
+    r["rounds"][0]["quiet"]["default"]["mode"] = "eager"  # a worker whose compiled step fell back
+    r["summary"] = summarize(r)
+    assert f"| {SETTINGS['default'][0]} (the step ran compiled and eager) | 1.25 (1.00-1.50) |" in markdown(r)
+
+
+def test_a_worker_without_a_record_is_a_failed_row(monkeypatch):
+    class Done:
+        returncode, stdout, stderr = 0, "", ""
+    monkeypatch.setattr(bench_threads.subprocess, "run", lambda *a, **k: Done())
+    assert bench_threads.run_worker("passive", {}, 5) == {"error": "the worker printed no record"}
 
 
 @pytest.mark.parametrize("argv", [["--rounds", "0"], ["--busy", "-1"], ["--settings", "passive", "passive"],
