@@ -102,7 +102,7 @@ def choice_check(fast_step: Optional[dict], onednn_over_mm: Optional[dict]) -> O
     """What ``--fast`` chose for its products (its record, ``fast_step``) against the epoch-long
     timing of ``--fast`` with each backend forced (``onednn_over_mm``: oneDNN's epoch over
     ``torch.mm``'s, round by round): ``agrees`` True or False where every round favours one
-    backend, None where the rounds split (the two are within the machine's noise)."""
+    backend, None where the rounds do not all favour the same one."""
     if not fast_step or not onednn_over_mm:
         return None
     if onednn_over_mm["max"] < 1.0:
@@ -121,7 +121,7 @@ def _choice_line(c: Optional[dict]) -> List[str]:
         return []
     names = {"onednn": "oneDNN", "mm": "`torch.mm`"}
     timed = ", ".join(f"{names.get(n, n)} {ms:.3g} ms" for n, ms in sorted((c["ms"] or {}).items(), key=lambda i: i[1]))
-    verdict = ("the rounds split, so the two are within this machine's noise" if c["agrees"] is None
+    verdict = ("the rounds do not all favour one backend" if c["agrees"] is None
                else f"every round favours {names[c['faster']]}: the choice "
                + ("agrees with the epoch-long timing" if c["agrees"] else "**disagrees** with the epoch-long timing"))
     return [f"- `--fast`'s GEMM: it chose {names.get(c['chose'], c['chose'])} ({c['chosen_by']}"
