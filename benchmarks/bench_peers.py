@@ -166,16 +166,22 @@ class _Timed:
         return {"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu, "steps": n}
 
 
-def _order(num: int, seed: int, steps: int, batch: int) -> torch.Tensor:
+def binary_rows(x: torch.Tensor) -> torch.Tensor:
+    """The rows every system trains on: ``x`` as float32, grey levels binarized once (a fixed
+    generator, so every process draws the same), contiguous (a stored set may be column-major)."""
+    x = x.float()
+    if not bool(((x == 0) | (x == 1)).all()):
+        x = torch.bernoulli(x, generator=torch.Generator().manual_seed(0))
+    return x.contiguous()
+
+
+def epoch_order(num: int, seed: int, steps: int, batch: int) -> torch.Tensor:
     return torch.from_numpy(np.random.RandomState(seed).permutation(num)[:steps * batch].astype(np.int64))
 
 
 def run_peers(args, command: str, log=print) -> dict:
     dataset = load_dataset(args.dataset, args.data_dir, download=False, log=log)
-    x = dataset.train_x.float()
-    if not bool(((x == 0) | (x == 1)).all()):  # grey levels: one static binarization, the same for all
-        x = torch.bernoulli(x, generator=torch.Generator().manual_seed(0))
-    x = x.contiguous()  # rows as a PyTorch user holds them (the stored set may be column-major)
+    x = binary_rows(dataset.train_x)
     num, x_dim = x.shape
     steps = num // args.batch_size if args.max_steps is None else min(num // args.batch_size, args.max_steps)
     if steps < 1:
@@ -212,14 +218,14 @@ def run_peers(args, command: str, log=print) -> dict:
             if workers.running:
                 systems[t].append(workers.system(t))
             log(f"{t} thread(s): warm-up epoch of {len(systems[t])} systems")
-            order = _order(num, 0, steps, args.batch_size)
+            order = epoch_order(num, 0, steps, args.batch_size)
             with held_to(core if t == 1 else None):
                 result["warmup"][t] = {s.name: {**s.epoch(x, 0, order, args.batch_size),
                                                 **_mode(s)} for s in systems[t]}
                 for s in systems[t]:
                     s.steps(fixed, 2)
         for r in range(args.rounds):
-            order = _order(num, r + 1, steps, args.batch_size)
+            order = epoch_order(num, r + 1, steps, args.batch_size)
             record = {"round": r + 1, "epochs": {}, "steps": {}}
             for t in args.threads:
                 torch.set_num_threads(t)

@@ -33,6 +33,7 @@ from pyrovae.environment import versions
 from pyrovae.errors import DataError
 from pyrovae.training.files import write_report
 
+from .bench_peers_report import _stat, _x
 from .host import ENVIRONMENT, cpu_slug, describe, machine
 
 #: name -> (what the report calls it, the environment's OpenMP settings; None: removed)
@@ -48,7 +49,6 @@ _BUSY = "while True:\n    pass\n"
 def worker(argv: List[str]) -> int:
     """One setting's process: train the VAE with ``--fast`` (one warm-up epoch, then the timed
     ones) and print ``{"epochs": [[wall s, CPU s], ...], "mode", "fast_step", "environment"}``."""
-    import numpy as np
     import torch
 
     from pyrovae.data.datasets import load_dataset
@@ -57,20 +57,18 @@ def worker(argv: List[str]) -> int:
     from pyrovae.infer.svi import EpochState, make_optimizer, run_epoch
     from pyrovae.model.vae import VAE
 
+    from .bench_peers import binary_rows, epoch_order
+
     a = json.loads(argv[0])
     torch.set_num_threads(a["threads"])
-    x = load_dataset(a["dataset"], a["data_dir"], download=False, log=lambda line: None).train_x.float()
-    if not bool(((x == 0) | (x == 1)).all()):  # grey levels: one static binarization, the same in every worker
-        x = torch.bernoulli(x, generator=torch.Generator().manual_seed(0))
-    x = x.contiguous()
+    x = binary_rows(load_dataset(a["dataset"], a["data_dir"], download=False, log=lambda line: None).train_x)
     steps = min(len(x) // a["batch_size"], a["max_steps"] or len(x))
     torch.manual_seed(0)
     vae = VAE(x.shape[1], a["z_dim"], tuple(a["hidden"]))
     step = CompiledSVIStep(vae, make_elbo("trace"), make_optimizer(vae.parameters(), 1e-3))
     epochs = []
     for e in range(a["epochs"] + 1):  # epoch 0: the warm-up
-        order = torch.from_numpy(np.random.RandomState(e).permutation(len(x))[:steps * a["batch_size"]].astype(np.int64))
-        state = EpochState(order, 0, torch.zeros(()), torch.full((), -1, dtype=torch.long))
+        state = EpochState(epoch_order(len(x), e, steps, a["batch_size"]), 0, torch.zeros(()), torch.full((), -1, dtype=torch.long))
         wall, cpu = time.perf_counter(), time.process_time()
         run_epoch(step, x, state, a["batch_size"])
         epochs.append([time.perf_counter() - wall, time.process_time() - cpu])
@@ -116,10 +114,6 @@ def stop(processes: List[subprocess.Popen]) -> None:
         p.wait()
 
 
-def _stat(values: List[float]) -> Optional[dict]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)} if values else None
-
-
 def summarize(r: dict) -> dict:
     """Per condition, per setting: epoch wall and CPU seconds (every timed epoch of every round),
     threads used (CPU s / wall s), and the ratio to the first setting (medians within each round)."""
@@ -143,10 +137,6 @@ def summarize(r: dict) -> dict:
     return out
 
 
-def _x(s: Optional[dict], suffix: str = "x") -> str:
-    return "-" if not s else f"{s['median']:.2f}{suffix} ({s['min']:.2f}-{s['max']:.2f})"
-
-
 def markdown(r: dict) -> str:
     p, m = r["protocol"], r["machine"]
     names = {s: SETTINGS[s][0] for s in p["settings"]}
@@ -166,8 +156,8 @@ def markdown(r: dict) -> str:
         for setting, s in rows.items():
             failed = f" ({len(s['failed'])} failed: {s['failed'][0]})" if s["failed"] else ""
             failed += "" if s["modes"] in ([], ["compiled"]) else f" (the step ran {' and '.join(s['modes'])})"
-            lines.append(f"| {names[setting]}{failed} | {_x(s['epoch_s'], '')} | {_x(s['epoch_cpu_s'], '')} | "
-                         f"{_x(s['threads_used'], '')} | {_x(s['ratio'])} |")
+            lines.append(f"| {names[setting]}{failed} | {_x(s['epoch_s'], 2, '')} | {_x(s['epoch_cpu_s'], 2, '')} | "
+                         f"{_x(s['threads_used'], 2, '')} | {_x(s['ratio'])} |")
         lines.append("")
     lines += [f"Command: `{r['command']}`", ""]
     return "\n".join(lines)
