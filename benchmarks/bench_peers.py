@@ -167,8 +167,7 @@ class _Timed:
 
 
 def binary_rows(x: torch.Tensor) -> torch.Tensor:
-    """The rows every system trains on: ``x`` as float32, grey levels binarized once (a fixed
-    generator, so every process draws the same), contiguous (a stored set may be column-major)."""
+    """``x`` as float32, grey levels binarized once by a fixed generator (every process draws the same), contiguous."""
     x = x.float()
     if not bool(((x == 0) | (x == 1)).all()):
         x = torch.bernoulli(x, generator=torch.Generator().manual_seed(0))
